@@ -1,0 +1,48 @@
+//! The `metallb.io` API, field for field, so existing MetalLB manifests apply unchanged.
+//!
+//! Spec fields stay as the user wrote them (addresses and durations are strings): parsing and
+//! every cross-object rule live in `crate::config`, which reports all problems at once instead of
+//! the API server rejecting the first.
+
+mod bfdprofile;
+mod bgpadvertisement;
+pub mod bgppeer;
+mod community;
+mod ipaddresspool;
+mod l2advertisement;
+mod status;
+
+pub use bfdprofile::{BFDProfile, BFDProfileSpec};
+pub use bgpadvertisement::{BGPAdvertisement, BGPAdvertisementSpec};
+pub use bgppeer::v1beta2::{BGPPeer, BGPPeerSpec, DynamicASNMode, SecretReference};
+pub use community::{Community, CommunityAlias, CommunitySpec};
+pub use ipaddresspool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
+pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec, PreferredNodeSelector};
+pub use status::{
+    ConfigurationState, ConfigurationStateStatus, ServiceBGPStatus, ServiceBGPStatusStatus,
+    ServiceL2Status, ServiceL2StatusStatus,
+};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::CustomResourceExt;
+
+/// The API group every ferrolb kind lives in (MetalLB's, so manifests are interchangeable).
+pub const GROUP: &str = "metallb.io";
+
+/// Namespace the config kinds must live in unless told otherwise (MetalLB's default).
+pub const DEFAULT_NAMESPACE: &str = "metallb-system";
+
+/// Every CRD ferrolb installs, in a stable order (file names in `crds/` follow it).
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        BFDProfile::crd(),
+        BGPAdvertisement::crd(),
+        bgppeer::crd(),
+        Community::crd(),
+        ConfigurationState::crd(),
+        IPAddressPool::crd(),
+        L2Advertisement::crd(),
+        ServiceBGPStatus::crd(),
+        ServiceL2Status::crd(),
+    ]
+}

@@ -1,0 +1,100 @@
+//! Command-line wiring for the offline commands: file reading and exit codes only.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::api;
+use crate::plan::{self, Format, Inputs, Options};
+
+/// Valid configuration (pending Services included).
+const EXIT_OK: u8 = 0;
+/// The configuration is invalid.
+const EXIT_INVALID: u8 = 1;
+/// Usage or read error (clap uses 2 for usage errors too).
+const EXIT_READ: u8 = 2;
+
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// Manifest files or directories (multi-document YAML). Directories are read for *.yaml,
+    /// *.yml and *.json files, sorted by name.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Descend into subdirectories.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Format,
+    /// Namespace the configuration objects live in.
+    #[arg(long, default_value = api::DEFAULT_NAMESPACE, env = "FERROLB_NAMESPACE")]
+    pub namespace: String,
+    /// Serve only Services with this loadBalancerClass (default: only Services without one).
+    #[arg(long = "lb-class")]
+    pub lb_class: Option<String>,
+}
+
+pub fn plan(args: &PlanArgs) -> ExitCode {
+    let mut inputs = Inputs::new(&args.namespace);
+    let mut files = Vec::new();
+    for path in &args.files {
+        if let Err(e) = collect(path, args.recursive, &mut files) {
+            eprintln!("ferrolb: {}: {e}", path.display());
+            return ExitCode::from(EXIT_READ);
+        }
+    }
+    for file in &files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("ferrolb: {}: {e}", file.display());
+                return ExitCode::from(EXIT_READ);
+            }
+        };
+        if let Err(e) = inputs.add_yaml(&file.display().to_string(), &text) {
+            eprintln!("ferrolb: {e}");
+            return ExitCode::from(EXIT_READ);
+        }
+    }
+    for note in &inputs.notes {
+        eprintln!("ferrolb: warning: {note}");
+    }
+    let plan = plan::plan(&inputs, &Options { lb_class: args.lb_class.clone() });
+    print(&plan::render(&plan, args.output));
+    ExitCode::from(if plan.is_valid() { EXIT_OK } else { EXIT_INVALID })
+}
+
+fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if !path.is_dir() {
+        // Reading it reports a missing file with the OS's words.
+        std::fs::metadata(path)?;
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            if recursive {
+                collect(&entry, recursive, out)?;
+            }
+        } else if entry.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+pub fn crds() -> ExitCode {
+    let mut out = String::new();
+    for crd in api::all_crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd).expect("CRDs serialise"));
+    }
+    print(&out);
+    ExitCode::from(EXIT_OK)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}

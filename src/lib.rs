@@ -1,0 +1,11 @@
+//! ferrolb: LoadBalancer Services for bare-metal Kubernetes, speaking MetalLB's API.
+//!
+//! Pure rooms (`config`, `allocator`, `service`, `plan`) never touch kube clients, sockets or
+//! the clock; `tests/integration/purity.rs` enforces it. Roles wire them to the world.
+
+pub mod allocator;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod plan;
+pub mod service;

@@ -1,0 +1,28 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ferrolb::cli;
+
+#[derive(Parser)]
+#[command(name = "ferrolb", version, about = "LoadBalancer Services for bare-metal Kubernetes, speaking MetalLB's API")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show, without a cluster, what ferrolb would allocate for a set of manifests.
+    Plan(cli::PlanArgs),
+    /// Print the CustomResourceDefinitions ferrolb installs.
+    Crds,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Command::Plan(a) => cli::plan(&a),
+        Command::Crds => cli::crds(),
+    }
+}

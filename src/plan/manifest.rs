@@ -1,0 +1,132 @@
+//! Multi-document YAML manifests into the objects `plan` works on.
+//!
+//! Decoding a known kind with the wrong shape is a configuration error (it names the object and
+//! the field path); YAML that cannot be read at all is a read error.
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api;
+use crate::config::{ClusterObjects, ConfigError};
+
+/// Everything read from the manifests.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub objects: ClusterObjects,
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    /// Objects of a known kind that could not be decoded.
+    pub decode_errors: Vec<ConfigError>,
+    /// Documents skipped (unknown kinds) and similar notes.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{source_name}: not valid YAML: {message}")]
+    Yaml { source_name: String, message: String },
+    #[error("{source_name}: document {index}: {message}")]
+    Document { source_name: String, index: usize, message: String },
+}
+
+impl Inputs {
+    pub fn new(namespace: &str) -> Inputs {
+        Inputs { objects: ClusterObjects::new(namespace), ..Default::default() }
+    }
+
+    /// Adds every document of one YAML text; `source_name` is used in messages.
+    pub fn add_yaml(&mut self, source_name: &str, text: &str) -> Result<(), ManifestError> {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
+        for (i, doc) in docs.into_iter().enumerate() {
+            self.add_document(source_name, i + 1, doc)?;
+        }
+        Ok(())
+    }
+
+    fn add_document(&mut self, source_name: &str, index: usize, doc: Value) -> Result<(), ManifestError> {
+        let bad = |message: String| ManifestError::Document { source_name: source_name.to_string(), index, message };
+        let obj = match doc {
+            Value::Null => return Ok(()),
+            Value::Object(map) => map,
+            other => return Err(bad(format!("expected a Kubernetes object, found {}", kind_of_value(&other)))),
+        };
+        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        if kind.is_empty() || api_version.is_empty() {
+            return Err(bad("missing apiVersion or kind".into()));
+        }
+        let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+        let doc = Value::Object(obj);
+        let group = api_version.split_once('/').map_or("", |(g, _)| g);
+        let o = &mut self.objects;
+        let errs = &mut self.decode_errors;
+        match (group, api_version.as_str(), kind.as_str()) {
+            (_, _, "List") if api_version == "v1" => {
+                let items = doc.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                for item in items {
+                    self.add_document(source_name, index, item)?;
+                }
+            }
+            (api::GROUP, _, "IPAddressPool") => push(&mut o.pools, decode(doc, &kind, &name, errs)),
+            (api::GROUP, _, "L2Advertisement") => push(&mut o.l2_advertisements, decode(doc, &kind, &name, errs)),
+            (api::GROUP, _, "BGPAdvertisement") => push(&mut o.bgp_advertisements, decode(doc, &kind, &name, errs)),
+            (api::GROUP, _, "BFDProfile") => push(&mut o.bfd_profiles, decode(doc, &kind, &name, errs)),
+            (api::GROUP, _, "Community") => push(&mut o.communities, decode(doc, &kind, &name, errs)),
+            (api::GROUP, "metallb.io/v1beta1", "BGPPeer") => {
+                let old: Option<api::bgppeer::v1beta1::BGPPeer> = decode(doc, &kind, &name, errs);
+                if let Some(old) = old {
+                    let mut new = api::BGPPeer::new(&name, old.spec.upgrade());
+                    new.metadata = old.metadata;
+                    o.peers.push(new);
+                }
+            }
+            (api::GROUP, _, "BGPPeer") => push(&mut o.peers, decode(doc, &kind, &name, errs)),
+            (api::GROUP, _, "ServiceL2Status" | "ServiceBGPStatus" | "ConfigurationState") => {}
+            ("", "v1", "Service") => push(&mut self.services, decode(doc, &kind, &name, errs)),
+            ("", "v1", "Namespace") => push(&mut o.namespaces, decode(doc, &kind, &name, errs)),
+            ("", "v1", "Node") => push(&mut o.nodes, decode(doc, &kind, &name, errs)),
+            ("", "v1", "Secret") => push(&mut o.secrets, decode::<Secret>(doc, &kind, &name, errs)),
+            ("discovery.k8s.io", _, "EndpointSlice") => push(&mut self.endpoint_slices, decode(doc, &kind, &name, errs)),
+            _ => self.notes.push(format!("{source_name}: document {index}: skipped {api_version} {kind} {name:?}")),
+        }
+        Ok(())
+    }
+}
+
+fn push<T>(list: &mut Vec<T>, item: Option<T>) {
+    list.extend(item);
+}
+
+fn decode<T: DeserializeOwned>(doc: Value, kind: &str, name: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(doc) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            errors.push(ConfigError {
+                kind: kind.to_string(),
+                name: name.to_string(),
+                field: if path == "." { "(object)".into() } else { path },
+                message: e.into_inner().to_string(),
+                transient: false,
+            });
+            None
+        }
+    }
+}
+
+fn kind_of_value(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
