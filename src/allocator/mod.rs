@@ -7,6 +7,10 @@
 
 mod converge;
 mod free;
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod props;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;

@@ -164,19 +164,23 @@ impl AddrRange {
 
     /// The minimal list of CIDRs covering exactly this range, ascending.
     pub fn to_cidrs(&self) -> Vec<IpNet> {
+        // Offset of the last address in a block of 2^host_bits addresses (128 bits would overflow
+        // a shift).
+        fn span(host_bits: u32) -> u128 {
+            if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 }
+        }
         let bits = self.family.bits() as u32;
         let mut out = Vec::new();
         let mut start = self.first;
         loop {
             // Largest block aligned at `start` that does not run past `last`.
-            let align = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
-            let mut host_bits = align;
-            while host_bits > 0 && start + ((1u128 << host_bits) - 1) > self.last {
+            let mut host_bits = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
+            while host_bits > 0 && span(host_bits) > self.last - start {
                 host_bits -= 1;
             }
             let ip = from_u128(self.family, start);
             out.push(IpNet::new(ip, (bits - host_bits) as u8).expect("prefix within family"));
-            let end = start + if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+            let end = start + span(host_bits);
             if end >= self.last {
                 return out;
             }
