@@ -34,6 +34,7 @@ pub mod v1beta2 {
         pub peer_asn: Option<u32>,
         /// Accept whatever AS the peer announces, as long as it is internal or external.
         #[serde(default, rename = "dynamicASN", skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "dynamic_asn_schema")]
         pub dynamic_asn: Option<DynamicASNMode>,
         /// Present this AS to the peer instead of myASN (`local-as N no-prepend replace-as`).
         #[serde(default, rename = "localASN", skip_serializing_if = "Option::is_none")]
@@ -93,6 +94,10 @@ pub mod v1beta2 {
         /// Carry both address families over this session.
         #[serde(default)]
         pub dual_stack_address_family: bool,
+    }
+
+    fn dynamic_asn_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::api::string_enum(&["internal", "external"])
     }
 
     #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -32,6 +32,12 @@ pub const GROUP: &str = "metallb.io";
 /// Namespace the config kinds must live in unless told otherwise (MetalLB's default).
 pub const DEFAULT_NAMESPACE: &str = "metallb-system";
 
+/// Schema of an optional string enum: the derive would add `null` to the enum values, which
+/// readers of the CRD (and `kubectl explain`) show as a valid choice.
+pub(crate) fn string_enum(values: &[&str]) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "enum": values })
+}
+
 /// Every CRD ferrolb installs, in a stable order (file names in `crds/` follow it).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![

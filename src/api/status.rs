@@ -90,12 +90,17 @@ pub struct ConfigurationStateSpec {}
 #[serde(rename_all = "camelCase")]
 pub struct ConfigurationStateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "result_schema")]
     pub result: Option<ConfigurationResult>,
     /// Newline-separated messages of the failing conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_summary: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+fn result_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::api::string_enum(&["Valid", "Invalid", "Unknown"])
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

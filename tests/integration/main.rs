@@ -1,1 +1,17 @@
+//! One integration test binary (one link step); each module checks its own preconditions and
+//! prints `skipped: <why>` when it cannot run here.
 
+mod cli;
+mod crds;
+mod examples;
+mod purity;
+
+use std::path::{Path, PathBuf};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn ferrolb_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ferrolb"))
+}
