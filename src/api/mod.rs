@@ -38,9 +38,22 @@ pub(crate) fn string_enum(values: &[&str]) -> schemars::Schema {
     schemars::json_schema!({ "type": "string", "enum": values })
 }
 
+/// Kinds whose spec fields are all optional. MetalLB's docs apply them with no `spec` at all
+/// (an L2Advertisement for every pool is just a name), so their CRDs default `spec` to `{}`
+/// instead of requiring it, and offline decoding applies the same default.
+pub const OPTIONAL_SPEC_KINDS: &[&str] = &[
+    "BFDProfile",
+    "BGPAdvertisement",
+    "Community",
+    "ConfigurationState",
+    "L2Advertisement",
+    "ServiceBGPStatus",
+    "ServiceL2Status",
+];
+
 /// Every CRD ferrolb installs, in a stable order (file names in `crds/` follow it).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         BFDProfile::crd(),
         BGPAdvertisement::crd(),
         bgppeer::crd(),
@@ -50,5 +63,32 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         L2Advertisement::crd(),
         ServiceBGPStatus::crd(),
         ServiceL2Status::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        if OPTIONAL_SPEC_KINDS.contains(&crd.spec.names.kind.as_str()) {
+            default_empty_spec(crd);
+        }
+    }
+    crds
+}
+
+/// kube's derive always requires `spec`; the API server's structural defaulting fills it in
+/// when we say `default: {}`, so stored objects always carry one.
+fn default_empty_spec(crd: &mut CustomResourceDefinition) {
+    for version in &mut crd.spec.versions {
+        let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) else {
+            continue;
+        };
+        if let Some(required) = root.required.as_mut() {
+            required.retain(|r| r != "spec");
+            if required.is_empty() {
+                root.required = None;
+            }
+        }
+        if let Some(spec) = root.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+            spec.default = Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                serde_json::json!({}),
+            ));
+        }
+    }
 }

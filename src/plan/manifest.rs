@@ -8,6 +8,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::legacy;
 use crate::api;
 use crate::config::{ClusterObjects, ConfigError};
 
@@ -55,12 +56,22 @@ impl Inputs {
             Value::Object(map) => map,
             other => return Err(bad(format!("expected a Kubernetes object, found {}", kind_of_value(&other)))),
         };
+        if legacy::looks_legacy(&obj) {
+            let n = legacy::convert(Value::Object(obj), &mut self.objects).map_err(|e| bad(format!("legacy MetalLB configuration: {e}")))?;
+            self.notes.push(format!("{source_name}: document {index}: legacy MetalLB configuration converted into {n} objects"));
+            return Ok(());
+        }
         let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
         if kind.is_empty() || api_version.is_empty() {
             return Err(bad("missing apiVersion or kind".into()));
         }
         let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+        let mut obj = obj;
+        if api_version.starts_with(api::GROUP) && api::OPTIONAL_SPEC_KINDS.contains(&kind.as_str()) {
+            // The same default the CRD gives the API server.
+            obj.entry("spec").or_insert_with(|| Value::Object(Default::default()));
+        }
         let doc = Value::Object(obj);
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
         let o = &mut self.objects;
@@ -87,6 +98,15 @@ impl Inputs {
             }
             (api::GROUP, _, "BGPPeer") => push(&mut o.peers, decode(doc, &kind, &name, errs)),
             (api::GROUP, _, "ServiceL2Status" | "ServiceBGPStatus" | "ConfigurationState") => {}
+            ("", "v1", "ConfigMap") if name == "config" => {
+                // MetalLB <= 0.12 read its whole configuration from this ConfigMap.
+                let text = doc.pointer("/data/config").and_then(Value::as_str).unwrap_or("");
+                let inner: Value = serde_saphyr::from_str(text).map_err(|e| bad(format!("ConfigMap config: data.config: {e}")))?;
+                match inner {
+                    Value::Object(map) if legacy::looks_legacy(&map) => self.add_document(source_name, index, Value::Object(map))?,
+                    _ => self.notes.push(format!("{source_name}: document {index}: ConfigMap config has no MetalLB configuration")),
+                }
+            }
             ("", "v1", "Service") => push(&mut self.services, decode(doc, &kind, &name, errs)),
             ("", "v1", "Namespace") => push(&mut o.namespaces, decode(doc, &kind, &name, errs)),
             ("", "v1", "Node") => push(&mut o.nodes, decode(doc, &kind, &name, errs)),
@@ -111,11 +131,20 @@ fn decode<T: DeserializeOwned>(doc: Value, kind: &str, name: &str, errors: &mut 
                 kind: kind.to_string(),
                 name: name.to_string(),
                 field: if path == "." { "(object)".into() } else { path },
-                message: e.into_inner().to_string(),
+                message: hint(e.into_inner().to_string()),
                 transient: false,
             });
             None
         }
+    }
+}
+
+/// YAML 1.1, which kubectl also follows, reads unquoted y/n/yes/no/on/off as booleans.
+fn hint(message: String) -> String {
+    if message.starts_with("invalid type: boolean") && message.contains("expected a string") {
+        format!("{message} (quote the value: YAML reads unquoted y, n, yes, no, on and off as booleans)")
+    } else {
+        message
     }
 }
 

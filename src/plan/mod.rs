@@ -3,6 +3,7 @@
 //! Pure: manifests in ([`manifest::Inputs`]), a [`Plan`] out. The same config parser and the
 //! same allocator replay the controller uses at start-up, so what `plan` shows is what happens.
 
+mod legacy;
 pub mod manifest;
 mod render;
 

@@ -125,3 +125,20 @@ fn bgppeer_serves_both_versions_and_stores_v1beta2() {
     assert_eq!(kinds.len(), 9, "{kinds:?}");
     assert!(all_crds().iter().all(|c| c.spec.group == "metallb.io" && c.spec.scope == "Namespaced"));
 }
+
+#[test]
+fn kinds_documented_without_spec_do_not_require_one() {
+    for crd in all_crds() {
+        let kind = crd.spec.names.kind.clone();
+        for v in &crd.spec.versions {
+            let root = v.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).unwrap();
+            let requires_spec = root.required.iter().flatten().any(|r| r == "spec");
+            let must = matches!(kind.as_str(), "IPAddressPool" | "BGPPeer");
+            assert_eq!(requires_spec, must, "{kind}/{}", v.name);
+            if !must {
+                let spec = &root.properties.as_ref().unwrap()["spec"];
+                assert_eq!(spec.default.as_ref().map(|d| d.0.clone()), Some(serde_json::json!({})), "{kind}");
+            }
+        }
+    }
+}
