@@ -76,11 +76,12 @@ fn is_buggy(family: Family, v: u128) -> bool {
     family == Family::V4 && matches!(v & 0xff, 0 | 0xff)
 }
 
+/// Who holds one IP. Ports live in each holder's [`Allocation`] only; most IPs have one user.
 #[derive(Debug, Clone)]
 struct IpUse {
     pool: String,
     sharing: Option<(String, String)>,
-    users: BTreeMap<ServiceKey, BTreeSet<Port>>,
+    users: Vec<ServiceKey>,
 }
 
 /// Address counts of one pool, for its status and metrics. Serialised as decimal strings: a v6
@@ -185,10 +186,11 @@ impl Allocator {
     /// Whether `req` may hold `ip` beside whoever holds it now.
     fn check_shareable(&self, req: &Request, ip: IpAddr) -> Result<(), AllocError> {
         let Some(used) = self.ips.get(&ip) else { return Ok(()) };
-        let Some((holder, holder_ports)) = used.users.iter().find(|(k, _)| **k != req.key) else {
+        let mut others = used.users.iter().filter(|k| **k != req.key).peekable();
+        let Some(holder) = others.peek() else {
             return Ok(()); // only this Service holds it: it may even change its sharing key
         };
-        let in_use = |why| Err(AllocError::InUse { ip, holder: holder.clone(), why });
+        let in_use = |why| Err(AllocError::InUse { ip, holder: (*holder).clone(), why });
         match (&used.sharing, req.sharing()) {
             (None, _) => return in_use("not shared"),
             (Some(_), None) => return in_use("this Service has no allow-shared-ip key"),
@@ -198,16 +200,12 @@ impl Allocator {
             }
             _ => {}
         }
-        for (other, ports) in used.users.iter().filter(|(k, _)| **k != req.key) {
+        for other in others {
+            let ports = &self.allocations.get(other).expect("every user has an allocation").ports;
             if let Some(p) = ports.intersection(&req.ports).next() {
-                return Err(AllocError::InUse {
-                    ip,
-                    holder: other.clone(),
-                    why: port_clash(p),
-                });
+                return Err(AllocError::InUse { ip, holder: other.clone(), why: port_clash(p) });
             }
         }
-        let _ = holder_ports;
         Ok(())
     }
 
@@ -341,9 +339,9 @@ impl Allocator {
             let used = self.ips.entry(*ip).or_insert_with(|| {
                 state.free[fi(family)].take(v);
                 state.in_use[fi(family)] += 1;
-                IpUse { pool: a.pool.clone(), sharing: a.sharing.clone(), users: BTreeMap::new() }
+                IpUse { pool: a.pool.clone(), sharing: a.sharing.clone(), users: Vec::new() }
             });
-            if used.users.is_empty() || used.users.keys().all(|k| k == key) {
+            if used.users.iter().all(|k| k == key) {
                 // Sole holder: its sharing identity is the IP's.
                 if let Some((k, b)) = &used.sharing {
                     if let Some(set) = state.shared.get_mut(&(family, k.clone(), b.clone())) {
@@ -355,7 +353,9 @@ impl Allocator {
             if let Some((k, b)) = &used.sharing {
                 state.shared.entry((family, k.clone(), b.clone())).or_default().insert(v);
             }
-            used.users.insert(key.clone(), a.ports.clone());
+            if !used.users.contains(key) {
+                used.users.push(key.clone());
+            }
         }
         self.allocations.insert(key.clone(), a);
     }
@@ -365,7 +365,7 @@ impl Allocator {
         let a = self.allocations.remove(key)?;
         for ip in &a.ips {
             let Some(used) = self.ips.get_mut(ip) else { continue };
-            used.users.remove(key);
+            used.users.retain(|k| k != key);
             if !used.users.is_empty() {
                 continue;
             }
