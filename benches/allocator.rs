@@ -19,7 +19,10 @@ use ferrolb::service::{Protocol, Request};
 fn pools(entries: &[(&str, &[&str])]) -> BTreeMap<String, Pool> {
     let mut objects = ClusterObjects::new("metallb-system");
     for (name, addrs) in entries {
-        let spec = IPAddressPoolSpec { addresses: addrs.iter().map(|a| a.to_string()).collect(), ..Default::default() };
+        let spec = IPAddressPoolSpec {
+            addresses: addrs.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        };
         objects.pools.push(IPAddressPool::new(name, spec));
     }
     config::parse(&objects).result.expect("bench pools are valid").pools
@@ -101,7 +104,12 @@ fn run(pools: &BTreeMap<String, Pool>, reqs: &[Request]) -> Run {
     let outcomes = rebuild(&mut fresh, &held);
     let replan_us = t.elapsed().as_secs_f64() * 1e6 / n;
     for r in &held {
-        assert_eq!(outcomes[&r.key].allocation.as_ref().map(|a| &a.ips), Some(&r.current_ips), "{} moved", r.key);
+        assert_eq!(
+            outcomes[&r.key].allocation.as_ref().map(|a| &a.ips),
+            Some(&r.current_ips),
+            "{} moved",
+            r.key
+        );
     }
     Run { state_bytes, allocate_us, release_us, replan_us }
 }
@@ -110,7 +118,11 @@ fn main() {
     let scenarios: Vec<(&str, BTreeMap<String, Pool>, Vec<Family>)> = vec![
         ("v4-/16x2", pools(&[("a", &["10.0.0.0/16"]), ("b", &["10.1.0.0/16"])]), vec![Family::V4]),
         ("v6-/64", pools(&[("v6", &["2001:db8::/64"])]), vec![Family::V6]),
-        ("dual-/16+/64", pools(&[("dual", &["10.2.0.0/15", "2001:db8:1::/64"])]), vec![Family::V4, Family::V6]),
+        (
+            "dual-/16+/64",
+            pools(&[("dual", &["10.2.0.0/15", "2001:db8:1::/64"])]),
+            vec![Family::V4, Family::V6],
+        ),
     ];
     println!(
         "{:<14} {:>8} {:>12} {:>11} {:>10} {:>12} {:>9}",
@@ -124,14 +136,24 @@ fn main() {
             let r = run(pools, &reqs);
             println!(
                 "{name:<14} {n:>8} {:>12.2} {:>11.2} {:>10.2} {:>12.0} {:>9.1}",
-                r.allocate_us, r.release_us, r.replan_us, r.state_bytes, peak_rss_mib()
+                r.allocate_us,
+                r.release_us,
+                r.replan_us,
+                r.state_bytes,
+                peak_rss_mib()
             );
             per_op.push(r.allocate_us);
             if n == 100_000 {
                 worst_100k = worst_100k.max(r.allocate_us);
             }
         }
-        println!("{name:<14} scaling 10k->100k per-allocation cost ratio={:.2} (1.00 = linear total time)", per_op[1] / per_op[0]);
+        println!(
+            "{name:<14} scaling 10k->100k per-allocation cost ratio={:.2} (1.00 = linear total time)",
+            per_op[1] / per_op[0]
+        );
     }
-    println!("allocator worst_allocate_us_at_100k={worst_100k:.2} target<10 {}", if worst_100k < 10.0 { "ok" } else { "MISSED" });
+    println!(
+        "allocator worst_allocate_us_at_100k={worst_100k:.2} target<10 {}",
+        if worst_100k < 10.0 { "ok" } else { "MISSED" }
+    );
 }

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use ferrolb::cli;
 
 #[derive(Parser)]
-#[command(name = "ferrolb", version, about = "LoadBalancer Services for bare-metal Kubernetes, speaking MetalLB's API")]
+#[command(
+    name = "ferrolb",
+    version,
+    about = "LoadBalancer Services for bare-metal Kubernetes, speaking MetalLB's API"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

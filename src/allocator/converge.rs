@@ -63,7 +63,9 @@ pub fn converge(alloc: &mut Allocator, req: &Request, mode: Mode) -> Outcome {
         None => req.current_ips.clone(),
     };
     if !held.is_empty() {
-        match still_valid(alloc, req, &held).and_then(|()| alloc.assign(req, &held).map_err(|e| e.to_string())) {
+        match still_valid(alloc, req, &held)
+            .and_then(|()| alloc.assign(req, &held).map_err(|e| e.to_string()))
+        {
             Ok(mut a) => {
                 if mode == Mode::Full && req.prefer_dual_stack && a.ips.len() == 1 {
                     add_missing_family(alloc, req, &mut a, &mut events);
@@ -72,12 +74,19 @@ pub fn converge(alloc: &mut Allocator, req: &Request, mode: Mode) -> Outcome {
             }
             Err(why) => {
                 alloc.release(&req.key);
-                events.push(Event::normal("ClearAssignment", format!("current IP {} cleared: {why}", join(&held))));
+                events.push(Event::normal(
+                    "ClearAssignment",
+                    format!("current IP {} cleared: {why}", join(&held)),
+                ));
             }
         }
     }
     if mode == Mode::KeepOnly {
-        return Outcome { allocation: None, pending: Some("waiting for Services that hold IPs".into()), events };
+        return Outcome {
+            allocation: None,
+            pending: Some("waiting for Services that hold IPs".into()),
+            events,
+        };
     }
     let result = if req.requested_ips.is_empty() {
         alloc.allocate(req)
@@ -93,7 +102,11 @@ pub fn converge(alloc: &mut Allocator, req: &Request, mode: Mode) -> Outcome {
             let reason = if req.requested_ips.is_empty() {
                 format!("Failed to allocate IP for {:?}: {e}", req.key)
             } else {
-                format!("Failed to allocate requested IP [{}] for {:?}: {e}", join(&req.requested_ips), req.key)
+                format!(
+                    "Failed to allocate requested IP [{}] for {:?}: {e}",
+                    join(&req.requested_ips),
+                    req.key
+                )
             };
             events.push(Event::warning("AllocationFailed", reason));
             Outcome { allocation: None, pending: Some(e.to_string()), events }
@@ -153,7 +166,9 @@ fn add_missing_family(alloc: &mut Allocator, req: &Request, a: &mut Allocation, 
 /// converged by name. The result depends only on the set of Services, not on their order.
 pub fn rebuild(alloc: &mut Allocator, requests: &[Request]) -> BTreeMap<ServiceKey, Outcome> {
     let mut holders: Vec<&Request> = requests.iter().filter(|r| !r.current_ips.is_empty()).collect();
-    holders.sort_by(|a, b| (a.created.is_none(), &a.created, &a.key).cmp(&(b.created.is_none(), &b.created, &b.key)));
+    holders.sort_by(|a, b| {
+        (a.created.is_none(), &a.created, &a.key).cmp(&(b.created.is_none(), &b.created, &b.key))
+    });
     let mut events: BTreeMap<ServiceKey, Vec<Event>> = BTreeMap::new();
     for req in holders {
         let out = converge(alloc, req, Mode::KeepOnly);
@@ -165,7 +180,8 @@ pub fn rebuild(alloc: &mut Allocator, requests: &[Request]) -> BTreeMap<ServiceK
     for req in all {
         // Keep-only already cleared an invalid IP; don't report that twice.
         let replay = Request { current_ips: Vec::new(), ..req.clone() };
-        let req = if alloc.allocation(&req.key).is_none() && events.contains_key(&req.key) { &replay } else { req };
+        let req =
+            if alloc.allocation(&req.key).is_none() && events.contains_key(&req.key) { &replay } else { req };
         let mut out = converge(alloc, req, Mode::Full);
         let mut evs = events.remove(&req.key).unwrap_or_default();
         evs.append(&mut out.events);

@@ -6,9 +6,9 @@
 //! that a restart never moves a valid IP, whatever order Services arrive in.
 
 mod converge;
-mod free;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod free;
 #[cfg(test)]
 mod props;
 
@@ -43,7 +43,9 @@ pub enum AllocError {
     RequestedPoolMismatch { ip: IpAddr, pool: String, requested: String },
     #[error("IPAddressPool {0:?} does not exist")]
     UnknownPool(String),
-    #[error("IPAddressPool {0:?} is not allowed for this Service (serviceAllocation namespaces or selectors)")]
+    #[error(
+        "IPAddressPool {0:?} is not allowed for this Service (serviceAllocation namespaces or selectors)"
+    )]
     PoolNotAllowed(String),
     #[error("{0} ends in .0 or .255 and pool {1:?} avoids such addresses (avoidBuggyIPs)")]
     Buggy(IpAddr, String),
@@ -216,7 +218,11 @@ impl Allocator {
         }
         let pool_name = self.pool_of_all(ips)?;
         if let Some(requested) = req.pool.as_ref().filter(|p| **p != pool_name) {
-            return Err(AllocError::RequestedPoolMismatch { ip: ips[0], pool: pool_name, requested: requested.clone() });
+            return Err(AllocError::RequestedPoolMismatch {
+                ip: ips[0],
+                pool: pool_name,
+                requested: requested.clone(),
+            });
         }
         let pool = &self.pools[&pool_name].pool;
         if !pool.admits(&req.namespace, &req.labels) {
@@ -228,7 +234,12 @@ impl Allocator {
             }
             self.check_shareable(req, *ip)?;
         }
-        let a = Allocation { pool: pool_name, ips: ips.to_vec(), ports: req.ports.clone(), sharing: req.sharing() };
+        let a = Allocation {
+            pool: pool_name,
+            ips: ips.to_vec(),
+            ports: req.ports.clone(),
+            sharing: req.sharing(),
+        };
         self.release(&req.key);
         self.insert(&req.key, a.clone());
         Ok(a)
@@ -274,7 +285,8 @@ impl Allocator {
         'tiers: for tier in &tiers {
             let pick = |fams: &[Family]| -> Option<(String, Vec<IpAddr>)> {
                 tier.iter().find_map(|name| {
-                    let ips: Option<Vec<IpAddr>> = fams.iter().map(|f| self.candidate(name, *f, req)).collect();
+                    let ips: Option<Vec<IpAddr>> =
+                        fams.iter().map(|f| self.candidate(name, *f, req)).collect();
                     ips.map(|ips| (name.to_string(), ips))
                 })
             };
@@ -322,7 +334,8 @@ impl Allocator {
             }
             let reuse = shared.and_then(|set| {
                 set.range(range.first..=range.last.min(free.unwrap_or(u128::MAX))).copied().find(|v| {
-                    !(avoid && is_buggy(family, *v)) && self.check_shareable(req, from_u128(family, *v)).is_ok()
+                    !(avoid && is_buggy(family, *v))
+                        && self.check_shareable(req, from_u128(family, *v)).is_ok()
                 })
             });
             if let Some(v) = [free, reuse].into_iter().flatten().min() {
@@ -343,10 +356,10 @@ impl Allocator {
             });
             if used.users.iter().all(|k| k == key) {
                 // Sole holder: its sharing identity is the IP's.
-                if let Some((k, b)) = &used.sharing {
-                    if let Some(set) = state.shared.get_mut(&(family, k.clone(), b.clone())) {
-                        set.remove(&v);
-                    }
+                if let Some((k, b)) = &used.sharing
+                    && let Some(set) = state.shared.get_mut(&(family, k.clone(), b.clone()))
+                {
+                    set.remove(&v);
                 }
                 used.sharing = a.sharing.clone();
             }
@@ -374,10 +387,10 @@ impl Allocator {
             if let Some(state) = self.pools.get_mut(&used.pool) {
                 state.free[fi(family)].give(v);
                 state.in_use[fi(family)] -= 1;
-                if let Some((k, b)) = used.sharing {
-                    if let Some(set) = state.shared.get_mut(&(family, k, b)) {
-                        set.remove(&v);
-                    }
+                if let Some((k, b)) = used.sharing
+                    && let Some(set) = state.shared.get_mut(&(family, k, b))
+                {
+                    set.remove(&v);
                 }
             }
         }
@@ -393,7 +406,8 @@ impl Allocator {
                 .iter()
                 .filter(|r| r.family == f)
                 .map(|r| {
-                    let buggy = if state.pool.avoid_buggy_ips { count_buggy(r.family, r.first, r.last) } else { 0 };
+                    let buggy =
+                        if state.pool.avoid_buggy_ips { count_buggy(r.family, r.first, r.last) } else { 0 };
                     r.size() - buggy
                 })
                 .fold(0u128, u128::saturating_add)

@@ -33,15 +33,42 @@ const POOL_SETS: usize = 3;
 /// Small pools so that exhaustion, sharing and shrinking all happen often.
 fn pool_set(i: usize) -> BTreeMap<String, Pool> {
     match i {
-        0 => pools(vec![pool("a", &["192.0.2.0/29", "2001:db8::/125"]), pool("b", &["198.51.100.0/30"]).for_namespace("ns1")]),
-        1 => pools(vec![pool("a", &["192.0.2.2-192.0.2.5", "2001:db8::/126"]), pool("c", &["203.0.113.0/30"]).priority(1).for_namespace("ns0")]),
-        _ => pools(vec![pool("a", &["192.0.2.0/28", "2001:db8::/124"]).avoid_buggy(), pool("m", &["198.51.100.8/30"]).manual()]),
+        0 => pools(vec![
+            pool("a", &["192.0.2.0/29", "2001:db8::/125"]),
+            pool("b", &["198.51.100.0/30"]).for_namespace("ns1"),
+        ]),
+        1 => pools(vec![
+            pool("a", &["192.0.2.2-192.0.2.5", "2001:db8::/126"]),
+            pool("c", &["203.0.113.0/30"]).priority(1).for_namespace("ns0"),
+        ]),
+        _ => pools(vec![
+            pool("a", &["192.0.2.0/28", "2001:db8::/124"]).avoid_buggy(),
+            pool("m", &["198.51.100.8/30"]).manual(),
+        ]),
     }
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (0..2usize, 0..4usize, prop::option::of(0..2u8), prop::option::of(0..2u8), 1..4u16, any::<bool>(), prop::option::of(0..3usize), prop::option::of(0..16u8))
-        .prop_map(|(ns, family, share, local, port, udp, pool, want)| Spec { ns, family, share, local, port, udp, pool, want })
+    (
+        0..2usize,
+        0..4usize,
+        prop::option::of(0..2u8),
+        prop::option::of(0..2u8),
+        1..4u16,
+        any::<bool>(),
+        prop::option::of(0..3usize),
+        prop::option::of(0..16u8),
+    )
+        .prop_map(|(ns, family, share, local, port, udp, pool, want)| Spec {
+            ns,
+            family,
+            share,
+            local,
+            port,
+            udp,
+            pool,
+            want,
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -75,7 +102,11 @@ fn request(i: usize, s: &Spec) -> Request {
     r
 }
 
-fn check_invariants(a: &Allocator, live: &BTreeMap<usize, Request>, pools: &BTreeMap<String, Pool>) -> Result<(), TestCaseError> {
+fn check_invariants(
+    a: &Allocator,
+    live: &BTreeMap<usize, Request>,
+    pools: &BTreeMap<String, Pool>,
+) -> Result<(), TestCaseError> {
     let by_key: BTreeMap<&str, &Request> = live.values().map(|r| (r.key.as_str(), r)).collect();
     let mut holders: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
     for (key, alloc) in a.allocations() {
@@ -86,10 +117,20 @@ fn check_invariants(a: &Allocator, live: &BTreeMap<usize, Request>, pools: &BTre
         prop_assert!(pool.admits(&req.namespace, &req.labels), "{key} in pool {} it may not use", pool.name);
         let fams: BTreeSet<Family> = alloc.ips.iter().map(Family::of).collect();
         let want: BTreeSet<Family> = req.families.iter().copied().collect();
-        prop_assert!(fams == want || (req.prefer_dual_stack && fams.len() == 1), "{key} families {fams:?} vs {want:?}");
+        prop_assert!(
+            fams == want || (req.prefer_dual_stack && fams.len() == 1),
+            "{key} families {fams:?} vs {want:?}"
+        );
         for ip in &alloc.ips {
-            prop_assert!(pool.ranges.iter().any(|r| r.contains(*ip)), "{key}: {ip} outside pool {}", pool.name);
-            prop_assert!(!(pool.avoid_buggy_ips && is_buggy(Family::of(ip), to_u128(*ip))), "{key}: buggy {ip}");
+            prop_assert!(
+                pool.ranges.iter().any(|r| r.contains(*ip)),
+                "{key}: {ip} outside pool {}",
+                pool.name
+            );
+            prop_assert!(
+                !(pool.avoid_buggy_ips && is_buggy(Family::of(ip), to_u128(*ip))),
+                "{key}: buggy {ip}"
+            );
             holders.entry(*ip).or_default().push(key);
         }
     }
@@ -103,13 +144,21 @@ fn check_invariants(a: &Allocator, live: &BTreeMap<usize, Request>, pools: &BTre
         for (i, r) in reqs.iter().enumerate() {
             prop_assert_eq!(&r.sharing(), &first, "{} shares {} under another key", r.key, ip);
             for other in &reqs[i + 1..] {
-                prop_assert!(r.ports.is_disjoint(&other.ports), "{} and {} clash on {}", r.key, other.key, ip);
+                prop_assert!(
+                    r.ports.is_disjoint(&other.ports),
+                    "{} and {} clash on {}",
+                    r.key,
+                    other.key,
+                    ip
+                );
             }
         }
     }
     for name in pools.keys() {
         let s = a.stats(name).unwrap();
-        let distinct = |f: Family| holders.keys().filter(|ip| Family::of(ip) == f && a.pool_of(**ip) == Some(name)).count() as u128;
+        let distinct = |f: Family| {
+            holders.keys().filter(|ip| Family::of(ip) == f && a.pool_of(**ip) == Some(name)).count() as u128
+        };
         prop_assert_eq!(s.assigned_v4, distinct(Family::V4));
         prop_assert_eq!(s.assigned_v6, distinct(Family::V6));
     }

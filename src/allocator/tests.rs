@@ -31,7 +31,8 @@ fn fills_entries_in_listed_order_from_their_first_address() {
 
 #[test]
 fn avoid_buggy_ips_skips_and_refuses_dot_zero_and_dot_255() {
-    let mut a = Allocator::new(&pools(vec![pool("p", &["192.0.2.255-192.0.3.1", "198.51.100.0/24"]).avoid_buggy()]));
+    let mut a =
+        Allocator::new(&pools(vec![pool("p", &["192.0.2.255-192.0.3.1", "198.51.100.0/24"]).avoid_buggy()]));
     assert_eq!(ok(&mut a, &svc("ns/a")), ["192.0.3.1"]);
     assert_eq!(ok(&mut a, &svc("ns/b")), ["198.51.100.1"]);
     assert!(err(&mut a, &svc("ns/c").wants(&["198.51.100.255"])).contains("avoidBuggyIPs"));
@@ -60,12 +61,18 @@ fn pinned_pools_by_priority_then_name_then_open_pools() {
     let mut a = Allocator::new(&p);
     let pools_used: Vec<String> = (0..12)
         .map(|i| {
-            converge(&mut a, &svc(&format!("team/s{i:02}")), Mode::Full).allocation.map(|x| x.pool).unwrap_or_default()
+            converge(&mut a, &svc(&format!("team/s{i:02}")), Mode::Full)
+                .allocation
+                .map(|x| x.pool)
+                .unwrap_or_default()
         })
         .collect();
     assert_eq!(
         pools_used,
-        ["first-a", "first-a", "first-b", "first-b", "second", "second", "second", "second", "zero", "zero", "zero", "zero"]
+        [
+            "first-a", "first-a", "first-b", "first-b", "second", "second", "second", "second", "zero",
+            "zero", "zero", "zero"
+        ]
     );
     // Other namespaces never touch pinned pools.
     assert_eq!(converge(&mut a, &svc("other/x"), Mode::Full).allocation.unwrap().pool, "open");
@@ -88,7 +95,10 @@ fn requested_ips_are_checked_against_pools_and_holders() {
     assert_eq!(ok(&mut a, &svc("ns/one").wants(&["192.0.2.2"])), ["192.0.2.2"]);
     assert!(err(&mut a, &svc("ns/two").wants(&["192.0.2.2"])).contains("already used by ns/one"));
     assert!(err(&mut a, &svc("ns/three").wants(&["203.0.113.1"])).contains("not in any IPAddressPool"));
-    assert!(err(&mut a, &svc("ns/four").wants(&["192.0.2.3"]).from_pool("b")).contains("not in the requested pool"));
+    assert!(
+        err(&mut a, &svc("ns/four").wants(&["192.0.2.3"]).from_pool("b"))
+            .contains("not in the requested pool")
+    );
     let dual = svc("ns/five").require_dual().wants(&["198.51.100.1", "2001:db8::1"]);
     assert!(err(&mut a, &dual).contains("different pools"));
     assert!(err(&mut a, &svc("ns/six").from_pool("nope")).contains("does not exist"));
@@ -96,7 +106,11 @@ fn requested_ips_are_checked_against_pools_and_holders() {
 
 #[test]
 fn dual_stack_takes_both_families_from_one_pool() {
-    let p = pools(vec![pool("a-v4", &["192.0.2.0/30"]), pool("b-dual", &["198.51.100.0/30", "2001:db8::/126"]), pool("c-v6", &["2001:db8:1::/126"])]);
+    let p = pools(vec![
+        pool("a-v4", &["192.0.2.0/30"]),
+        pool("b-dual", &["198.51.100.0/30", "2001:db8::/126"]),
+        pool("c-v6", &["2001:db8:1::/126"]),
+    ]);
     let mut a = Allocator::new(&p);
     assert_eq!(ok(&mut a, &svc("ns/req").require_dual()), ["198.51.100.0", "2001:db8::"]);
     assert_eq!(ok(&mut a, &svc("ns/v6").v6()), ["2001:db8::1"]);
@@ -128,9 +142,18 @@ fn sharing_needs_one_key_one_backend_and_distinct_ports() {
     assert_eq!(ok(&mut a, &udp), ["192.0.2.4"]);
     let clash = svc("ns/clash").share("k").ports(&[(Tcp, 53)]).wants(&["192.0.2.4"]);
     assert!(err(&mut a, &clash).contains("same TCP port"));
-    assert!(err(&mut a, &svc("ns/other-key").share("j").ports(&[(Tcp, 99)]).wants(&["192.0.2.4"])).contains("different allow-shared-ip key"));
-    assert!(err(&mut a, &svc("ns/no-key").ports(&[(Tcp, 99)]).wants(&["192.0.2.4"])).contains("no allow-shared-ip key"));
-    assert!(err(&mut a, &svc("ns/local").share("k").local("app=dns").ports(&[(Tcp, 99)]).wants(&["192.0.2.4"])).contains("externalTrafficPolicy"));
+    assert!(
+        err(&mut a, &svc("ns/other-key").share("j").ports(&[(Tcp, 99)]).wants(&["192.0.2.4"]))
+            .contains("different allow-shared-ip key")
+    );
+    assert!(
+        err(&mut a, &svc("ns/no-key").ports(&[(Tcp, 99)]).wants(&["192.0.2.4"]))
+            .contains("no allow-shared-ip key")
+    );
+    assert!(
+        err(&mut a, &svc("ns/local").share("k").local("app=dns").ports(&[(Tcp, 99)]).wants(&["192.0.2.4"]))
+            .contains("externalTrafficPolicy")
+    );
     // Automatic allocation with a key reuses a compatible shared IP before lower free ones? No:
     // the lowest of (first free, first shareable) wins, as in MetalLB's scan.
     assert_eq!(ok(&mut a, &svc("ns/web").share("k").ports(&[(Tcp, 80)])), ["192.0.2.0"]);
@@ -189,7 +212,11 @@ fn held_ips_are_cleared_when_the_service_asks_for_something_else() {
     for (req, want_ip, why) in cases {
         let out = converge(&mut a, &req, Mode::Full);
         assert_eq!(out.allocation.unwrap().ips[0].to_string(), want_ip, "{}", req.key);
-        assert!(out.events.iter().any(|e| e.reason == "ClearAssignment" && e.message.contains(why)), "{:?}", out.events);
+        assert!(
+            out.events.iter().any(|e| e.reason == "ClearAssignment" && e.message.contains(why)),
+            "{:?}",
+            out.events
+        );
     }
 }
 
@@ -197,7 +224,8 @@ fn held_ips_are_cleared_when_the_service_asks_for_something_else() {
 fn restart_keeps_every_valid_ip_and_pending_services_cannot_steal() {
     let p = pools(vec![pool("p", &["192.0.2.0/30"])]);
     // Before the restart "ns/late" held .0 and "ns/early" held .1; "ns/aaa" was pending.
-    let reqs = vec![svc("ns/aaa"), svc("ns/late").holding(&["192.0.2.0"]), svc("ns/early").holding(&["192.0.2.1"])];
+    let reqs =
+        [svc("ns/aaa"), svc("ns/late").holding(&["192.0.2.0"]), svc("ns/early").holding(&["192.0.2.1"])];
     for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
         let mut a = Allocator::new(&p);
         let shuffled: Vec<Request> = order.iter().map(|i| reqs[*i].clone()).collect();

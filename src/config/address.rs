@@ -88,8 +88,11 @@ pub enum AddressError {
 impl AddrRange {
     pub fn new(first: IpAddr, last: IpAddr) -> Option<AddrRange> {
         let family = Family::of(&first);
-        (family == Family::of(&last) && to_u128(first) <= to_u128(last))
-            .then(|| AddrRange { family, first: to_u128(first), last: to_u128(last) })
+        (family == Family::of(&last) && to_u128(first) <= to_u128(last)).then(|| AddrRange {
+            family,
+            first: to_u128(first),
+            last: to_u128(last),
+        })
     }
 
     pub fn from_net(net: IpNet) -> AddrRange {
@@ -101,19 +104,16 @@ impl AddrRange {
     pub fn parse(entry: &str) -> Result<AddrRange, AddressError> {
         let text = entry.trim();
         let range = if let Some((a, b)) = text.split_once('-') {
-            let first: IpAddr =
-                a.trim().parse().map_err(|_| AddressError::Ip(a.trim().to_string()))?;
-            let last: IpAddr =
-                b.trim().parse().map_err(|_| AddressError::Ip(b.trim().to_string()))?;
+            let first: IpAddr = a.trim().parse().map_err(|_| AddressError::Ip(a.trim().to_string()))?;
+            let last: IpAddr = b.trim().parse().map_err(|_| AddressError::Ip(b.trim().to_string()))?;
             if Family::of(&first) != Family::of(&last) {
                 return Err(AddressError::MixedFamilies(entry.to_string()));
             }
             AddrRange::new(first, last).ok_or_else(|| AddressError::Reversed(entry.to_string()))?
         } else if text.contains('/') {
-            let net: IpNet =
-                text.parse().map_err(|e: ipnet::AddrParseError| {
-                    AddressError::Cidr(entry.to_string(), e.to_string())
-                })?;
+            let net: IpNet = text
+                .parse()
+                .map_err(|e: ipnet::AddrParseError| AddressError::Cidr(entry.to_string(), e.to_string()))?;
             AddrRange::from_net(net)
         } else {
             return Err(AddressError::Syntax(entry.to_string()));
@@ -133,11 +133,9 @@ impl AddrRange {
                 ("multicast", "224.0.0.0/4"),
                 ("the limited broadcast address", "255.255.255.255/32"),
             ],
-            Family::V6 => &[
-                ("the unspecified address", "::/128"),
-                ("loopback", "::1/128"),
-                ("multicast", "ff00::/8"),
-            ],
+            Family::V6 => {
+                &[("the unspecified address", "::/128"), ("loopback", "::1/128"), ("multicast", "ff00::/8")]
+            }
         };
         for (what, net) in reserved {
             let bad = AddrRange::from_net(net.parse().expect("static network"));

@@ -2,12 +2,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::ClusterObjects;
 use super::address::Family;
 use super::community::CommunityValue;
 use super::error::{ObjectReport, Report};
 use super::pool::Pool;
 use super::selector::{Labels, Selector, any_matches};
-use super::ClusterObjects;
 
 /// Upstream's limit per advertisement, enforced so FRR never sees a longer list.
 const MAX_COMMUNITIES: usize = 63;
@@ -52,7 +52,10 @@ pub struct L2Advertisement {
     pub preferred_nodes: Vec<(i32, Selector)>,
 }
 
-pub(super) fn parse_aliases(objects: &ClusterObjects, report: &mut Report) -> BTreeMap<String, CommunityValue> {
+pub(super) fn parse_aliases(
+    objects: &ClusterObjects,
+    report: &mut Report,
+) -> BTreeMap<String, CommunityValue> {
     let mut aliases: BTreeMap<String, (CommunityValue, String)> = BTreeMap::new();
     for obj in &objects.communities {
         let name = obj.metadata.name.clone().unwrap_or_default();
@@ -178,7 +181,10 @@ pub(super) fn parse_bgp_advertisements(
             }
         }
         if communities.len() > MAX_COMMUNITIES {
-            r.error("spec.communities", format!("{} communities, at most {MAX_COMMUNITIES} are allowed", communities.len()));
+            r.error(
+                "spec.communities",
+                format!("{} communities, at most {MAX_COMMUNITIES} are allowed", communities.len()),
+            );
         }
         let mut peers_seen = BTreeSet::new();
         for (i, p) in s.peers.iter().enumerate() {
@@ -186,7 +192,8 @@ pub(super) fn parse_bgp_advertisements(
                 r.error(format!("spec.peers[{i}]"), format!("peer {p:?} is listed twice"));
             }
         }
-        let selected = select_pools(&mut r, &s.ip_address_pools, &s.ip_address_pool_selectors, pools, &all_pool_names);
+        let selected =
+            select_pools(&mut r, &s.ip_address_pools, &s.ip_address_pool_selectors, pools, &all_pool_names);
         for pool in selected.iter().filter_map(|p| pools.get(p)) {
             for (i, range) in pool.ranges.iter().enumerate() {
                 let (len, field) = match range.family {
@@ -237,12 +244,20 @@ fn check_local_pref_conflicts(
         objects.nodes.iter().map(|n| n.metadata.labels.clone().unwrap_or_default()).collect();
     let nodes_of = |ad: &BgpAdvertisement| -> Option<BTreeSet<usize>> {
         (!ad.node_selectors.is_empty() && !node_labels.is_empty()).then(|| {
-            node_labels.iter().enumerate().filter(|(_, l)| any_matches(&ad.node_selectors, l)).map(|(i, _)| i).collect()
+            node_labels
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| any_matches(&ad.node_selectors, l))
+                .map(|(i, _)| i)
+                .collect()
         })
     };
     for (i, a) in ads.iter().enumerate() {
         for b in &ads[i + 1..] {
-            if a.local_pref == b.local_pref || !a.service_selectors.is_empty() || !b.service_selectors.is_empty() {
+            if a.local_pref == b.local_pref
+                || !a.service_selectors.is_empty()
+                || !b.service_selectors.is_empty()
+            {
                 continue;
             }
             for pool_name in a.pools.intersection(&b.pools) {
@@ -282,7 +297,8 @@ pub(super) fn parse_l2_advertisements(
         let s = &obj.spec;
         let mut r = report.on("L2Advertisement", &name);
         let before = r.error_count();
-        let pools_selected = select_pools(&mut r, &s.ip_address_pools, &s.ip_address_pool_selectors, pools, &all_pool_names);
+        let pools_selected =
+            select_pools(&mut r, &s.ip_address_pools, &s.ip_address_pool_selectors, pools, &all_pool_names);
         let node_selectors = selectors(&mut r, "nodeSelectors", &s.node_selectors);
         let service_selectors = selectors(&mut r, "serviceSelectors", &s.service_selectors);
         let mut seen = BTreeSet::new();
@@ -296,7 +312,10 @@ pub(super) fn parse_l2_advertisements(
         let mut preferred_nodes = Vec::new();
         for (i, p) in s.preferred_node_selectors.iter().enumerate() {
             if !(1..=100).contains(&p.weight) {
-                r.error(format!("spec.preferredNodeSelectors[{i}].weight"), format!("{} is outside 1 to 100", p.weight));
+                r.error(
+                    format!("spec.preferredNodeSelectors[{i}].weight"),
+                    format!("{} is outside 1 to 100", p.weight),
+                );
             }
             match Selector::parse(&p.preference) {
                 Ok(sel) => preferred_nodes.push((p.weight, sel)),

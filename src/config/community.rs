@@ -16,18 +16,14 @@ impl CommunityValue {
             let nums: Option<Vec<u32>> = parts.iter().map(|p| p.parse().ok()).collect();
             return match nums.as_deref() {
                 Some([a, b, c]) => Ok(CommunityValue::Large(*a, *b, *c)),
-                _ => Err(format!(
-                    "{text:?} is not a large community (large:A:B:C, each 0 to 4294967295)"
-                )),
+                _ => Err(format!("{text:?} is not a large community (large:A:B:C, each 0 to 4294967295)")),
             };
         }
         let parts: Vec<&str> = text.split(':').collect();
         let nums: Option<Vec<u16>> = parts.iter().map(|p| p.parse().ok()).collect();
         match nums.as_deref() {
             Some([a, b]) => Ok(CommunityValue::Standard(*a, *b)),
-            _ => Err(format!(
-                "{text:?} is not a community (A:B with each 0 to 65535, or large:A:B:C)"
-            )),
+            _ => Err(format!("{text:?} is not a community (A:B with each 0 to 65535, or large:A:B:C)")),
         }
     }
 
@@ -47,9 +43,9 @@ impl CommunityValue {
 /// MetalLB's total order: `A:B` sorts as the large community `(A*65536+B):0:0`.
 impl Ord for CommunityValue {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.sort_key()
-            .cmp(&other.sort_key())
-            .then_with(|| matches!(self, CommunityValue::Large(..)).cmp(&matches!(other, CommunityValue::Large(..))))
+        self.sort_key().cmp(&other.sort_key()).then_with(|| {
+            matches!(self, CommunityValue::Large(..)).cmp(&matches!(other, CommunityValue::Large(..)))
+        })
     }
 }
 

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use super::ClusterObjects;
 use super::address::Family;
 use super::advertisement::BgpAdvertisement;
 use super::error::Report;
 use super::peer::{BfdProfile, Peer};
 use super::pool::Pool;
 use super::selector::{Labels, any_matches};
-use super::ClusterObjects;
 
 pub(super) fn check(
     objects: &ClusterObjects,
@@ -39,7 +39,9 @@ pub(super) fn check(
                     "spec.routerID",
                     format!(
                         "{} differs from BGPPeer {:?} ({}) on a node both select: a node has one router ID",
-                        show(b.router_id), a.name, show(a.router_id)
+                        show(b.router_id),
+                        a.name,
+                        show(a.router_id)
                     ),
                 );
             }
@@ -53,7 +55,13 @@ pub(super) fn check(
                 if a.my_asn != b.my_asn {
                     r.error(
                         "spec.myASN",
-                        format!("{} differs from BGPPeer {:?} ({}) in VRF {:?} on a node both select", b.my_asn, a.name, a.my_asn, b.vrf_name()),
+                        format!(
+                            "{} differs from BGPPeer {:?} ({}) in VRF {:?} on a node both select",
+                            b.my_asn,
+                            a.name,
+                            a.my_asn,
+                            b.vrf_name()
+                        ),
                     );
                 }
             }
@@ -64,9 +72,10 @@ pub(super) fn check(
         if !profile.echo_mode || !peer.carries_ipv6() {
             continue;
         }
-        let sends_v6 = ads.iter().filter(|ad| ad.sends_to(&peer.name)).any(|ad| {
-            ad.pools.iter().filter_map(|p| pools.get(p)).any(|p| p.has_family(Family::V6))
-        });
+        let sends_v6 = ads
+            .iter()
+            .filter(|ad| ad.sends_to(&peer.name))
+            .any(|ad| ad.pools.iter().filter_map(|p| pools.get(p)).any(|p| p.has_family(Family::V6)));
         if sends_v6 {
             report.on("BGPPeer", &peer.name).error(
                 "spec.bfdProfile",

@@ -1,10 +1,10 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::ClusterObjects;
 use super::duration;
 use super::error::{ObjectReport, Report};
 use super::selector::Selector;
-use super::ClusterObjects;
 use crate::api::{BFDProfile, BGPPeer, DynamicASNMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,7 +77,10 @@ pub struct BfdProfile {
     pub minimum_ttl: Option<u32>,
 }
 
-pub(super) fn parse_bfd_profiles(objects: &ClusterObjects, report: &mut Report) -> BTreeMap<String, BfdProfile> {
+pub(super) fn parse_bfd_profiles(
+    objects: &ClusterObjects,
+    report: &mut Report,
+) -> BTreeMap<String, BfdProfile> {
     let mut out = BTreeMap::new();
     for obj in &objects.bfd_profiles {
         let name = obj.metadata.name.clone().unwrap_or_default();
@@ -333,11 +336,15 @@ fn resolve_password(
         return None;
     }
     let from_data = secret.data.as_ref().and_then(|d| d.get("password")).map(|b| b.0.clone());
-    let from_string = secret.string_data.as_ref().and_then(|d| d.get("password")).map(|s| s.clone().into_bytes());
+    let from_string =
+        secret.string_data.as_ref().and_then(|d| d.get("password")).map(|s| s.clone().into_bytes());
     match from_string.or(from_data).map(String::from_utf8) {
         Some(Ok(pw)) => Some(pw),
         Some(Err(_)) => {
-            r.error("spec.passwordSecret", format!("the password in Secret {secret_name:?} is not UTF-8 text"));
+            r.error(
+                "spec.passwordSecret",
+                format!("the password in Secret {secret_name:?} is not UTF-8 text"),
+            );
             None
         }
         None => {

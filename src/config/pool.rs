@@ -1,9 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::ClusterObjects;
 use super::address::{AddrRange, Family};
 use super::error::Report;
 use super::selector::{Labels, Selector};
-use super::ClusterObjects;
 use crate::api::IPAddressPool;
 
 /// A validated pool. `ranges` keep the order the user listed them in: allocation scans them in
@@ -140,10 +140,13 @@ fn parse_pool(
             service_selectors,
         }
     });
-    if let Some(a) = &allocation {
-        if a.priority < 0 {
-            r.error("spec.serviceAllocation.priority", "priority must not be negative (1 is tried first, 0 means none)");
-        }
+    if let Some(a) = &allocation
+        && a.priority < 0
+    {
+        r.error(
+            "spec.serviceAllocation.priority",
+            "priority must not be negative (1 is tried first, 0 means none)",
+        );
     }
     if r.error_count() > errors_before {
         return None;

@@ -143,8 +143,14 @@ mod tests {
         };
         assert!(Selector::parse(&twice).unwrap_err().contains("duplicate match expression"));
         let list = [
-            LabelSelector { match_expressions: Some(vec![expr("a", "In", &["x", "y"])]), ..Default::default() },
-            LabelSelector { match_expressions: Some(vec![expr("a", "In", &["y", "x"])]), ..Default::default() },
+            LabelSelector {
+                match_expressions: Some(vec![expr("a", "In", &["x", "y"])]),
+                ..Default::default()
+            },
+            LabelSelector {
+                match_expressions: Some(vec![expr("a", "In", &["y", "x"])]),
+                ..Default::default()
+            },
         ];
         assert_eq!(Selector::parse_list(&list).unwrap_err().0, 1);
     }

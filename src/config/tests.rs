@@ -29,16 +29,22 @@ fn peer(name: &str, spec: &str) -> String {
 }
 
 fn ad(name: &str, spec: &str) -> String {
-    format!("---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+    format!(
+        "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
 }
 
 /// (what, manifest, kind, field, words the message must contain)
 fn rejection_cases() -> Vec<(&'static str, String, &'static str, &'static str, &'static str)> {
     let pool_doc = |name: &str, spec: &str| {
-        format!("---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+        format!(
+            "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        )
     };
     let bfd = |name: &str, spec: &str| {
-        format!("---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+        format!(
+            "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        )
     };
     let p = "myASN: 64500, peerASN: 64501, peerAddress: 192.0.2.254";
     vec![
@@ -132,7 +138,9 @@ fn reports_every_error_not_just_the_first() {
     );
     let errs = errors(&yaml);
     let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-    for f in ["spec.addresses[0]", "spec.addresses[1]", "spec.myASN", "spec.peerAddress", "spec.receiveInterval"] {
+    for f in
+        ["spec.addresses[0]", "spec.addresses[1]", "spec.myASN", "spec.peerAddress", "spec.receiveInterval"]
+    {
         assert!(fields.contains(&f), "missing {f} in {fields:?}");
     }
 }
@@ -143,7 +151,9 @@ fn missing_references_are_transient_and_everything_else_is_not() {
     let errs = errors(&peer("p", &format!("{{{p}, bfdProfile: fast, passwordSecret: {{name: s}}}}")));
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(errs.iter().all(|e| e.transient));
-    assert!(errors(&peer("p", "{myASN: 0, peerASN: 1, peerAddress: 192.0.2.1}")).iter().all(|e| !e.transient));
+    assert!(
+        errors(&peer("p", "{myASN: 0, peerASN: 1, peerAddress: 192.0.2.1}")).iter().all(|e| !e.transient)
+    );
 }
 
 #[test]
@@ -155,7 +165,10 @@ fn accepts_what_metallb_accepts() {
         ad("coarse", "{aggregationLength: 28, aggregationLengthV6: 124, localPref: 200}"),
         // Different peers, each with its own router: same address allowed in another VRF.
         peer("a", "{myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, holdTime: 90s}"),
-        peer("b", "{myASN: 9, peerASN: 2, peerAddress: 192.0.2.1, vrf: red, keepaliveTime: 10s, connectTime: 5s}"),
+        peer(
+            "b",
+            "{myASN: 9, peerASN: 2, peerAddress: 192.0.2.1, vrf: red, keepaliveTime: 10s, connectTime: 5s}"
+        ),
         peer("u", "{myASN: 1, dynamicASN: external, interface: eth1, ebgpMultiHop: true}"),
         "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec: {ipAddressPoolSelectors: [{matchLabels: {tier: front}}]}\n",
     );
@@ -182,8 +195,14 @@ fn node_rules_only_bind_peers_that_share_a_node() {
     let nodes = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {rack: a}}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {rack: b}}\n";
     let yaml = format!(
         "{nodes}{}{}",
-        peer("p", "{myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, routerID: 10.0.0.1, nodeSelectors: [{matchLabels: {rack: a}}]}"),
-        peer("q", "{myASN: 7, peerASN: 2, peerAddress: 192.0.2.1, routerID: 10.0.0.2, nodeSelectors: [{matchLabels: {rack: b}}]}"),
+        peer(
+            "p",
+            "{myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, routerID: 10.0.0.1, nodeSelectors: [{matchLabels: {rack: a}}]}"
+        ),
+        peer(
+            "q",
+            "{myASN: 7, peerASN: 2, peerAddress: 192.0.2.1, routerID: 10.0.0.2, nodeSelectors: [{matchLabels: {rack: b}}]}"
+        ),
     );
     assert_eq!(errors(&yaml), Vec::new());
 }
@@ -200,7 +219,8 @@ fn resolves_secrets_aliases_and_namespace_selectors() {
     );
     let config = parse(&objects(&yaml)).result.expect("valid");
     assert_eq!(config.peers["p"].password.as_deref(), Some("secret"));
-    let communities: Vec<String> = config.bgp_advertisements[0].communities.iter().map(|c| c.to_string()).collect();
+    let communities: Vec<String> =
+        config.bgp_advertisements[0].communities.iter().map(|c| c.to_string()).collect();
     assert_eq!(communities, ["large:1:2:3", "1234:1"]);
     let alloc = config.pools["pool"].allocation.as_ref().unwrap();
     assert!(alloc.namespaces.contains("team-a") && alloc.restricts_namespaces);
@@ -208,7 +228,8 @@ fn resolves_secrets_aliases_and_namespace_selectors() {
 
 #[test]
 fn disable_mp_is_validated_and_warned_not_skipped() {
-    let parsed = parse(&objects(&peer("p", "{myASN: 0, peerASN: 1, peerAddress: 192.0.2.1, disableMP: true}")));
+    let parsed =
+        parse(&objects(&peer("p", "{myASN: 0, peerASN: 1, peerAddress: 192.0.2.1, disableMP: true}")));
     assert!(parsed.result.is_err(), "upstream skips validation when disableMP is set; we must not");
     assert!(parsed.warnings.iter().any(|w| w.field == "spec.disableMP"));
 }

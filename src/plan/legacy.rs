@@ -114,7 +114,8 @@ pub fn looks_legacy(doc: &serde_json::Map<String, Value>) -> bool {
 
 /// Adds the CRs a legacy document stands for. Errors carry the field path.
 pub fn convert(doc: Value, into: &mut ClusterObjects) -> Result<usize, String> {
-    let cfg: LegacyConfig = serde_path_to_error::deserialize(doc).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    let cfg: LegacyConfig =
+        serde_path_to_error::deserialize(doc).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
     let before = count(into);
     let ns = Some(into.namespace.clone());
     let meta = |name: String| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -143,7 +144,8 @@ pub fn convert(doc: Value, into: &mut ClusterObjects) -> Result<usize, String> {
     if !cfg.bgp_communities.is_empty() {
         let communities =
             cfg.bgp_communities.into_iter().map(|(name, value)| CommunityAlias { name, value }).collect();
-        into.communities.push(Community { metadata: meta("communities".into()), spec: CommunitySpec { communities } });
+        into.communities
+            .push(Community { metadata: meta("communities".into()), spec: CommunitySpec { communities } });
     }
     for b in cfg.bfd_profiles {
         let spec = BFDProfileSpec {
@@ -176,7 +178,12 @@ pub fn convert(doc: Value, into: &mut ClusterObjects) -> Result<usize, String> {
         }
         // A BGP pool without advertisements was announced with the defaults.
         let ads = if pool.bgp_advertisements.is_empty() {
-            vec![LegacyAdvertisement { aggregation_length: None, aggregation_length_v6: None, localpref: None, communities: vec![] }]
+            vec![LegacyAdvertisement {
+                aggregation_length: None,
+                aggregation_length_v6: None,
+                localpref: None,
+                communities: vec![],
+            }]
         } else {
             pool.bgp_advertisements
         };
@@ -189,14 +196,19 @@ pub fn convert(doc: Value, into: &mut ClusterObjects) -> Result<usize, String> {
                 ip_address_pools: vec![name.clone()],
                 ..Default::default()
             };
-            into.bgp_advertisements.push(BGPAdvertisement { metadata: meta(format!("{name}-bgp-{}", i + 1)), spec });
+            into.bgp_advertisements
+                .push(BGPAdvertisement { metadata: meta(format!("{name}-bgp-{}", i + 1)), spec });
         }
     }
     Ok(count(into) - before)
 }
 
 fn count(o: &ClusterObjects) -> usize {
-    o.pools.len() + o.peers.len() + o.communities.len() + o.bfd_profiles.len() + o.l2_advertisements.len()
+    o.pools.len()
+        + o.peers.len()
+        + o.communities.len()
+        + o.bfd_profiles.len()
+        + o.l2_advertisements.len()
         + o.bgp_advertisements.len()
 }
 
@@ -206,7 +218,11 @@ fn selector(s: LegacySelector) -> LabelSelector {
         match_expressions: (!s.match_expressions.is_empty()).then(|| {
             s.match_expressions
                 .into_iter()
-                .map(|e| LabelSelectorRequirement { key: e.key, operator: e.operator, values: Some(e.values) })
+                .map(|e| LabelSelectorRequirement {
+                    key: e.key,
+                    operator: e.operator,
+                    values: Some(e.values),
+                })
                 .collect()
         }),
     }

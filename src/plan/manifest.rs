@@ -50,15 +50,24 @@ impl Inputs {
     }
 
     fn add_document(&mut self, source_name: &str, index: usize, doc: Value) -> Result<(), ManifestError> {
-        let bad = |message: String| ManifestError::Document { source_name: source_name.to_string(), index, message };
+        let bad = |message: String| ManifestError::Document {
+            source_name: source_name.to_string(),
+            index,
+            message,
+        };
         let obj = match doc {
             Value::Null => return Ok(()),
             Value::Object(map) => map,
-            other => return Err(bad(format!("expected a Kubernetes object, found {}", kind_of_value(&other)))),
+            other => {
+                return Err(bad(format!("expected a Kubernetes object, found {}", kind_of_value(&other))));
+            }
         };
         if legacy::looks_legacy(&obj) {
-            let n = legacy::convert(Value::Object(obj), &mut self.objects).map_err(|e| bad(format!("legacy MetalLB configuration: {e}")))?;
-            self.notes.push(format!("{source_name}: document {index}: legacy MetalLB configuration converted into {n} objects"));
+            let n = legacy::convert(Value::Object(obj), &mut self.objects)
+                .map_err(|e| bad(format!("legacy MetalLB configuration: {e}")))?;
+            self.notes.push(format!(
+                "{source_name}: document {index}: legacy MetalLB configuration converted into {n} objects"
+            ));
             return Ok(());
         }
         let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
@@ -66,7 +75,8 @@ impl Inputs {
         if kind.is_empty() || api_version.is_empty() {
             return Err(bad("missing apiVersion or kind".into()));
         }
-        let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+        let name =
+            obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
         let mut obj = obj;
         if api_version.starts_with(api::GROUP) && api::OPTIONAL_SPEC_KINDS.contains(&kind.as_str()) {
             // The same default the CRD gives the API server.
@@ -84,8 +94,12 @@ impl Inputs {
                 }
             }
             (api::GROUP, _, "IPAddressPool") => push(&mut o.pools, decode(doc, &kind, &name, errs)),
-            (api::GROUP, _, "L2Advertisement") => push(&mut o.l2_advertisements, decode(doc, &kind, &name, errs)),
-            (api::GROUP, _, "BGPAdvertisement") => push(&mut o.bgp_advertisements, decode(doc, &kind, &name, errs)),
+            (api::GROUP, _, "L2Advertisement") => {
+                push(&mut o.l2_advertisements, decode(doc, &kind, &name, errs))
+            }
+            (api::GROUP, _, "BGPAdvertisement") => {
+                push(&mut o.bgp_advertisements, decode(doc, &kind, &name, errs))
+            }
             (api::GROUP, _, "BFDProfile") => push(&mut o.bfd_profiles, decode(doc, &kind, &name, errs)),
             (api::GROUP, _, "Community") => push(&mut o.communities, decode(doc, &kind, &name, errs)),
             (api::GROUP, "metallb.io/v1beta1", "BGPPeer") => {
@@ -101,18 +115,27 @@ impl Inputs {
             ("", "v1", "ConfigMap") if name == "config" => {
                 // MetalLB <= 0.12 read its whole configuration from this ConfigMap.
                 let text = doc.pointer("/data/config").and_then(Value::as_str).unwrap_or("");
-                let inner: Value = serde_saphyr::from_str(text).map_err(|e| bad(format!("ConfigMap config: data.config: {e}")))?;
+                let inner: Value = serde_saphyr::from_str(text)
+                    .map_err(|e| bad(format!("ConfigMap config: data.config: {e}")))?;
                 match inner {
-                    Value::Object(map) if legacy::looks_legacy(&map) => self.add_document(source_name, index, Value::Object(map))?,
-                    _ => self.notes.push(format!("{source_name}: document {index}: ConfigMap config has no MetalLB configuration")),
+                    Value::Object(map) if legacy::looks_legacy(&map) => {
+                        self.add_document(source_name, index, Value::Object(map))?
+                    }
+                    _ => self.notes.push(format!(
+                        "{source_name}: document {index}: ConfigMap config has no MetalLB configuration"
+                    )),
                 }
             }
             ("", "v1", "Service") => push(&mut self.services, decode(doc, &kind, &name, errs)),
             ("", "v1", "Namespace") => push(&mut o.namespaces, decode(doc, &kind, &name, errs)),
             ("", "v1", "Node") => push(&mut o.nodes, decode(doc, &kind, &name, errs)),
             ("", "v1", "Secret") => push(&mut o.secrets, decode::<Secret>(doc, &kind, &name, errs)),
-            ("discovery.k8s.io", _, "EndpointSlice") => push(&mut self.endpoint_slices, decode(doc, &kind, &name, errs)),
-            _ => self.notes.push(format!("{source_name}: document {index}: skipped {api_version} {kind} {name:?}")),
+            ("discovery.k8s.io", _, "EndpointSlice") => {
+                push(&mut self.endpoint_slices, decode(doc, &kind, &name, errs))
+            }
+            _ => self
+                .notes
+                .push(format!("{source_name}: document {index}: skipped {api_version} {kind} {name:?}")),
         }
         Ok(())
     }
@@ -122,7 +145,12 @@ fn push<T>(list: &mut Vec<T>, item: Option<T>) {
     list.extend(item);
 }
 
-fn decode<T: DeserializeOwned>(doc: Value, kind: &str, name: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+fn decode<T: DeserializeOwned>(
+    doc: Value,
+    kind: &str,
+    name: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(doc) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -158,4 +186,3 @@ fn kind_of_value(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
-

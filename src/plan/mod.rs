@@ -110,7 +110,8 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
         for r in &requests {
             plan.pending.push(PendingService {
                 service: r.key.clone(),
-                reason: "the configuration is invalid (see errors); nothing is allocated until it is fixed".into(),
+                reason: "the configuration is invalid (see errors); nothing is allocated until it is fixed"
+                    .into(),
             });
         }
         plan.pending.sort_by(|a, b| a.service.cmp(&b.service));
@@ -126,10 +127,9 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
                 ips: a.ips.iter().map(ToString::to_string).collect(),
                 pool: a.pool,
             }),
-            (None, reason) => plan.pending.push(PendingService {
-                service: key,
-                reason: reason.unwrap_or_else(|| "no IP".into()),
-            }),
+            (None, reason) => plan
+                .pending
+                .push(PendingService { service: key, reason: reason.unwrap_or_else(|| "no IP".into()) }),
         }
     }
     plan.pending.sort_by(|a, b| a.service.cmp(&b.service));

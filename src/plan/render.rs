@@ -57,11 +57,8 @@ fn table(plan: &Plan) -> String {
         columns(&mut out, &["KIND", "NAME", "FIELD", "PROBLEM"], &rows);
         out.push('\n');
     }
-    let rows: Vec<Vec<String>> = plan
-        .allocations
-        .iter()
-        .map(|a| vec![a.service.clone(), a.ips.join(","), a.pool.clone()])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        plan.allocations.iter().map(|a| vec![a.service.clone(), a.ips.join(","), a.pool.clone()]).collect();
     columns(&mut out, &["SERVICE", "IPS", "POOL"], &rows);
     if !plan.pending.is_empty() {
         out.push_str("\nPENDING\n");
@@ -77,8 +74,16 @@ fn table(plan: &Plan) -> String {
             .map(|p| {
                 vec![
                     p.pool.clone(),
-                    format!("{}/{}", p.stats.assigned_v4, p.stats.assigned_v4.saturating_add(p.stats.available_v4)),
-                    format!("{}/{}", p.stats.assigned_v6, p.stats.assigned_v6.saturating_add(p.stats.available_v6)),
+                    format!(
+                        "{}/{}",
+                        p.stats.assigned_v4,
+                        p.stats.assigned_v4.saturating_add(p.stats.available_v4)
+                    ),
+                    format!(
+                        "{}/{}",
+                        p.stats.assigned_v6,
+                        p.stats.assigned_v6.saturating_add(p.stats.available_v6)
+                    ),
                 ]
             })
             .collect();
@@ -88,7 +93,9 @@ fn table(plan: &Plan) -> String {
         .events
         .iter()
         .flat_map(|(svc, evs)| {
-            evs.iter().map(move |e| vec![svc.clone(), format!("{:?}", e.type_), e.reason.to_string(), e.message.clone()])
+            evs.iter().map(move |e| {
+                vec![svc.clone(), format!("{:?}", e.type_), e.reason.to_string(), e.message.clone()]
+            })
         })
         .collect();
     if !events.is_empty() {

@@ -23,15 +23,22 @@ fn legacy_bgp_configuration_becomes_crs() {
 #[test]
 fn legacy_typos_are_errors_with_a_path() {
     let mut i = Inputs::new("metallb-system");
-    let err = i.add_yaml("t", "address-pools:\n- name: a\n  protocol: layer2\n  adresses: [192.0.2.0/24]\n").unwrap_err();
+    let err = i
+        .add_yaml("t", "address-pools:\n- name: a\n  protocol: layer2\n  adresses: [192.0.2.0/24]\n")
+        .unwrap_err();
     assert!(err.to_string().contains("adresses"), "{err}");
 }
 
 #[test]
 fn wrong_types_name_the_object_and_field() {
-    let i = inputs("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/24], autoAssign: maybe}\n");
+    let i = inputs(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/24], autoAssign: maybe}\n",
+    );
     let e = &i.decode_errors[0];
-    assert_eq!((e.kind.as_str(), e.name.as_str(), e.field.as_str()), ("IPAddressPool", "p", "spec.autoAssign"));
+    assert_eq!(
+        (e.kind.as_str(), e.name.as_str(), e.field.as_str()),
+        ("IPAddressPool", "p", "spec.autoAssign")
+    );
     let p = plan(&i, &Options::default());
     assert!(!p.is_valid());
 }
@@ -58,7 +65,8 @@ fn ignores_other_classes_and_types_and_keeps_live_ips() {
          apiVersion: v1\nkind: Service\nmetadata: {name: new, namespace: a}\nspec: {type: LoadBalancer}\n",
     );
     let p = plan(&i, &Options::default());
-    let got: Vec<(String, String)> = p.allocations.iter().map(|a| (a.service.clone(), a.ips.join(","))).collect();
+    let got: Vec<(String, String)> =
+        p.allocations.iter().map(|a| (a.service.clone(), a.ips.join(","))).collect();
     assert_eq!(got, [("a/live".to_string(), "192.0.2.5".to_string()), ("a/new".into(), "192.0.2.0".into())]);
     let classed = plan(&i, &Options { lb_class: Some("example.com/lb".into()) });
     assert_eq!(classed.allocations.iter().map(|a| a.service.as_str()).collect::<Vec<_>>(), ["a/other"]);
@@ -71,17 +79,24 @@ fn json_output_has_the_contract_shape() {
          apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: shop}\nspec: {type: LoadBalancer}\n---\n\
          apiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: shop}\nspec: {type: LoadBalancer}\n",
     );
-    let v: serde_json::Value = serde_json::from_str(&render(&plan(&i, &Options::default()), Format::Json)).unwrap();
-    assert_eq!(v["allocations"], serde_json::json!([{"service": "shop/a", "ips": ["192.0.2.0"], "pool": "p"}]));
+    let v: serde_json::Value =
+        serde_json::from_str(&render(&plan(&i, &Options::default()), Format::Json)).unwrap();
+    assert_eq!(
+        v["allocations"],
+        serde_json::json!([{"service": "shop/a", "ips": ["192.0.2.0"], "pool": "p"}])
+    );
     assert_eq!(v["pending"][0]["service"], "shop/b");
     assert!(v["pending"][0]["reason"].as_str().unwrap().contains("no available IPs"));
     assert_eq!(v["errors"], serde_json::json!([]));
-    let y: serde_json::Value = serde_saphyr::from_str(&render(&plan(&i, &Options::default()), Format::Yaml)).unwrap();
+    let y: serde_json::Value =
+        serde_saphyr::from_str(&render(&plan(&i, &Options::default()), Format::Yaml)).unwrap();
     assert_eq!(y["allocations"], v["allocations"]);
 }
 
 #[test]
 fn yaml_booleans_in_string_fields_get_a_hint() {
-    let i = inputs("apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: no}\nspec: {type: LoadBalancer}\n");
+    let i = inputs(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: no}\nspec: {type: LoadBalancer}\n",
+    );
     assert!(i.decode_errors[0].message.contains("quote the value"), "{:?}", i.decode_errors);
 }

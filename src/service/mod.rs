@@ -165,8 +165,7 @@ pub fn intake(svc: &Service, lb_class: Option<&str>) -> Intake {
         key: key_of(svc),
         namespace: svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
         labels: svc.metadata.labels.clone().unwrap_or_default(),
-        prefer_dual_stack: families.len() == 2
-            && spec.ip_family_policy.as_deref() == Some("PreferDualStack"),
+        prefer_dual_stack: families.len() == 2 && spec.ip_family_policy.as_deref() == Some("PreferDualStack"),
         families,
         requested_ips,
         pool,
@@ -189,7 +188,7 @@ fn families(svc: &Service) -> Result<Vec<Family>, String> {
         ips.extend(spec.cluster_ip.as_deref());
     }
     ips.retain(|ip| !ip.is_empty());
-    if ips.iter().any(|ip| *ip == "None") {
+    if ips.contains(&"None") {
         return Err("a headless Service (clusterIP: None) cannot be a LoadBalancer".into());
     }
     let mut families: Vec<Family> = Vec::new();
@@ -223,11 +222,7 @@ fn families(svc: &Service) -> Result<Vec<Family>, String> {
 }
 
 fn requested_ips(svc: &Service, legacy: &mut Vec<String>) -> Result<Vec<IpAddr>, String> {
-    let from_spec = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.load_balancer_ip.as_deref())
-        .filter(|s| !s.is_empty());
+    let from_spec = svc.spec.as_ref().and_then(|s| s.load_balancer_ip.as_deref()).filter(|s| !s.is_empty());
     let from_annotation = annotation(svc, LOAD_BALANCER_IPS, legacy).filter(|s| !s.trim().is_empty());
     let text = match (from_annotation, from_spec) {
         (Some(_), Some(_)) => {

@@ -1,5 +1,7 @@
 use super::*;
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServicePort, ServiceSpec, ServiceStatus};
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, ServicePort, ServiceSpec, ServiceStatus,
+};
 
 fn svc(spec: ServiceSpec, annotations: &[(&str, &str)]) -> Service {
     let mut s = Service::default();
@@ -55,18 +57,27 @@ fn families_follow_cluster_ips_then_ip_families() {
 
 #[test]
 fn rejects_impossible_requests_with_reasons() {
-    let cases: Vec<(ServiceSpec, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (ServiceSpec, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             ServiceSpec { load_balancer_ip: Some("192.0.2.1".into()), ..Default::default() },
             vec![("metallb.io/loadBalancerIPs", "192.0.2.2")],
             "both the",
         ),
-        (ServiceSpec::default(), vec![("metallb.io/loadBalancerIPs", "192.0.2.1,192.0.2.2")], "different families"),
+        (
+            ServiceSpec::default(),
+            vec![("metallb.io/loadBalancerIPs", "192.0.2.1,192.0.2.2")],
+            "different families",
+        ),
         (ServiceSpec::default(), vec![("metallb.io/loadBalancerIPs", "banana")], "not an IP address"),
         (ServiceSpec::default(), vec![("metallb.io/loadBalancerIPs", "2001:db8::1")], "do not match"),
         (ServiceSpec { cluster_ip: Some("None".into()), ..Default::default() }, vec![], "headless"),
         (
-            ServiceSpec { ip_family_policy: Some("RequireDualStack".into()), cluster_ips: Some(vec!["10.0.0.1".into()]), ..Default::default() },
+            ServiceSpec {
+                ip_family_policy: Some("RequireDualStack".into()),
+                cluster_ips: Some(vec!["10.0.0.1".into()]),
+                ..Default::default()
+            },
             vec![],
             "RequireDualStack",
         ),

@@ -21,7 +21,11 @@ mod tempdir {
         pub fn new() -> Dir {
             use std::sync::atomic::{AtomicUsize, Ordering};
             static N: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!("ferrolb-cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+            let path = std::env::temp_dir().join(format!(
+                "ferrolb-cli-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
             std::fs::create_dir_all(&path).unwrap();
             Dir { path }
         }
@@ -114,7 +118,10 @@ fn huge_pools_cost_nothing_and_strange_input_never_panics() {
 
 #[test]
 fn directories_are_read_in_name_order_and_crds_print() {
-    let (o, _d) = run(&["plan", "-f", ".", "-o", "json"], &[("a.yaml", POOL), ("b.yml", SVC), ("notes.txt", "not yaml: [")]);
+    let (o, _d) = run(
+        &["plan", "-f", ".", "-o", "json"],
+        &[("a.yaml", POOL), ("b.yml", SVC), ("notes.txt", "not yaml: [")],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let (o, _d) = run(&["crds"], &[]);
     assert_eq!(code(&o), 0);

@@ -26,8 +26,9 @@ fn crd_files_match_the_types() {
             std::fs::write(&path, &generated).unwrap();
             continue;
         }
-        let on_disk = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run UPDATE_CRDS=1 cargo test --test integration crds", path.display()));
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{}: {e}; run UPDATE_CRDS=1 cargo test --test integration crds", path.display())
+        });
         // Compare meaning, not bytes: YAML emitters differ in folding and quoting.
         let disk: Value = serde_saphyr::from_str(&on_disk).expect("checked-in CRD parses");
         let want = serde_json::to_value(&crd).unwrap();
@@ -62,10 +63,10 @@ fn lint(schema: &Value, path: &str, in_junctor: bool, problems: &mut Vec<String>
     {
         problems.push(format!("{path}: no type"));
     }
-    if let Some(values) = obj.get("enum").and_then(Value::as_array) {
-        if values.iter().any(Value::is_null) {
-            problems.push(format!("{path}: null listed as an enum value"));
-        }
+    if let Some(values) = obj.get("enum").and_then(Value::as_array)
+        && values.iter().any(Value::is_null)
+    {
+        problems.push(format!("{path}: null listed as an enum value"));
     }
     for (key, child) in obj {
         match key.as_str() {
@@ -74,7 +75,9 @@ fn lint(schema: &Value, path: &str, in_junctor: bool, problems: &mut Vec<String>
                     lint(sub, &format!("{path}.{name}"), in_junctor, problems);
                 }
             }
-            "items" | "additionalProperties" | "not" => lint(child, &format!("{path}[{key}]"), in_junctor || key == "not", problems),
+            "items" | "additionalProperties" | "not" => {
+                lint(child, &format!("{path}[{key}]"), in_junctor || key == "not", problems)
+            }
             "oneOf" | "anyOf" | "allOf" => {
                 for (i, sub) in child.as_array().into_iter().flatten().enumerate() {
                     lint(sub, &format!("{path}.{key}[{i}]"), true, problems);
@@ -118,7 +121,8 @@ fn the_lint_catches_what_it_is_for() {
 #[test]
 fn bgppeer_serves_both_versions_and_stores_v1beta2() {
     let crd = all_crds().into_iter().find(|c| c.spec.names.kind == "BGPPeer").unwrap();
-    let mut versions: Vec<(String, bool, bool)> = crd.spec.versions.iter().map(|v| (v.name.clone(), v.served, v.storage)).collect();
+    let mut versions: Vec<(String, bool, bool)> =
+        crd.spec.versions.iter().map(|v| (v.name.clone(), v.served, v.storage)).collect();
     versions.sort();
     assert_eq!(versions, [("v1beta1".into(), true, false), ("v1beta2".into(), true, true)]);
     let kinds: Vec<String> = all_crds().iter().map(|c| c.spec.names.kind.clone()).collect();

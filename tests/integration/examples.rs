@@ -39,7 +39,10 @@ fn first_pool_serves_both_families_from_its_first_entries() {
     );
     let pool = &p.pools[0];
     // 256 + 5 IPv4 addresses, 16 IPv6.
-    assert_eq!((pool.stats.assigned_v4 + pool.stats.available_v4, pool.stats.assigned_v6 + pool.stats.available_v6), (261, 16));
+    assert_eq!(
+        (pool.stats.assigned_v4 + pool.stats.available_v4, pool.stats.assigned_v6 + pool.stats.available_v6),
+        (261, 16)
+    );
 }
 
 #[test]
@@ -156,10 +159,17 @@ fn every_yaml_block_of_the_seed_documents_decodes() {
         let path = f.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         for block in text.split("```").skip(1).step_by(2) {
-            let Some(body) = block.strip_prefix("yaml\n").or_else(|| block.strip_prefix("yml\n")) else { continue };
+            let Some(body) = block.strip_prefix("yaml\n").or_else(|| block.strip_prefix("yml\n")) else {
+                continue;
+            };
             let mut inputs = Inputs::new("metallb-system");
             inputs.add_yaml(&path.display().to_string(), body).unwrap_or_else(|e| panic!("{e}\n{body}"));
-            assert!(inputs.decode_errors.is_empty(), "{}: {:#?}\n{body}", path.display(), inputs.decode_errors);
+            assert!(
+                inputs.decode_errors.is_empty(),
+                "{}: {:#?}\n{body}",
+                path.display(),
+                inputs.decode_errors
+            );
             let parsed = ferrolb::config::parse(&inputs.objects);
             // A block may reference objects defined in another block (a BFD profile, an alias):
             // only missing references are acceptable.

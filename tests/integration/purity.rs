@@ -2,7 +2,19 @@
 //! controller, the speaker, the webhook and `plan` share them and test them synchronously.
 
 const PURE: &[&str] = &["src/config", "src/allocator", "src/service", "src/plan"];
-const FORBIDDEN: &[&str] = &["kube::Api", "kube::Client", "kube::runtime", "kube_runtime", "tokio", "std::net::TcpStream", "std::net::UdpSocket", "socket2", "nix::", "std::fs", "std::process"];
+const FORBIDDEN: &[&str] = &[
+    "kube::Api",
+    "kube::Client",
+    "kube::runtime",
+    "kube_runtime",
+    "tokio",
+    "std::net::TcpStream",
+    "std::net::UdpSocket",
+    "socket2",
+    "nix::",
+    "std::fs",
+    "std::process",
+];
 
 fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
