@@ -236,3 +236,31 @@ pub fn crd() -> CustomResourceDefinition {
     merge_crds(vec![v1beta1::BGPPeer::crd(), v1beta2::BGPPeer::crd()], "v1beta2")
         .expect("BGPPeer versions share group, kind and scope")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1beta1_upgrades_field_for_field() {
+        let old: v1beta1::BGPPeerSpec = serde_json::from_value(serde_json::json!({
+            "myASN": 64500, "peerASN": 64501, "peerAddress": "192.0.2.1", "peerPort": 0,
+            "sourceAddress": "192.0.2.2", "holdTime": "90s", "keepaliveTime": "30s",
+            "routerID": "10.0.0.1", "password": "pw", "bfdProfile": "fast", "ebgpMultiHop": true,
+            "nodeSelectors": [{"matchLabels": {"rack": "a"}, "matchExpressions": [{"key": "k", "operator": "In", "values": ["v"]}]}]
+        }))
+        .unwrap();
+        let new = old.upgrade();
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "myASN": 64500, "peerASN": 64501, "peerAddress": "192.0.2.1",
+                "sourceAddress": "192.0.2.2", "holdTime": "90s", "keepaliveTime": "30s",
+                "routerID": "10.0.0.1", "password": "pw", "bfdProfile": "fast", "ebgpMultiHop": true,
+                "enableGracefulRestart": false, "disableMP": false, "dualStackAddressFamily": false,
+                "nodeSelectors": [{"matchLabels": {"rack": "a"}, "matchExpressions": [{"key": "k", "operator": "In", "values": ["v"]}]}]
+            })
+        );
+    }
+}
