@@ -1,6 +1,7 @@
 use std::fmt::Write;
 
 use super::Plan;
+use crate::config::ConfigError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -45,16 +46,18 @@ fn columns(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+fn problem_rows(problems: &[ConfigError]) -> Vec<Vec<String>> {
+    problems
+        .iter()
+        .map(|e| vec![e.kind.clone(), e.name.clone(), e.field.clone(), e.message.clone()])
+        .collect()
+}
+
 fn table(plan: &Plan) -> String {
     let mut out = String::new();
     if !plan.errors.is_empty() {
         out.push_str("INVALID CONFIGURATION\n");
-        let rows: Vec<Vec<String>> = plan
-            .errors
-            .iter()
-            .map(|e| vec![e.kind.clone(), e.name.clone(), e.field.clone(), e.message.clone()])
-            .collect();
-        columns(&mut out, &["KIND", "NAME", "FIELD", "PROBLEM"], &rows);
+        columns(&mut out, &["KIND", "NAME", "FIELD", "PROBLEM"], &problem_rows(&plan.errors));
         out.push('\n');
     }
     let rows: Vec<Vec<String>> =
@@ -104,12 +107,7 @@ fn table(plan: &Plan) -> String {
     }
     if !plan.warnings.is_empty() {
         out.push_str("\nWARNINGS\n");
-        let rows: Vec<Vec<String>> = plan
-            .warnings
-            .iter()
-            .map(|e| vec![e.kind.clone(), e.name.clone(), e.field.clone(), e.message.clone()])
-            .collect();
-        columns(&mut out, &["KIND", "NAME", "FIELD", "WARNING"], &rows);
+        columns(&mut out, &["KIND", "NAME", "FIELD", "WARNING"], &problem_rows(&plan.warnings));
     }
     out
 }
