@@ -44,6 +44,7 @@ fn requests(n: usize, families: &[Family]) -> Vec<Request> {
                 pool: None,
                 sharing_key: shared.then(|| format!("k{}", i / 2)),
                 backend_key: String::new(),
+                local_traffic: false,
                 ports: [(Protocol::Tcp, if shared { 80 + (i % 2) as u16 } else { 80 })].into(),
                 current_ips: Vec::new(),
                 created: None,

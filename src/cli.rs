@@ -31,6 +31,15 @@ pub struct PlanArgs {
     /// Serve only Services with this loadBalancerClass (default: only Services without one).
     #[arg(long = "lb-class")]
     pub lb_class: Option<String>,
+    /// Also show what this node announces (and why it does not announce the rest).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Print the node's FRR configuration instead of the plan (needs --node).
+    #[arg(long, requires = "node")]
+    pub frr: bool,
+    /// Show BGP passwords in --frr output instead of REDACTED.
+    #[arg(long, requires = "frr")]
+    pub show_secrets: bool,
 }
 
 pub fn plan(args: &PlanArgs) -> ExitCode {
@@ -58,8 +67,20 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     for note in &inputs.notes {
         eprintln!("ferrolb: warning: {note}");
     }
-    let plan = plan::plan(&inputs, &Options { lb_class: args.lb_class.clone() });
-    print(&plan::render(&plan, args.output));
+    let options =
+        Options { lb_class: args.lb_class.clone(), node: args.node.clone(), show_secrets: args.show_secrets };
+    let plan = plan::plan(&inputs, &options);
+    for note in &plan.notes {
+        eprintln!("ferrolb: note: {note}");
+    }
+    match (&plan.frr_config, args.frr) {
+        (Some(conf), true) => print(conf),
+        (None, true) => {
+            eprintln!("ferrolb: no FRR configuration: the configuration is invalid");
+            print(&plan::render(&plan, args.output));
+        }
+        (_, false) => print(&plan::render(&plan, args.output)),
+    }
     ExitCode::from(if plan.is_valid() { EXIT_OK } else { EXIT_INVALID })
 }
 

@@ -5,7 +5,9 @@
 
 pub mod allocator;
 pub mod api;
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod plan;
 pub mod service;
+pub mod topology;

@@ -70,6 +70,7 @@ pub fn svc(key: &str) -> Request {
         pool: None,
         sharing_key: None,
         backend_key: String::new(),
+        local_traffic: false,
         ports: [(Protocol::Tcp, 80)].into(),
         current_ips: Vec::new(),
         created: None,

@@ -53,10 +53,17 @@ impl Peer {
         }
     }
 
-    /// Whether IPv6 prefixes can be sent over this session.
+    /// Whether prefixes of `family` can be sent over this session: its own family, or both
+    /// when unnumbered or with dualStackAddressFamily.
+    pub fn carries(&self, family: super::Family) -> bool {
+        match &self.endpoint {
+            PeerEndpoint::Interface(_) => true,
+            PeerEndpoint::Address(a) => self.dual_stack_address_family || super::Family::of(a) == family,
+        }
+    }
+
     pub fn carries_ipv6(&self) -> bool {
-        self.dual_stack_address_family
-            || matches!(self.endpoint, PeerEndpoint::Interface(_) | PeerEndpoint::Address(IpAddr::V6(_)))
+        self.carries(super::Family::V6)
     }
 
     pub fn vrf_name(&self) -> &str {

@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::allocator::{self, Allocator, Event, PoolStats};
+use crate::bgp::{self, Secrets};
 use crate::config::{self, ConfigError};
 use crate::service::{self, Intake, ServiceKey};
+use crate::topology::{Endpoints, NodeInfo};
 pub use manifest::Inputs;
 pub use render::{Format, render};
 
@@ -24,6 +26,18 @@ pub struct Plan {
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<ConfigError>,
     pub pools: Vec<PoolUsage>,
+    /// With `--node`: what that node announces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announcements: Option<Vec<PlannedAnnouncement>>,
+    /// With `--node`: Services with IPs that node does not announce, and why.
+    #[serde(rename = "notAnnounced", skip_serializing_if = "Option::is_none")]
+    pub not_announced: Option<Vec<NotAnnounced>>,
+    /// With `--node`: that node's FRR configuration.
+    #[serde(skip)]
+    pub frr_config: Option<String>,
+    /// Notes about assumptions `plan` made (printed on stderr).
+    #[serde(skip)]
+    pub notes: Vec<String>,
     /// Events the controller would record, per Service (table output only).
     #[serde(skip)]
     pub events: BTreeMap<ServiceKey, Vec<Event>>,
@@ -34,6 +48,25 @@ pub struct PlannedAllocation {
     pub service: ServiceKey,
     pub ips: Vec<String>,
     pub pool: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedAnnouncement {
+    pub service: ServiceKey,
+    pub ip: String,
+    pub prefix: String,
+    pub protocol: &'static str,
+    pub peers: Vec<String>,
+    pub communities: Vec<String>,
+    pub local_pref: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotAnnounced {
+    pub service: ServiceKey,
+    pub protocol: &'static str,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,6 +86,10 @@ pub struct PoolUsage {
 pub struct Options {
     /// The `loadBalancerClass` ferrolb answers to (`--lb-class`); `None` = class-less Services.
     pub lb_class: Option<String>,
+    /// Plan this node's announcements too.
+    pub node: Option<String>,
+    /// Put real BGP passwords in the rendered FRR configuration.
+    pub show_secrets: bool,
 }
 
 impl Plan {
@@ -119,7 +156,11 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
     };
 
     let mut alloc = Allocator::new(&config.pools);
-    for (key, outcome) in allocator::rebuild(&mut alloc, &requests) {
+    let outcomes = allocator::rebuild(&mut alloc, &requests);
+    if let Some(node) = &options.node {
+        plan_node(&mut plan, inputs, &config, &requests, &outcomes, node, options);
+    }
+    for (key, outcome) in outcomes {
         plan.events.entry(key.clone()).or_default().extend(outcome.events);
         match (outcome.allocation, outcome.pending) {
             (Some(a), _) => plan.allocations.push(PlannedAllocation {
@@ -140,6 +181,80 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
         .filter_map(|name| alloc.stats(name).map(|s| PoolUsage { pool: name.clone(), stats: s }))
         .collect();
     plan
+}
+
+/// A node's BGP announcements and FRR configuration, from the allocations just planned.
+fn plan_node(
+    plan: &mut Plan,
+    inputs: &Inputs,
+    config: &config::Config,
+    requests: &[service::Request],
+    outcomes: &BTreeMap<ServiceKey, allocator::Outcome>,
+    node_name: &str,
+    options: &Options,
+) {
+    let node = match inputs.objects.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node_name)) {
+        Some(n) => NodeInfo::from_node(n, false),
+        None => {
+            plan.notes.push(format!(
+                "no Node {node_name:?} in the manifests: assuming it has only its hostname label"
+            ));
+            NodeInfo::named(node_name)
+        }
+    };
+    let endpoints = if inputs.endpoint_slices.is_empty() {
+        plan.notes.push(
+            "no EndpointSlices in the manifests: assuming every Service is served on every node".into(),
+        );
+        Endpoints::assume_everywhere()
+    } else {
+        Endpoints::from_slices(&inputs.endpoint_slices)
+    };
+    let services: Vec<bgp::ServiceState> = requests
+        .iter()
+        .filter_map(|r| {
+            let a = outcomes.get(&r.key)?.allocation.as_ref()?;
+            Some(bgp::ServiceState {
+                key: r.key.clone(),
+                ips: a.ips.clone(),
+                labels: r.labels.clone(),
+                local_traffic: r.local_traffic,
+            })
+        })
+        .collect();
+    let node_plan = bgp::plan_node(config, &node, &services, &endpoints);
+    plan.announcements = Some(
+        node_plan
+            .announcements
+            .iter()
+            .map(|a| PlannedAnnouncement {
+                service: a.service.clone(),
+                ip: a.ip.to_string(),
+                prefix: a.prefix.to_string(),
+                protocol: "bgp",
+                peers: a.peers.iter().cloned().collect(),
+                communities: a.communities.iter().map(ToString::to_string).collect(),
+                local_pref: a.local_pref,
+            })
+            .collect(),
+    );
+    plan.not_announced = Some(
+        node_plan
+            .withheld
+            .iter()
+            .map(|(service, reason)| NotAnnounced {
+                service: service.clone(),
+                protocol: "bgp",
+                reason: reason.clone(),
+            })
+            .collect(),
+    );
+    let secrets = if options.show_secrets { Secrets::Show } else { Secrets::Hide };
+    let view = bgp::frr::build(config, &node, &node_plan.announcements, "info", secrets);
+    match bgp::render(&view) {
+        Ok(text) => plan.frr_config = Some(text),
+        Err(e) => plan.notes.push(format!("could not render the FRR configuration: {e}")),
+    }
 }
 
 #[cfg(test)]

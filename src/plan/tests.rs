@@ -68,7 +68,7 @@ fn ignores_other_classes_and_types_and_keeps_live_ips() {
     let got: Vec<(String, String)> =
         p.allocations.iter().map(|a| (a.service.clone(), a.ips.join(","))).collect();
     assert_eq!(got, [("a/live".to_string(), "192.0.2.5".to_string()), ("a/new".into(), "192.0.2.0".into())]);
-    let classed = plan(&i, &Options { lb_class: Some("example.com/lb".into()) });
+    let classed = plan(&i, &Options { lb_class: Some("example.com/lb".into()), ..Default::default() });
     assert_eq!(classed.allocations.iter().map(|a| a.service.as_str()).collect::<Vec<_>>(), ["a/other"]);
 }
 

@@ -49,6 +49,8 @@ pub struct Request {
     /// Services may share an IP only with the same backend key: empty for
     /// externalTrafficPolicy Cluster, the pod selector for Local.
     pub backend_key: String,
+    /// externalTrafficPolicy: Local.
+    pub local_traffic: bool,
     pub ports: BTreeSet<Port>,
     /// Addresses already in `status.loadBalancer.ingress`.
     pub current_ips: Vec<IpAddr>,
@@ -135,7 +137,8 @@ pub fn intake(svc: &Service, lb_class: Option<&str>) -> Intake {
     }
     let pool = annotation(svc, ADDRESS_POOL, &mut legacy).map(str::to_string);
     let sharing_key = annotation(svc, ALLOW_SHARED_IP, &mut legacy).map(str::to_string);
-    let backend_key = if spec.external_traffic_policy.as_deref() == Some("Local") {
+    let local_traffic = spec.external_traffic_policy.as_deref() == Some("Local");
+    let backend_key = if local_traffic {
         let sel = spec.selector.clone().unwrap_or_default();
         sel.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
     } else {
@@ -171,6 +174,7 @@ pub fn intake(svc: &Service, lb_class: Option<&str>) -> Intake {
         pool,
         sharing_key,
         backend_key,
+        local_traffic,
         ports,
         current_ips,
         created: svc.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),

@@ -128,3 +128,31 @@ fn directories_are_read_in_name_order_and_crds_print() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 9);
 }
+
+#[test]
+fn plan_for_a_node_lists_announcements_and_renders_frr_config() {
+    let bgp = format!(
+        "{POOL}---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: tor, namespace: metallb-system}}\nspec: {{myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, password: hunter2}}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{communities: ['64500:7']}}\n{SVC}"
+    );
+    let files = [("m.yaml", bgp.as_str())];
+    let (o, _d) = run(&["plan", "-f", "m.yaml", "--node", "node1", "-o", "json"], &files);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["announcements"],
+        serde_json::json!([{"service": "shop/web", "ip": "192.0.2.0", "prefix": "192.0.2.0/32", "protocol": "bgp",
+                            "peers": ["tor"], "communities": ["64500:7"], "localPref": null}])
+    );
+    assert_eq!(v["notAnnounced"], serde_json::json!([]));
+    assert!(stderr(&o).contains("assuming every Service is served"), "{}", stderr(&o));
+
+    let (o, _d) = run(&["plan", "-f", "m.yaml", "--node", "node1", "--frr"], &files);
+    let conf = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(conf.contains("router bgp 64512") && conf.contains(" network 192.0.2.0/32"), "{conf}");
+    assert!(conf.contains("password REDACTED") && !conf.contains("hunter2"));
+    let (o, _d) = run(&["plan", "-f", "m.yaml", "--node", "node1", "--frr", "--show-secrets"], &files);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("password hunter2"));
+    let (o, _d) = run(&["plan", "-f", "m.yaml", "--frr"], &files);
+    assert_eq!(code(&o), 2, "--frr without --node is a usage error");
+}

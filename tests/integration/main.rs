@@ -4,6 +4,8 @@
 mod cli;
 mod crds;
 mod examples;
+mod frr_golden;
+mod frr_lab;
 mod purity;
 
 use std::path::{Path, PathBuf};

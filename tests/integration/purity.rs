@@ -1,7 +1,7 @@
 //! The pure rooms never reach for a cluster, a socket or async I/O: that is what lets the
 //! controller, the speaker, the webhook and `plan` share them and test them synchronously.
 
-const PURE: &[&str] = &["src/config", "src/allocator", "src/service", "src/plan"];
+const PURE: &[&str] = &["src/config", "src/allocator", "src/service", "src/plan", "src/topology", "src/bgp"];
 const FORBIDDEN: &[&str] = &[
     "kube::Api",
     "kube::Client",

@@ -1,0 +1,36 @@
+//! BGP announcements through FRR, the pure half: which prefixes a node announces to which
+//! peers with which attributes ([`announce`]), and the FRR configuration that says so
+//! ([`frr`], rendered by [`render`] through `templates/frr.conf.tera`).
+
+pub mod announce;
+pub mod frr;
+
+pub use announce::{Announcement, NodePlan, ServiceState, plan_node};
+pub use frr::{FrrConfig, Secrets};
+
+const TEMPLATE: &str = include_str!("../../templates/frr.conf.tera");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the FRR template does not compile: {0}")]
+    Template(String),
+    #[error("rendering the FRR configuration failed: {0}")]
+    Render(String),
+}
+
+/// Lays a view model out as an frr.conf.
+pub fn render(config: &FrrConfig) -> Result<String, RenderError> {
+    let mut tera = tera::Tera::default();
+    // frr.conf is not HTML: nothing may be escaped.
+    tera.autoescape_on(Vec::<&str>::new());
+    tera.add_raw_template("frr.conf", TEMPLATE).map_err(|e| RenderError::Template(format!("{e:?}")))?;
+    let ctx = tera::Context::from_serialize(config).map_err(|e| RenderError::Render(format!("{e:?}")))?;
+    let mut out = tera.render("frr.conf", &ctx).map_err(|e| RenderError::Render(format!("{e:?}")))?;
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

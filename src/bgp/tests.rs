@@ -1,0 +1,157 @@
+//! The announcement rules, one behaviour per test, on configs written as YAML.
+
+use std::collections::BTreeSet;
+
+use super::announce::*;
+use crate::config::{self, Config};
+use crate::plan::Inputs;
+use crate::topology::{Endpoints, NodeInfo};
+
+const BASE: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: pool}
+spec: {addresses: [198.51.100.0/24, '2001:db8:20::/120']}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor6}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: '2001:db8:10::1'}
+";
+
+fn config(extra: &str) -> Config {
+    let mut i = Inputs::new("metallb-system");
+    i.add_yaml("t", &format!("{BASE}---\n{extra}")).unwrap();
+    config::parse(&i.objects).result.expect("valid test config")
+}
+
+fn node(labels: &[(&str, &str)]) -> NodeInfo {
+    let mut n = NodeInfo::named("node1");
+    n.labels.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    n
+}
+
+fn svc(ips: &[&str]) -> ServiceState {
+    ServiceState {
+        key: "shop/web".into(),
+        ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+        labels: [("app".to_string(), "web".to_string())].into(),
+        local_traffic: false,
+    }
+}
+
+fn prefixes(p: &NodePlan) -> Vec<(String, Vec<String>)> {
+    p.announcements.iter().map(|a| (a.prefix.to_string(), a.peers.iter().cloned().collect())).collect()
+}
+
+const AD: &str = "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: ad}\n";
+
+#[test]
+fn each_family_goes_to_the_sessions_that_carry_it() {
+    let p = plan_node(
+        &config(AD),
+        &node(&[]),
+        &[svc(&["198.51.100.1", "2001:db8:20::1"])],
+        &Endpoints::assume_everywhere(),
+    );
+    assert_eq!(
+        prefixes(&p),
+        [("198.51.100.1/32".into(), vec!["tor".into()]), ("2001:db8:20::1/128".into(), vec!["tor6".into()])]
+    );
+}
+
+#[test]
+fn aggregation_masks_the_ip() {
+    let cfg = config(&format!("{AD}spec: {{aggregationLength: 24, aggregationLengthV6: 120}}\n"));
+    let p = plan_node(
+        &cfg,
+        &node(&[]),
+        &[svc(&["198.51.100.77", "2001:db8:20::9"])],
+        &Endpoints::assume_everywhere(),
+    );
+    assert_eq!(p.announcements[0].prefix.to_string(), "198.51.100.0/24");
+    assert_eq!(p.announcements[1].prefix.to_string(), "2001:db8:20::/120");
+}
+
+#[test]
+fn advertisements_pick_nodes_services_and_peers() {
+    let cfg = config(&format!("{AD}spec: {{nodeSelectors: [{{matchLabels: {{rack: a}}}}]}}\n"));
+    let p = plan_node(&cfg, &node(&[]), &[svc(&["198.51.100.1"])], &Endpoints::assume_everywhere());
+    assert!(p.withheld["shop/web"].contains("selects node node1"));
+    assert_eq!(
+        plan_node(&cfg, &node(&[("rack", "a")]), &[svc(&["198.51.100.1"])], &Endpoints::assume_everywhere())
+            .announcements
+            .len(),
+        1
+    );
+
+    let cfg = config(&format!("{AD}spec: {{serviceSelectors: [{{matchLabels: {{app: db}}}}]}}\n"));
+    let p = plan_node(&cfg, &node(&[]), &[svc(&["198.51.100.1"])], &Endpoints::assume_everywhere());
+    assert!(p.withheld["shop/web"].contains("selects this Service"));
+
+    let cfg = config(&format!("{AD}spec: {{peers: [tor6]}}\n"));
+    let p = plan_node(&cfg, &node(&[]), &[svc(&["198.51.100.1"])], &Endpoints::assume_everywhere());
+    assert!(p.withheld["shop/web"].contains("carries its IP family"), "{:?}", p.withheld);
+}
+
+#[test]
+fn communities_union_and_attributes_split_by_peer() {
+    let cfg = config(&format!(
+        "{AD}spec: {{communities: ['64500:1'], peers: [tor]}}\n---\n{}spec: {{communities: ['64500:2']}}\n",
+        AD.replace("name: ad", "name: ad2")
+    ));
+    let p = plan_node(&cfg, &node(&[]), &[svc(&["198.51.100.1"])], &Endpoints::assume_everywhere());
+    let communities: BTreeSet<String> =
+        p.announcements[0].communities.iter().map(|c| c.to_string()).collect();
+    assert_eq!(communities, ["64500:1".to_string(), "64500:2".into()].into());
+}
+
+#[test]
+fn conflicting_local_pref_for_one_service_withholds_it() {
+    let cfg = config(&format!(
+        "{AD}spec: {{localPref: 100, serviceSelectors: [{{matchLabels: {{app: web}}}}]}}\n---\n{}spec: {{localPref: 200, serviceSelectors: [{{matchLabels: {{app: web}}}}]}}\n",
+        AD.replace("name: ad", "name: ad2")
+    ));
+    let p = plan_node(&cfg, &node(&[]), &[svc(&["198.51.100.1"])], &Endpoints::assume_everywhere());
+    assert!(p.withheld["shop/web"].contains("different localPref"), "{:?}", p.withheld);
+}
+
+#[test]
+fn endpoints_and_node_eligibility_decide() {
+    let cfg = config(AD);
+    let none = Endpoints::from_slices(&[]);
+    let p = plan_node(&cfg, &node(&[]), &[svc(&["198.51.100.1"])], &none);
+    assert!(p.withheld["shop/web"].contains("no serving endpoint"));
+
+    let slice: k8s_openapi::api::discovery::v1::EndpointSlice = serde_saphyr::from_str(
+        "metadata: {name: s, namespace: shop, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.1], nodeName: node2}]\n",
+    )
+    .unwrap();
+    let on_node2 = Endpoints::from_slices(&[slice]);
+    let mut local = svc(&["198.51.100.1"]);
+    assert_eq!(plan_node(&cfg, &node(&[]), std::slice::from_ref(&local), &on_node2).announcements.len(), 1);
+    local.local_traffic = true;
+    let p = plan_node(&cfg, &node(&[]), &[local], &on_node2);
+    assert!(p.withheld["shop/web"].contains("Local"));
+
+    let mut excluded = node(&[]);
+    excluded.ineligible = Some("excluded for the test".into());
+    let p = plan_node(&cfg, &excluded, &[svc(&["198.51.100.1"])], &Endpoints::assume_everywhere());
+    assert_eq!(p.withheld["shop/web"], "excluded for the test");
+}
+
+#[test]
+fn pools_without_bgp_advertisements_are_not_announced() {
+    let p = plan_node(
+        &config("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"),
+        &node(&[]),
+        &[svc(&["198.51.100.1"])],
+        &Endpoints::assume_everywhere(),
+    );
+    assert!(p.withheld["shop/web"].contains("no BGPAdvertisement"));
+}

@@ -1,0 +1,156 @@
+//! Real FRR instances for tests: each in a network namespace of its own, with its own socket,
+//! config and log directories, removed (daemons, namespace, files) when dropped, even when the
+//! test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const DAEMONS: &[&str] = &["zebra", "bfdd", "bgpd", "staticd"];
+const FRR_LIB: &str = "/usr/lib/frr";
+
+/// Why FRR tests cannot run here, if they cannot.
+pub fn unavailable() -> Option<String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.as_deref() != Some("0") {
+        return Some("needs root for network namespaces".into());
+    }
+    for d in DAEMONS {
+        if !Path::new(FRR_LIB).join(d).exists() {
+            return Some(format!("{FRR_LIB}/{d} missing (apt-get install frr)"));
+        }
+    }
+    for tool in ["vtysh", "ip", "unshare"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            return Some(format!("{tool} missing"));
+        }
+    }
+    None
+}
+
+pub struct Frr {
+    pub ns: String,
+    dir: PathBuf,
+}
+
+impl Frr {
+    /// Starts zebra, bfdd, bgpd and staticd in a new namespace whose hostname is `hostname`.
+    pub fn start(hostname: &str) -> Result<Frr, String> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let ns = format!("flb{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let dir = std::env::temp_dir().join(format!("ferrolb-frr-{ns}"));
+        let frr = Frr { ns: ns.clone(), dir: dir.clone() };
+        for sub in ["run", "etc", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+        }
+        // vtysh insists on the integrated config; the hostname line keeps show output stable.
+        std::fs::write(
+            dir.join("etc/vtysh.conf"),
+            format!("service integrated-vtysh-config\nhostname {hostname}\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("etc/frr.conf"), "").map_err(|e| e.to_string())?;
+        sh(&format!("chown -R frr:frr {}", dir.display()))?;
+        sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
+        let run = dir.join("run");
+        for d in DAEMONS {
+            let extra =
+                if *d == "bfdd" { format!("--bfdctl {}/bfdd.sock", run.display()) } else { String::new() };
+            sh(&format!(
+                "ip netns exec {ns} unshare --uts sh -c 'hostname {hostname}; exec {FRR_LIB}/{d} -d -F traditional -P 0 -f /dev/null \
+                 -z {run}/zserv.api --vty_socket {run} -i {run}/{d}.pid --log file:{log}/{d}.log {extra}'",
+                run = run.display(),
+                log = dir.join("log").display(),
+            ))?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while frr.vtysh(&["-c", "show version"]).map(|o| !o.status.success()).unwrap_or(true) {
+            if Instant::now() > deadline {
+                return Err(format!("FRR in {ns} did not answer vtysh within 10s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(frr)
+    }
+
+    pub fn vtysh(&self, args: &[&str]) -> Result<Output, String> {
+        let run = self.dir.join("run");
+        let etc = self.dir.join("etc");
+        Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(&run)
+            .arg("--config_dir")
+            .arg(&etc)
+            .args(args)
+            .output()
+            .map_err(|e| format!("vtysh: {e}"))
+    }
+
+    /// Writes `text` to a file in the instance's directory and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `show running-config` without the banner, `!` separators and lines ferrolb never owns.
+    pub fn running_config(&self) -> String {
+        let out = self.vtysh(&["-c", "show running-config"]).unwrap();
+        canonical(&String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+/// Drops what `show running-config` adds around a configuration: the banner, separators and the
+/// lines zebra and vtysh own (forwarding, integrated config).
+pub fn canonical(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            let t = l.trim();
+            !(t.is_empty()
+                || t == "!"
+                || t == "end"
+                || t.starts_with("Building configuration")
+                || t.starts_with("Current configuration")
+                || t.starts_with("frr version")
+                || t.ends_with("ip forwarding")
+                || t.ends_with("ipv6 forwarding")
+                || t == "service integrated-vtysh-config")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        let run = self.dir.join("run");
+        for d in DAEMONS {
+            if let Ok(pid) = std::fs::read_to_string(run.join(format!("{d}.pid"))) {
+                let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+            }
+        }
+        // Anything else left in the namespace, then the namespace and files.
+        let _ = sh(&format!(
+            "ip netns pids {ns} 2>/dev/null | xargs -r kill -9; ip netns del {ns}",
+            ns = self.ns
+        ));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sh(cmd: &str) -> Result<(), String> {
+    let out = Command::new("sh").args(["-c", cmd]).output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
