@@ -1,9 +1,15 @@
 //! One node's BGP state as FRR sees it: routers, neighbors, filters and BFD profiles, in a
 //! serialisable view model that `templates/frr.conf.tera` lays out.
 //!
-//! Everything is sorted, so equal inputs render byte-identical files; names follow MetalLB's
-//! (`<neighbor>-in`, `<neighbor>-out`, `<neighbor>-allowed-ipv4`, ...) so operators used to its
-//! FRR mode find their way around.
+//! Everything is sorted, so equal inputs render byte-identical files.
+//!
+//! Unlike MetalLB, whose filters list every prefix in per-neighbor prefix lists, prefixes are
+//! grouped into *classes*: all prefixes that go to the same peers with the same communities and
+//! LOCAL_PREF share a class. Each `network` line names its class's route-map, which sets a local
+//! tag (tags never leave the router); each neighbor's outbound route-map has one entry per class
+//! it receives, matching the tag and setting that neighbor's attributes; everything else is
+//! denied. FRR 8.4 spends time proportional to a prefix list's length on every entry added, so
+//! 1,000 prefixes in prefix lists took 22 s to apply; as `network` lines they take 0.12 s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -20,6 +26,8 @@ pub struct FrrConfig {
     pub hostname: String,
     pub log_level: String,
     pub routers: Vec<Router>,
+    /// Origination route-maps, one per class: `route-map ferrolb-class-<tag>` sets the tag.
+    pub classes: Vec<u32>,
     pub bfd_profiles: Vec<BfdProfileView>,
 }
 
@@ -58,7 +66,7 @@ pub struct Neighbor {
     pub id: String,
     /// Everything after `neighbor <target> ` in the session block, in FRR's order.
     pub session: Vec<String>,
-    pub prefix_lists: Vec<PrefixList>,
+    /// One entry per class this neighbor receives; its sequence number is the class tag.
     pub route_map_out: Vec<RouteMapEntry>,
 }
 
@@ -74,34 +82,17 @@ pub enum Secrets {
 pub const REDACTED: &str = "REDACTED";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PrefixList {
-    /// `ip` or `ipv6`.
-    pub family: &'static str,
-    pub name: String,
-    /// `seq N permit PREFIX` or `seq 1 deny any`.
-    pub entries: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteMapEntry {
-    pub seq: u32,
-    pub family: &'static str,
-    pub list: String,
-    /// A `set ...` line; entries with one continue to the next (`on-match next`).
-    pub set: Option<String>,
+    /// The class tag, also the entry's sequence number.
+    pub tag: u32,
+    /// `set ...` lines, in the order FRR prints them.
+    pub sets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BfdProfileView {
     pub name: String,
     pub lines: Vec<String>,
-}
-
-fn kw(net: &IpNet) -> &'static str {
-    match net {
-        IpNet::V4(_) => "ip",
-        IpNet::V6(_) => "ipv6",
-    }
 }
 
 fn afi(net: &IpNet) -> &'static str {
@@ -170,15 +161,56 @@ fn session_lines(peer: &Peer, secrets: Secrets) -> Vec<String> {
     l
 }
 
-/// Per-neighbor accumulation of what it is sent.
-#[derive(Default)]
-struct Sent {
-    allowed: BTreeSet<IpNet>,
-    communities: BTreeMap<CommunityValue, BTreeSet<IpNet>>,
-    local_prefs: BTreeMap<u32, BTreeSet<IpNet>>,
+/// What one peer receives for a prefix.
+type PeerAttrs = (BTreeSet<CommunityValue>, Option<u32>);
+/// A class: every peer that receives its prefixes, with what each receives.
+type Class = BTreeMap<String, PeerAttrs>;
+
+/// Tags double as route-map sequence numbers, so they stay in 1..=65534; derived from the
+/// class's content so a class keeps its tag whatever other classes come and go.
+fn assign_tags(classes: &BTreeSet<Class>) -> BTreeMap<Class, u32> {
+    let mut taken = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for class in classes {
+        let text = format!("{class:?}");
+        // FNV-1a: small, stable across Rust versions (unlike the std hasher).
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in text.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        let mut tag = (h % 65534) as u32 + 1;
+        while !taken.insert(tag) {
+            tag = tag % 65534 + 1;
+        }
+        out.insert(class.clone(), tag);
+    }
+    out
 }
 
-fn build_neighbor(peer: &Peer, sent: &Sent, secrets: Secrets) -> Neighbor {
+fn set_lines((communities, local_pref): &PeerAttrs) -> Vec<String> {
+    let mut sets = Vec::new();
+    let standard: Vec<String> =
+        communities.iter().filter(|c| matches!(c, CommunityValue::Standard(..))).map(frr_community).collect();
+    if !standard.is_empty() {
+        sets.push(format!("set community {} additive", standard.join(" ")));
+    }
+    let large: Vec<String> = communities
+        .iter()
+        .filter_map(|c| match c {
+            CommunityValue::Large(a, b, x) => Some(format!("{a}:{b}:{x}")),
+            CommunityValue::Standard(..) => None,
+        })
+        .collect();
+    if !large.is_empty() {
+        sets.push(format!("set large-community {} additive", large.join(" ")));
+    }
+    if let Some(p) = local_pref {
+        sets.push(format!("set local-preference {p}"));
+    }
+    sets
+}
+
+fn build_neighbor(peer: &Peer, tags: &BTreeMap<Class, u32>, secrets: Secrets) -> Neighbor {
     let target = match &peer.endpoint {
         PeerEndpoint::Address(a) => a.to_string(),
         PeerEndpoint::Interface(i) => i.clone(),
@@ -187,60 +219,14 @@ fn build_neighbor(peer: &Peer, sent: &Sent, secrets: Secrets) -> Neighbor {
         Some(v) => format!("{target}-{v}"),
         None => target.clone(),
     };
-    let fams = families(peer);
-    let mut prefix_lists = Vec::new();
-    let mut route_map_out = Vec::new();
-    let mut seq = 0;
-    let mut filtered =
-        |name_part: String, set: String, prefixes: &BTreeSet<IpNet>, lists: &mut Vec<PrefixList>| {
-            for (fam_kw, fam) in [("ip", "ipv4"), ("ipv6", "ipv6")] {
-                let nets: Vec<&IpNet> = prefixes.iter().filter(|n| kw(n) == fam_kw).collect();
-                if nets.is_empty() || !fams.contains(fam) {
-                    continue;
-                }
-                let name = format!("{id}-{name_part}-{fam}");
-                let entries =
-                    nets.iter().enumerate().map(|(i, n)| format!("seq {} permit {n}", i + 1)).collect();
-                lists.push(PrefixList { family: fam_kw, name: name.clone(), entries });
-                seq += 1;
-                route_map_out.push(RouteMapEntry { seq, family: fam_kw, list: name, set: Some(set.clone()) });
-            }
-        };
-    for (pref, nets) in &sent.local_prefs {
-        filtered(format!("{pref}"), format!("set local-preference {pref}"), nets, &mut prefix_lists);
-    }
-    for (c, nets) in &sent.communities {
-        let (label, set) = match c {
-            CommunityValue::Standard(..) => {
-                (format!("{c}"), format!("set community {} additive", frr_community(c)))
-            }
-            CommunityValue::Large(a, b, x) => {
-                (format!("{c}"), format!("set large-community {a}:{b}:{x} additive"))
-            }
-        };
-        let suffix = if matches!(c, CommunityValue::Large(..)) { "large-community" } else { "community" };
-        filtered(format!("{label}-{suffix}"), set, nets, &mut prefix_lists);
-    }
-    for (fam_kw, fam) in [("ip", "ipv4"), ("ipv6", "ipv6")] {
-        let nets: Vec<&IpNet> = sent.allowed.iter().filter(|n| kw(n) == fam_kw).collect();
-        let entries = if nets.is_empty() {
-            vec!["seq 1 deny any".to_string()]
-        } else {
-            nets.iter().enumerate().map(|(i, n)| format!("seq {} permit {n}", i + 1)).collect()
-        };
-        let name = format!("{id}-allowed-{fam}");
-        prefix_lists.push(PrefixList { family: fam_kw, name: name.clone(), entries });
-        seq += 1;
-        route_map_out.push(RouteMapEntry { seq, family: fam_kw, list: name, set: None });
-    }
-    Neighbor {
-        peer: peer.name.clone(),
-        target,
-        id,
-        session: session_lines(peer, secrets),
-        prefix_lists,
-        route_map_out,
-    }
+    let mut route_map_out: Vec<RouteMapEntry> = tags
+        .iter()
+        .filter_map(|(class, tag)| {
+            class.get(&peer.name).map(|attrs| RouteMapEntry { tag: *tag, sets: set_lines(attrs) })
+        })
+        .collect();
+    route_map_out.sort_by_key(|e| e.tag);
+    Neighbor { peer: peer.name.clone(), target, id, session: session_lines(peer, secrets), route_map_out }
 }
 
 /// FRR prints RFC-reserved communities by name; writing them that way keeps the file canonical.
@@ -279,23 +265,20 @@ pub fn build(
     secrets: Secrets,
 ) -> FrrConfig {
     let peers = node_peers(config, node);
-    let mut sent: BTreeMap<&str, Sent> = peers.iter().map(|p| (p.name.as_str(), Sent::default())).collect();
+    // prefix -> class (what each peer that carries its family receives).
+    let mut classes: BTreeMap<IpNet, Class> = BTreeMap::new();
     for a in announcements {
         for peer_name in &a.peers {
             let Some(peer) = config.peers.get(peer_name) else { continue };
             if !families(peer).contains(afi(&a.prefix)) {
                 continue; // a v6 prefix cannot ride a v4-only session
             }
-            let Some(s) = sent.get_mut(peer_name.as_str()) else { continue };
-            s.allowed.insert(a.prefix);
-            for c in &a.communities {
-                s.communities.entry(*c).or_default().insert(a.prefix);
-            }
-            if let Some(p) = a.local_pref {
-                s.local_prefs.entry(p).or_default().insert(a.prefix);
-            }
+            let attrs = classes.entry(a.prefix).or_default().entry(peer_name.clone()).or_default();
+            attrs.0.extend(a.communities.iter().copied());
+            attrs.1 = attrs.1.or(a.local_pref);
         }
     }
+    let tags = assign_tags(&classes.values().cloned().collect());
     // One bgpd router per (VRF, ASN, router ID); the default VRF sorts first.
     let mut routers: BTreeMap<(String, u32, String), Router> = BTreeMap::new();
     for peer in &peers {
@@ -311,7 +294,7 @@ pub fn build(
             neighbors: Vec::new(),
             families: Vec::new(),
         });
-        router.neighbors.push(build_neighbor(peer, &sent[peer.name.as_str()], secrets));
+        router.neighbors.push(build_neighbor(peer, &tags, secrets));
     }
     for router in routers.values_mut() {
         // FRR's order: unnumbered sessions first, then by address (numerically).
@@ -323,14 +306,16 @@ pub fn build(
                 .filter(|n| families(&config.peers[&n.peer]).contains(fam))
                 .map(|n| NeighborRef { target: n.target.clone(), id: n.id.clone() })
                 .collect();
-            let networks: BTreeSet<IpNet> = router
-                .neighbors
+            // A prefix is originated by the router whose neighbors receive it.
+            let peers_here: BTreeSet<&str> = router.neighbors.iter().map(|n| n.peer.as_str()).collect();
+            let networks: Vec<String> = classes
                 .iter()
-                .flat_map(|n| sent[n.peer.as_str()].allowed.iter().copied())
-                .filter(|p| afi(p) == fam)
+                .filter(|(prefix, class)| {
+                    afi(prefix) == fam && class.keys().any(|p| peers_here.contains(p.as_str()))
+                })
+                .map(|(prefix, class)| format!("{prefix} route-map ferrolb-class-{}", tags[class]))
                 .collect();
             if !neighbors.is_empty() || !networks.is_empty() {
-                let networks = networks.iter().map(ToString::to_string).collect();
                 router.families.push(AddressFamily { name: fam, networks, neighbors });
             }
         }
@@ -339,6 +324,7 @@ pub fn build(
         hostname: node.name.clone(),
         log_level: frr_log_level(log_level).to_string(),
         routers: routers.into_values().collect(),
+        classes: tags.values().copied().collect::<BTreeSet<u32>>().into_iter().collect(),
         bfd_profiles: config.bfd_profiles.values().map(bfd_view).collect(),
     }
 }
