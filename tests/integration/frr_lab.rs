@@ -39,6 +39,7 @@ pub fn unavailable() -> Option<String> {
 
 pub struct Frr {
     pub ns: String,
+    hostname: String,
     dir: PathBuf,
 }
 
@@ -48,7 +49,7 @@ impl Frr {
         static N: AtomicUsize = AtomicUsize::new(0);
         let ns = format!("flb{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("ferrolb-frr-{ns}"));
-        let frr = Frr { ns: ns.clone(), dir: dir.clone() };
+        let frr = Frr { ns: ns.clone(), hostname: hostname.to_string(), dir: dir.clone() };
         for sub in ["run", "etc", "log"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
         }
@@ -95,6 +96,50 @@ impl Frr {
             .map_err(|e| format!("vtysh: {e}"))
     }
 
+    /// Kills one daemon and starts it again with no configuration, as a crash would leave it.
+    pub fn restart_daemon(&self, daemon: &str) -> Result<(), String> {
+        let run = self.dir.join("run");
+        let pid = std::fs::read_to_string(run.join(format!("{daemon}.pid"))).map_err(|e| e.to_string())?;
+        sh(&format!("kill -9 {}", pid.trim()))?;
+        std::thread::sleep(Duration::from_millis(200));
+        sh(&format!(
+            "ip netns exec {ns} unshare --uts sh -c 'hostname {host}; exec {FRR_LIB}/{daemon} -d -F traditional -P 0 -f /dev/null \
+             -z {run}/zserv.api --vty_socket {run} -i {run}/{daemon}.pid --log file:{log}/{daemon}.log'",
+            ns = self.ns,
+            host = self.hostname,
+            run = run.display(),
+            log = self.dir.join("log").display(),
+        ))?;
+        wait_for(Duration::from_secs(10), || {
+            self.vtysh(&["-c", "show bgp summary"]).is_ok_and(|o| o.status.success())
+        })
+        .map(|_| ())
+        .ok_or_else(|| format!("{daemon} did not come back"))
+    }
+
+    /// Arguments that point vtysh at this instance.
+    pub fn vtysh_args(&self) -> Vec<String> {
+        let d = |s: &str| self.dir.join(s).display().to_string();
+        vec!["--vty_socket".into(), d("run"), "--config_dir".into(), d("etc")]
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs a show command and parses its JSON.
+    pub fn json(&self, command: &str) -> serde_json::Value {
+        let out = self.vtysh(&["-c", command]).unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Applies config lines with `vtysh -f` (for routers the test plays itself).
+    pub fn configure(&self, text: &str) {
+        let f = self.file("manual.conf", text);
+        let out = self.vtysh(&["-f", f.to_str().unwrap()]).unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+
     /// Writes `text` to a file in the instance's directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.join(name);
@@ -107,6 +152,43 @@ impl Frr {
         let out = self.vtysh(&["-c", "show running-config"]).unwrap();
         canonical(&String::from_utf8_lossy(&out.stdout))
     }
+}
+
+/// Joins two instances with a veth pair named eth0 on both sides, with the given addresses.
+pub fn link(a: &Frr, b: &Frr, a_addrs: &[&str], b_addrs: &[&str]) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let (va, vb) =
+        (format!("fl{}a{n}", std::process::id() % 100000), format!("fl{}b{n}", std::process::id() % 100000));
+    let mut cmds = vec![
+        format!("ip link add {va} type veth peer name {vb}"),
+        format!("ip link set {va} netns {} name eth0", a.ns),
+        format!("ip link set {vb} netns {} name eth0", b.ns),
+    ];
+    for (ns, addrs) in [(&a.ns, a_addrs), (&b.ns, b_addrs)] {
+        // No DAD and keep addresses on link down: bgpd needs its v6 address at once.
+        cmds.push(format!("ip netns exec {ns} sysctl -qw net.ipv6.conf.eth0.accept_dad=0 net.ipv6.conf.eth0.keep_addr_on_down=1"));
+        for addr in addrs.iter() {
+            let nodad = if addr.contains(':') { " nodad" } else { "" };
+            cmds.push(format!("ip -n {ns} addr add {addr} dev eth0{nodad}"));
+        }
+        cmds.push(format!("ip -n {ns} link set eth0 up"));
+    }
+    for c in cmds {
+        sh(&c).unwrap();
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes; returns how long it took.
+pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// Drops what `show running-config` adds around a configuration: the banner, separators and the

@@ -1,6 +1,7 @@
 //! One integration test binary (one link step); each module checks its own preconditions and
 //! prints `skipped: <why>` when it cannot run here.
 
+mod agent;
 mod cli;
 mod crds;
 mod examples;

@@ -1,0 +1,200 @@
+//! Applying a desired configuration to FRR: validate with FRR itself, diff against what was
+//! applied last (or what FRR runs, after a restart), send the difference as one vtysh batch.
+//! On failure nothing stays half-applied: the previous configuration is restored.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::diff::{self, Script};
+use crate::tree::ConfigTree;
+
+/// How to reach one FRR instance with vtysh.
+#[derive(Debug, Clone)]
+pub struct Vtysh {
+    pub program: PathBuf,
+    /// Extra arguments before the command, e.g. `--vty_socket DIR --config_dir DIR`.
+    pub args: Vec<String>,
+}
+
+impl Vtysh {
+    fn run(&self, args: &[&str]) -> Result<(bool, String), ApplyError> {
+        let out = Command::new(&self.program)
+            .args(&self.args)
+            .args(args)
+            .output()
+            .map_err(|e| ApplyError::Vtysh(format!("{}: {e}", self.program.display())))?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.success(), redact(&text)))
+    }
+
+    pub fn show(&self, command: &str) -> Result<String, ApplyError> {
+        match self.run(&["-c", command])? {
+            (true, text) => Ok(text),
+            (false, text) => Err(ApplyError::Vtysh(format!("{command}: {text}"))),
+        }
+    }
+}
+
+/// vtysh echoes offending lines; passwords must never reach a log or an API answer.
+pub fn redact(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.find("password ") {
+            Some(i) => format!("{}password REDACTED", &l[..i]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("FRR rejected the configuration: {0}")]
+    Rejected(String),
+    #[error("applying failed and the previous configuration was restored: {0}")]
+    RolledBack(String),
+    #[error("applying failed and restoring the previous configuration failed too: {0}")]
+    Inconsistent(String),
+    #[error("vtysh: {0}")]
+    Vtysh(String),
+    #[error("writing {0}: {1}")]
+    File(String, String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The generation was already applied, or the configuration did not change.
+    Unchanged,
+    Changed {
+        added: usize,
+        removed: usize,
+        took: Duration,
+    },
+}
+
+pub struct Applier {
+    vtysh: Vtysh,
+    dir: PathBuf,
+    /// The generation and owned configuration FRR was last brought to.
+    current: Option<(u64, ConfigTree, String)>,
+}
+
+impl Applier {
+    pub fn new(vtysh: Vtysh, dir: impl Into<PathBuf>) -> Applier {
+        Applier { vtysh, dir: dir.into(), current: None }
+    }
+
+    pub fn generation(&self) -> Option<u64> {
+        self.current.as_ref().map(|c| c.0)
+    }
+
+    pub fn desired(&self) -> Option<&str> {
+        self.current.as_ref().map(|c| c.2.as_str())
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<PathBuf, ApplyError> {
+        let path = self.dir.join(name);
+        let file_err = |e: std::io::Error| ApplyError::File(path.display().to_string(), e.to_string());
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(file_err)?;
+        f.write_all(text.as_bytes()).map_err(file_err)?;
+        Ok(path)
+    }
+
+    /// What FRR runs now, reduced to what the agent owns.
+    pub fn running(&self) -> Result<ConfigTree, ApplyError> {
+        let text = self.vtysh.show("show running-config")?;
+        ConfigTree::parse(&text).map(|t| diff::owned(&t)).map_err(|e| ApplyError::Vtysh(e.to_string()))
+    }
+
+    /// Brings FRR to `config`. Serialise calls: the diff assumes nobody else changed FRR since.
+    pub fn apply(&mut self, config: &str, generation: u64) -> Result<Applied, ApplyError> {
+        if self.generation() == Some(generation) {
+            return Ok(Applied::Unchanged);
+        }
+        let started = Instant::now();
+        let new = ConfigTree::parse(config).map_err(|e| ApplyError::Rejected(e.to_string()))?;
+        let new = diff::owned(&new);
+        let file = self.write("desired.conf", config)?;
+        if let (false, text) = self.vtysh.run(&["-C", "-f", path(&file)])? {
+            return Err(ApplyError::Rejected(text));
+        }
+        let base = match &self.current {
+            Some((_, tree, _)) => tree.clone(),
+            None => self.running()?,
+        };
+        let script = diff::diff(&base, &new);
+        if !script.is_empty() {
+            self.send(&script, &base, &new)?;
+        }
+        self.current = Some((generation, new, config.to_string()));
+        if script.is_empty() {
+            return Ok(Applied::Unchanged);
+        }
+        Ok(Applied::Changed { added: script.added, removed: script.removed, took: started.elapsed() })
+    }
+
+    /// After FRR (or one daemon) restarted. `show running-config` merges every daemon's view,
+    /// so filters a restarted bgpd lost still show up through zebra: a diff would miss them.
+    /// The whole desired configuration is pushed again instead (vtysh merges, so lines that
+    /// are already there stay untouched), then anything still differing is diffed away.
+    pub fn reconcile(&mut self) -> Result<Applied, ApplyError> {
+        let Some((_, desired, text)) = self.current.clone() else { return Ok(Applied::Unchanged) };
+        let started = Instant::now();
+        let file = self.write("desired.conf", &text)?;
+        let (ok, out) = self.vtysh.run(&["-f", path(&file)])?;
+        if !ok {
+            return Err(ApplyError::Vtysh(out));
+        }
+        let running = self.running()?;
+        let rest = diff::diff(&running, &desired);
+        if !rest.is_empty() {
+            self.send(&rest, &running, &desired)?;
+        }
+        Ok(Applied::Changed { added: desired.len(), removed: rest.removed, took: started.elapsed() })
+    }
+
+    fn send(&self, script: &Script, base: &ConfigTree, new: &ConfigTree) -> Result<(), ApplyError> {
+        let file = self.write("change.conf", &script.text)?;
+        let (ok, text) = self.vtysh.run(&["-f", path(&file)])?;
+        if !ok {
+            // vtysh -f keeps every line that worked: put back what was there.
+            let undo = self.running().map(|now| diff::diff(&now, base));
+            return match undo {
+                Ok(undo) => {
+                    let back = self.write("undo.conf", &undo.text)?;
+                    match self.vtysh.run(&["-f", path(&back)])? {
+                        (true, _) => Err(ApplyError::RolledBack(text)),
+                        (false, more) => Err(ApplyError::Inconsistent(format!("{text}\n{more}"))),
+                    }
+                }
+                Err(e) => Err(ApplyError::Inconsistent(format!("{text}\n{e}"))),
+            };
+        }
+        if script.filters_changed {
+            // bgpd applies filter edits to routes already sent only after its route-map delay
+            // timer (5 s by default); a soft outbound refresh resends now, without a reset.
+            // FRR 8.4 has no `vrf all` form for clear, so one command per router.
+            for router in new.order.iter().filter(|p| p.len() == 1 && p[0].starts_with("router bgp")) {
+                let cmd = match router[0].split_once(" vrf ") {
+                    Some((_, vrf)) => format!("clear bgp vrf {vrf} * soft out"),
+                    None => "clear bgp * soft out".to_string(),
+                };
+                let _ = self.vtysh.run(&["-c", &cmd]);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("agent paths are UTF-8")
+}
