@@ -84,9 +84,6 @@ pub struct Script {
     pub text: String,
     pub added: usize,
     pub removed: usize,
-    /// Prefix lists or route-maps changed: routes already sent need a soft refresh, because
-    /// bgpd applies filter edits to existing routes only after its route-map delay timer.
-    pub filters_changed: bool,
 }
 
 impl Script {
@@ -168,11 +165,8 @@ pub fn diff(old: &ConfigTree, new: &ConfigTree) -> Script {
     let root: ContextPath = Vec::new();
     let filters = |p: &ContextPath| p.first().is_some_and(|t| t.starts_with("route-map ") || t == "bfd");
 
-    let is_prefix_list = |l: &String| l.contains("prefix-list ");
-    let is_route_map = |p: &ContextPath| p.first().is_some_and(|t| t.starts_with("route-map "));
     let root_added = added(old, new, &root);
     let stale_root = removed(old, new, &root);
-    let mut filters_changed = root_added.iter().chain(&stale_root).any(is_prefix_list);
 
     // A: new and changed filters and BFD profiles, before anything refers to them.
     w.block(&root, &root_added, false);
@@ -185,7 +179,6 @@ pub fn diff(old: &ConfigTree, new: &ConfigTree) -> Script {
         let count_removed = lines.len();
         lines.extend(added(old, new, path));
         if !lines.is_empty() || (!old.has(path) && path.len() > 1) {
-            filters_changed |= is_route_map(path);
             w.enter(path);
             for (i, l) in lines.iter().enumerate() {
                 w.line(path.len(), l, i < count_removed);
@@ -247,7 +240,6 @@ pub fn diff(old: &ConfigTree, new: &ConfigTree) -> Script {
     // C: filters and profiles nothing refers to any more.
     w.block(&root, &stale_root, true);
     for path in old.order.iter().rev().filter(|p| filters(p) && !new.has(p)) {
-        filters_changed |= is_route_map(path);
         match path.as_slice() {
             [top] => w.line(0, &negate(top), true),
             [parent, child] if new.has(std::slice::from_ref(parent)) || parent == "bfd" => {
@@ -258,7 +250,7 @@ pub fn diff(old: &ConfigTree, new: &ConfigTree) -> Script {
             _ => {}
         }
     }
-    Script { text: w.out, added: w.added, removed: w.removed, filters_changed }
+    Script { text: w.out, added: w.added, removed: w.removed }
 }
 
 /// Writes lines of an address-family (or other second-level context) inside its router.

@@ -3,90 +3,10 @@
 
 use std::time::Duration;
 
-use ferrolb::plan::{self, Inputs, Options};
-use frr_sidecar::apply::{Applied, Applier, ApplyError, Vtysh};
-use frr_sidecar::{diff, tree::ConfigTree};
+use frr_sidecar::apply::{Applied, ApplyError};
 
-use crate::frr_lab::{self, Frr, wait_for};
-
-const TOR: &str = "router bgp 64500
- bgp router-id 192.0.2.1
- no bgp ebgp-requires-policy
- neighbor 192.0.2.11 remote-as 64512
- neighbor 192.0.2.11 timers 3 9
- neighbor 192.0.2.11 timers connect 1
- address-family ipv4 unicast
-  neighbor 192.0.2.11 activate
- exit-address-family
-exit
-";
-
-/// The node's frr.conf for `services` Services from 198.18.0.0/15 carrying `community`.
-pub fn node_config(services: usize, community: &str) -> String {
-    let mut yaml = format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: bench}}\nspec: {{addresses: [198.18.0.0/15]}}\n\
-         ---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: tor}}\nspec: {{myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, holdTime: 9s, keepaliveTime: 3s, connectTime: 1s, routerID: 192.0.2.11}}\n\
-         ---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: ad}}\nspec: {{communities: ['{community}']}}\n"
-    );
-    for i in 0..services {
-        yaml.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i:05}, namespace: bench}}\nspec: {{type: LoadBalancer}}\n"));
-    }
-    let mut inputs = Inputs::new("metallb-system");
-    inputs.add_yaml("bench", &yaml).unwrap();
-    let p = plan::plan(
-        &inputs,
-        &Options { node: Some("node1".into()), show_secrets: true, ..Default::default() },
-    );
-    assert!(p.errors.is_empty() && p.pending.is_empty(), "{:?} {:?}", p.errors, p.pending);
-    p.frr_config.unwrap()
-}
-
-pub struct Lab {
-    pub tor: Frr,
-    pub node: Frr,
-    pub applier: Applier,
-}
-
-impl Lab {
-    pub fn start() -> Lab {
-        let tor = Frr::start("tor").unwrap();
-        let node = Frr::start("node1").unwrap();
-        frr_lab::link(&tor, &node, &["192.0.2.1/24"], &["192.0.2.11/24"]);
-        tor.configure(TOR);
-        let vtysh = Vtysh { program: "vtysh".into(), args: node.vtysh_args() };
-        let applier = Applier::new(vtysh, node.dir());
-        Lab { tor, node, applier }
-    }
-
-    /// Prefixes the ToR has received from the node.
-    pub fn received(&self) -> u64 {
-        let v = self.tor.json("show bgp ipv4 unicast summary json");
-        v["peers"]["192.0.2.11"]["pfxRcd"].as_u64().unwrap_or(0)
-    }
-
-    /// (connections established, connections dropped) as the ToR counts them.
-    pub fn session_counters(&self) -> (u64, u64) {
-        let v = self.tor.json("show bgp neighbors 192.0.2.11 json");
-        let n = &v["192.0.2.11"];
-        (n["connectionsEstablished"].as_u64().unwrap_or(0), n["connectionsDropped"].as_u64().unwrap_or(0))
-    }
-
-    pub fn community_at_tor(&self, prefix: &str) -> String {
-        let v = self.tor.json(&format!("show bgp ipv4 unicast {prefix} json"));
-        v["paths"][0]["community"]["string"].as_str().unwrap_or("").to_string()
-    }
-
-    pub fn node_matches(&self, config: &str) -> bool {
-        self.node_drift(config).is_empty()
-    }
-
-    /// What it would take to bring the node's running config to `config` (empty: nothing).
-    pub fn node_drift(&self, config: &str) -> String {
-        let want = diff::owned(&ConfigTree::parse(config).unwrap());
-        let running = self.applier.running().unwrap();
-        diff::diff(&running, &want).text
-    }
-}
+use crate::bgp_lab::{Lab, node_config};
+use crate::frr_lab::{self, wait_for};
 
 #[test]
 fn a_thousand_prefixes_come_and_go_without_touching_the_session() {

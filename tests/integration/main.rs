@@ -2,6 +2,7 @@
 //! prints `skipped: <why>` when it cannot run here.
 
 mod agent;
+mod bgp_lab;
 mod cli;
 mod crds;
 mod examples;

@@ -1,0 +1,133 @@
+//! Reload speed against real FRR: ferrolb's applier versus `frr-reload.py --reload` (MetalLB's
+//! method) on the same node and the same files, in one run; and Apply -> route at the ToR.
+//!
+//!     cargo bench --bench reload            # 1, 100, 1,000, 10,000 prefixes (needs root + frr)
+//!     cargo bench --bench reload -- --quick # 1 and 100
+//!
+//! Prints one line per case, `<case> ferrolb=<s> frr-reload=<s> ratio=<x>`, then
+//! `apply_to_tor p50=<ms> p99=<ms>`. frr-reload.py gets FERROLB_FRR_RELOAD_LIMIT seconds per
+//! run (default 300); past that it is stopped and the line says `>=`.
+
+#[allow(dead_code)]
+#[path = "../tests/integration/bgp_lab.rs"]
+mod bgp_lab;
+#[allow(dead_code)]
+#[path = "../tests/integration/frr_lab.rs"]
+mod frr_lab;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bgp_lab::{Lab, node_config};
+use frr_lab::wait_for;
+
+fn established(lab: &Lab) -> bool {
+    lab.tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["bgpState"] == "Established"
+}
+
+/// Runs frr-reload.py on the node for `config`; (seconds, finished within the limit).
+fn frr_reload(lab: &Lab, config: &str, limit: Duration) -> (f64, bool) {
+    let file = lab.node.file("reload.conf", config);
+    let dir = lab.node.dir();
+    let (etc, run) = (dir.join("etc"), dir.join("run"));
+    let started = Instant::now();
+    let mut child = Command::new("/usr/bin/python3")
+        .arg("/usr/lib/frr/frr-reload.py")
+        .args(["--reload", "--overwrite", "--stdout", "--bindir", "/usr/bin"])
+        .arg("--confdir")
+        .arg(&etc)
+        .arg("--rundir")
+        .arg(&run)
+        .arg("--vty_socket")
+        .arg(&run)
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("frr-reload.py starts");
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return (started.elapsed().as_secs_f64(), true);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (started.elapsed().as_secs_f64(), false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn line(case: &str, ours: f64, theirs: (f64, bool)) {
+    let ge = if theirs.1 { "" } else { ">=" };
+    println!("{case} ferrolb={ours:.3} frr-reload={ge}{:.3} ratio={ge}{:.0}x", theirs.0, theirs.0 / ours);
+}
+
+fn route_at_tor(lab: &Lab, prefix: &str) -> bool {
+    let out = Command::new("ip").args(["-n", &lab.tor.ns, "route", "show", prefix]).output().unwrap();
+    !out.stdout.is_empty()
+}
+
+fn main() {
+    if let Some(why) = frr_lab::unavailable() {
+        println!("skipped: {why}");
+        return;
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    let limit = Duration::from_secs(
+        std::env::var("FERROLB_FRR_RELOAD_LIMIT").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+    );
+    let cases: &[usize] = if quick { &[1, 100] } else { &[1, 100, 1_000, 10_000] };
+    let empty = node_config(0, "64500:100");
+    for &n in cases {
+        let full = node_config(n, "64500:100");
+        let mut lab = Lab::start();
+        lab.applier.apply(&empty, 1).unwrap();
+        assert!(wait_for(Duration::from_secs(30), || established(&lab)).is_some(), "session never came up");
+
+        let t = Instant::now();
+        lab.applier.apply(&full, 2).unwrap();
+        let ours_add = t.elapsed().as_secs_f64();
+        assert!(wait_for(Duration::from_secs(120), || lab.received() == n as u64).is_some());
+        let t = Instant::now();
+        lab.applier.apply(&empty, 3).unwrap();
+        let ours_del = t.elapsed().as_secs_f64();
+        assert!(wait_for(Duration::from_secs(120), || lab.received() == 0).is_some());
+
+        // The same two transitions through frr-reload.py, on the same node.
+        let theirs_add = frr_reload(&lab, &full, limit);
+        let _ = wait_for(Duration::from_secs(120), || lab.received() == n as u64);
+        let theirs_del = frr_reload(&lab, &empty, limit);
+        line(&format!("add-{n}"), ours_add, theirs_add);
+        line(&format!("withdraw-{n}"), ours_del, theirs_del);
+    }
+
+    // Apply -> the route in the ToR's kernel, one new prefix at a time on top of 100.
+    let mut lab = Lab::start();
+    lab.applier.apply(&node_config(100, "64500:100"), 1).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || lab.received() == 100).is_some());
+    let mut samples = Vec::new();
+    let mut apply_ms = Vec::new();
+    for i in 0..40u64 {
+        let n = 101 + i as usize;
+        let prefix = format!("198.18.0.{}/32", n - 1);
+        let conf = node_config(n, "64500:100");
+        let t = Instant::now();
+        lab.applier.apply(&conf, 2 + i).unwrap();
+        apply_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let seen = wait_for(Duration::from_secs(10), || route_at_tor(&lab, &prefix));
+        assert!(seen.is_some(), "{prefix} never reached the ToR");
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    println!(
+        "apply_to_tor p50={:.1}ms p99={:.1}ms (n={}; the Apply call itself p50={:.1}ms)",
+        pct(&mut samples, 0.5),
+        pct(&mut samples, 0.99),
+        samples.len(),
+        pct(&mut apply_ms, 0.5)
+    );
+}
