@@ -6,14 +6,11 @@ use std::time::Duration;
 use frr_sidecar::apply::{Applied, ApplyError};
 
 use crate::bgp_lab::{Lab, node_config};
-use crate::frr_lab::{self, wait_for};
+use crate::frr_lab::wait_for;
 
 #[test]
 fn a_thousand_prefixes_come_and_go_without_touching_the_session() {
-    if let Some(why) = frr_lab::unavailable() {
-        println!("skipped: {why}");
-        return;
-    }
+    require_frr!();
     let mut lab = Lab::start();
     let first = node_config(1, "64500:100");
     assert!(matches!(lab.applier.apply(&first, 1), Ok(Applied::Changed { .. })));
@@ -59,10 +56,7 @@ fn a_thousand_prefixes_come_and_go_without_touching_the_session() {
 
 #[test]
 fn invalid_configuration_is_rejected_and_the_last_good_one_keeps_running() {
-    if let Some(why) = frr_lab::unavailable() {
-        println!("skipped: {why}");
-        return;
-    }
+    require_frr!();
     let mut lab = Lab::start();
     let good = node_config(3, "64500:100");
     lab.applier.apply(&good, 1).unwrap();
@@ -78,10 +72,7 @@ fn invalid_configuration_is_rejected_and_the_last_good_one_keeps_running() {
 
 #[test]
 fn after_bgpd_restarts_reconcile_restores_the_desired_config() {
-    if let Some(why) = frr_lab::unavailable() {
-        println!("skipped: {why}");
-        return;
-    }
+    require_frr!();
     let mut lab = Lab::start();
     let conf = node_config(5, "64500:100");
     lab.applier.apply(&conf, 1).unwrap();

@@ -58,10 +58,7 @@ fn passwords_never_leave_plan_unless_asked() {
 
 #[test]
 fn frr_prints_back_exactly_what_we_render() {
-    if let Some(why) = frr_lab::unavailable() {
-        println!("skipped: {why}");
-        return;
-    }
+    require_frr!();
     let mut failures = Vec::new();
     for (name, yaml) in scenarios() {
         let want = render(&yaml);
@@ -91,10 +88,7 @@ fn frr_prints_back_exactly_what_we_render() {
 
 #[test]
 fn the_frr_check_rejects_an_invalid_file() {
-    if let Some(why) = frr_lab::unavailable() {
-        println!("skipped: {why}");
-        return;
-    }
+    require_frr!();
     let frr = Frr::start("node1").expect("FRR starts");
     let file = frr.file("bad.conf", "router bgp 64512\n neighbor 192.0.2.1 remote-as banana\nexit\n");
     let dry = frr.vtysh(&["-C", "-f", file.to_str().unwrap()]).unwrap();

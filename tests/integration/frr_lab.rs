@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 const DAEMONS: &[&str] = &["zebra", "bfdd", "bgpd", "staticd"];
 const FRR_LIB: &str = "/usr/lib/frr";
 
+/// Returns from the calling test, printing `skipped: <why>`, when FRR tests cannot run here.
+#[allow(unused_macros)]
+macro_rules! require_frr {
+    () => {
+        if let Some(why) = $crate::frr_lab::unavailable() {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+}
+
 /// Why FRR tests cannot run here, if they cannot.
 pub fn unavailable() -> Option<String> {
     let uid = Command::new("id")

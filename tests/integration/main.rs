@@ -1,13 +1,14 @@
 //! One integration test binary (one link step); each module checks its own preconditions and
 //! prints `skipped: <why>` when it cannot run here.
 
+#[macro_use]
+mod frr_lab;
 mod agent;
 mod bgp_lab;
 mod cli;
 mod crds;
 mod examples;
 mod frr_golden;
-mod frr_lab;
 mod purity;
 
 use std::path::{Path, PathBuf};
