@@ -6,7 +6,8 @@
 //!
 //! Prints one line per case, `<case> ferrolb=<s> frr-reload=<s> ratio=<x>`, then
 //! `apply_to_tor p50=<ms> p99=<ms>`. frr-reload.py gets FERROLB_FRR_RELOAD_LIMIT seconds per
-//! run (default 300); past that it is stopped and the line says `>=`.
+//! run (default 300); past that it is stopped and the line says `>=`. FERROLB_RELOAD_CASES
+//! (e.g. `1000,10000`) picks the cases.
 
 #[allow(dead_code)]
 #[path = "../tests/integration/bgp_lab.rs"]
@@ -77,9 +78,13 @@ fn main() {
     let limit = Duration::from_secs(
         std::env::var("FERROLB_FRR_RELOAD_LIMIT").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
     );
-    let cases: &[usize] = if quick { &[1, 100] } else { &[1, 100, 1_000, 10_000] };
+    let cases: Vec<usize> = match std::env::var("FERROLB_RELOAD_CASES") {
+        Ok(list) => list.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
+        Err(_) if quick => vec![1, 100],
+        Err(_) => vec![1, 100, 1_000, 10_000],
+    };
     let empty = node_config(0, "64500:100");
-    for &n in cases {
+    for &n in &cases {
         let full = node_config(n, "64500:100");
         let mut lab = Lab::start();
         lab.applier.apply(&empty, 1).unwrap();

@@ -39,10 +39,10 @@ impl Inputs {
 
     /// Adds every document of one YAML text; `source_name` is used in messages.
     pub fn add_yaml(&mut self, source_name: &str, text: &str) -> Result<(), ManifestError> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
-            source_name: source_name.to_string(),
-            message: e.to_string(),
-        })?;
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
+                ManifestError::Yaml { source_name: source_name.to_string(), message: e.to_string() }
+            })?;
         for (i, doc) in docs.into_iter().enumerate() {
             self.add_document(source_name, i + 1, doc)?;
         }
@@ -138,6 +138,20 @@ impl Inputs {
                 .push(format!("{source_name}: document {index}: skipped {api_version} {kind} {name:?}")),
         }
         Ok(())
+    }
+}
+
+/// serde-saphyr's default budget suits configuration files (1,024 documents, 250,000 nodes);
+/// a cluster's manifests can hold 100,000 Services. Size limits scale with that, while the
+/// alias-expansion and nesting guards stay as they are.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 50_000_000,
+            max_events: 200_000_000,
+            max_total_scalar_bytes: 1 << 30,
+        },
     }
 }
 

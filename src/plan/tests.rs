@@ -100,3 +100,22 @@ fn yaml_booleans_in_string_fields_get_a_hint() {
     );
     assert!(i.decode_errors[0].message.contains("quote the value"), "{:?}", i.decode_errors);
 }
+
+#[test]
+fn reads_manifests_with_thousands_of_documents() {
+    let mut yaml = String::from(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [198.18.0.0/16]}\n",
+    );
+    for i in 0..2000 {
+        yaml.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: shop}}\nspec: {{type: LoadBalancer}}\n"));
+    }
+    let p = plan(&inputs(&yaml), &Options::default());
+    assert_eq!(p.allocations.len(), 2000);
+}
+
+#[test]
+fn alias_bombs_are_still_refused() {
+    let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+    let mut i = Inputs::new("metallb-system");
+    assert!(i.add_yaml("bomb", bomb).is_err());
+}
