@@ -67,7 +67,7 @@ impl ConfigTree {
                 continue;
             }
             // A new top-level context also ends any unclosed one (FRR accepts files like that).
-            while !stack.is_empty() && !opens_context(&stack, line) && opens_context(&[], line) {
+            if !stack.is_empty() && !opens_context(&stack, line) && opens_context(&[], line) {
                 stack.clear();
             }
             if opens_context(&stack, line) {
