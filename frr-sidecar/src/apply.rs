@@ -96,10 +96,6 @@ impl Applier {
         self.current.as_ref().map(|c| c.0)
     }
 
-    pub fn desired(&self) -> Option<&str> {
-        self.current.as_ref().map(|c| c.2.as_str())
-    }
-
     fn write(&self, name: &str, text: &str) -> Result<PathBuf, ApplyError> {
         let path = self.dir.join(name);
         let file_err = |e: std::io::Error| ApplyError::File(path.display().to_string(), e.to_string());

@@ -6,6 +6,8 @@
 //! not deleted first: deleting `neighbor X remote-as A` would drop the neighbor and its session,
 //! while writing `neighbor X remote-as B` changes it in place.
 
+use std::collections::BTreeSet;
+
 use crate::tree::{ConfigTree, ContextPath};
 
 /// What the agent manages. Anything else in FRR (zebra's forwarding lines, interfaces, an
@@ -171,10 +173,6 @@ pub fn diff(old: &ConfigTree, new: &ConfigTree) -> Script {
     // A: new and changed filters and BFD profiles, before anything refers to them.
     w.block(&root, &root_added, false);
     for path in new.order.iter().filter(|p| filters(p)) {
-        if path.len() == 1 && path[0] == "bfd" && !old.has(path) && new.lines(path).is_empty() {
-            // An empty `bfd` block still opens the context for the profiles below it.
-            continue;
-        }
         let mut lines = removed(old, new, path);
         let count_removed = lines.len();
         lines.extend(added(old, new, path));
@@ -196,19 +194,12 @@ pub fn diff(old: &ConfigTree, new: &ConfigTree) -> Script {
         w.line(0, &negate(&path[0]), true);
     }
     for path in new.order.iter().filter(|p| is_router(p) && p.len() == 1) {
-        let families: Vec<&ContextPath> =
+        let families: BTreeSet<&ContextPath> =
             old.order.iter().chain(new.order.iter()).filter(|p| p.len() == 2 && p[0] == path[0]).collect();
-        let mut af_removals: Vec<(ContextPath, Vec<String>)> = Vec::new();
-        let mut af_additions: Vec<(ContextPath, Vec<String>)> = Vec::new();
-        let mut seen: Vec<&ContextPath> = Vec::new();
-        for af in families {
-            if seen.contains(&af) {
-                continue;
-            }
-            seen.push(af);
-            af_removals.push((af.clone(), removed(old, new, af)));
-            af_additions.push((af.clone(), added(old, new, af)));
-        }
+        let af_removals: Vec<(&ContextPath, Vec<String>)> =
+            families.iter().map(|af| (*af, removed(old, new, af))).collect();
+        let af_additions: Vec<(&ContextPath, Vec<String>)> =
+            families.iter().map(|af| (*af, added(old, new, af))).collect();
         let router_removals = removed(old, new, path);
         let router_additions = added(old, new, path);
         let nothing = af_removals.iter().chain(&af_additions).all(|(_, l)| l.is_empty())
@@ -242,7 +233,8 @@ pub fn diff(old: &ConfigTree, new: &ConfigTree) -> Script {
     for path in old.order.iter().rev().filter(|p| filters(p) && !new.has(p)) {
         match path.as_slice() {
             [top] => w.line(0, &negate(top), true),
-            [parent, child] if new.has(std::slice::from_ref(parent)) || parent == "bfd" => {
+            // Only `bfd` has children among these: its profiles.
+            [parent, child] => {
                 w.enter(std::slice::from_ref(parent));
                 w.line(1, &negate(child), true);
                 w.leave(std::slice::from_ref(parent));

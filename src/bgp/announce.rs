@@ -34,8 +34,6 @@ pub struct Announcement {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodePlan {
-    /// BGPPeers this node opens sessions to, by name.
-    pub peers: Vec<String>,
     pub announcements: Vec<Announcement>,
     /// Services with IPs this node does not announce over BGP, and why.
     pub withheld: BTreeMap<ServiceKey, String>,
@@ -53,7 +51,7 @@ pub fn plan_node(
     endpoints: &Endpoints,
 ) -> NodePlan {
     let peers = node_peers(config, node);
-    let mut plan = NodePlan { peers: peers.iter().map(|p| p.name.clone()).collect(), ..Default::default() };
+    let mut plan = NodePlan::default();
     for svc in services.iter().filter(|s| !s.ips.is_empty()) {
         match announce_service(config, node, svc, endpoints, &peers) {
             Ok(mut a) => plan.announcements.append(&mut a),

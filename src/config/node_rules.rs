@@ -69,7 +69,7 @@ pub(super) fn check(
     }
     for peer in peers.values() {
         let Some(profile) = peer.bfd_profile.as_ref().and_then(|p| bfd.get(p)) else { continue };
-        if !profile.echo_mode || !peer.carries_ipv6() {
+        if !profile.echo_mode || !peer.carries(Family::V6) {
             continue;
         }
         let sends_v6 = ads

@@ -62,10 +62,6 @@ impl Peer {
         }
     }
 
-    pub fn carries_ipv6(&self) -> bool {
-        self.carries(super::Family::V6)
-    }
-
     pub fn vrf_name(&self) -> &str {
         self.vrf.as_deref().unwrap_or("")
     }
