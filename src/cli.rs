@@ -43,27 +43,13 @@ pub struct PlanArgs {
 }
 
 pub fn plan(args: &PlanArgs) -> ExitCode {
-    let mut inputs = Inputs::new(&args.namespace);
-    let mut files = Vec::new();
-    for path in &args.files {
-        if let Err(e) = collect(path, args.recursive, &mut files) {
-            eprintln!("ferrolb: {}: {e}", path.display());
-            return ExitCode::from(EXIT_READ);
-        }
-    }
-    for file in &files {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("ferrolb: {}: {e}", file.display());
-                return ExitCode::from(EXIT_READ);
-            }
-        };
-        if let Err(e) = inputs.add_yaml(&file.display().to_string(), &text) {
+    let inputs = match read_manifests(&args.files, args.recursive, &args.namespace) {
+        Ok(i) => i,
+        Err(e) => {
             eprintln!("ferrolb: {e}");
             return ExitCode::from(EXIT_READ);
         }
-    }
+    };
     for note in &inputs.notes {
         eprintln!("ferrolb: warning: {note}");
     }
@@ -82,6 +68,20 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         (_, false) => print(&plan::render(&plan, args.output)),
     }
     ExitCode::from(if plan.is_valid() { EXIT_OK } else { EXIT_INVALID })
+}
+
+/// Every manifest under `paths` (files, or directories of .yaml/.yml/.json files), in path order.
+pub fn read_manifests(paths: &[PathBuf], recursive: bool, namespace: &str) -> Result<Inputs, String> {
+    let mut inputs = Inputs::new(namespace);
+    let mut files = Vec::new();
+    for path in paths {
+        collect(path, recursive, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        inputs.add_yaml(&file.display().to_string(), &text).map_err(|e| e.to_string())?;
+    }
+    Ok(inputs)
 }
 
 fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -104,6 +104,29 @@ fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Res
         }
     }
     Ok(())
+}
+
+pub fn speaker(args: crate::speaker::SpeakerArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferrolb: starting the runtime: {e}");
+            return ExitCode::from(EXIT_READ);
+        }
+    };
+    match runtime.block_on(crate::speaker::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrolb: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
 }
 
 pub fn crds() -> ExitCode {

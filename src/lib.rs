@@ -10,4 +10,5 @@ pub mod cli;
 pub mod config;
 pub mod plan;
 pub mod service;
+pub mod speaker;
 pub mod topology;

@@ -21,6 +21,8 @@ enum Command {
     Plan(cli::PlanArgs),
     /// Print the CustomResourceDefinitions ferrolb installs.
     Crds,
+    /// Announce this node's Services (objects from manifests; see `ferrolb speaker --help`).
+    Speaker(ferrolb::speaker::SpeakerArgs),
 }
 
 fn main() -> ExitCode {
@@ -28,5 +30,6 @@ fn main() -> ExitCode {
     match args.command {
         Command::Plan(a) => cli::plan(&a),
         Command::Crds => cli::crds(),
+        Command::Speaker(a) => cli::speaker(a),
     }
 }

@@ -4,6 +4,8 @@
 #[macro_use]
 mod frr_lab;
 mod agent;
+mod agent_process;
+mod agent_service;
 mod bgp_lab;
 mod cli;
 mod crds;

@@ -1,0 +1,198 @@
+//! The agent's state: one applier shared by Apply calls and the restart monitor, and the latest
+//! status, polled from FRR and published to every watcher.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::apply::{Applied, Applier, ApplyError, Vtysh};
+use crate::proto::{AgentStatus, ApplyReply, apply_reply::Outcome};
+use crate::status;
+
+/// Daemons whose restart loses configuration the agent pushed.
+const DAEMONS: &[&str] = &["zebra", "bgpd", "bfdd", "staticd"];
+
+pub struct Settings {
+    pub vtysh: Vtysh,
+    /// Where FRR keeps its `<daemon>.pid` files (its vty socket directory).
+    pub run_dir: PathBuf,
+    /// Where the agent writes the files it hands to vtysh.
+    pub state_dir: PathBuf,
+    /// How often FRR's state is read and restarts are looked for.
+    pub poll: Duration,
+}
+
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    applier: Mutex<Applier>,
+    vtysh: Vtysh,
+    run_dir: PathBuf,
+    poll: Duration,
+    notes: Mutex<Notes>,
+    status: watch::Sender<AgentStatus>,
+    poke: Notify,
+}
+
+#[derive(Default)]
+struct Notes {
+    last_error: String,
+    restores: u64,
+    /// A restart was seen and the configuration is not back yet.
+    restore_pending: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave Applier half-updated (it swaps state at the
+    // end), so carrying on is safe.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Agent {
+    pub fn new(settings: Settings) -> Agent {
+        let applier = Applier::new(settings.vtysh.clone(), settings.state_dir);
+        let (status, _) = watch::channel(AgentStatus::default());
+        Agent {
+            inner: Arc::new(Inner {
+                applier: Mutex::new(applier),
+                vtysh: settings.vtysh,
+                run_dir: settings.run_dir,
+                poll: settings.poll,
+                notes: Mutex::new(Notes::default()),
+                status,
+                poke: Notify::new(),
+            }),
+        }
+    }
+
+    pub async fn apply(&self, config: String, generation: u64) -> ApplyReply {
+        let inner = self.inner.clone();
+        let outcome = tokio::task::spawn_blocking(move || lock(&inner.applier).apply(&config, generation))
+            .await
+            .unwrap_or_else(|e| Err(ApplyError::Vtysh(format!("apply task failed: {e}"))));
+        let running_generation = lock(&self.inner.applier).generation().unwrap_or(0);
+        let mut reply = ApplyReply { running_generation, ..Default::default() };
+        match outcome {
+            Ok(Applied::Unchanged) => reply.outcome = Outcome::Unchanged.into(),
+            Ok(Applied::Changed { added, removed, took }) => {
+                reply.outcome = Outcome::Applied.into();
+                reply.lines_added = added as u32;
+                reply.lines_removed = removed as u32;
+                reply.took_micros = took.as_micros() as u64;
+            }
+            Err(e) => {
+                let rejected = matches!(e, ApplyError::Rejected(_));
+                reply.outcome = if rejected { Outcome::Rejected } else { Outcome::Failed }.into();
+                reply.error = e.to_string();
+            }
+        }
+        lock(&self.inner.notes).last_error = reply.error.clone();
+        self.inner.poke.notify_one();
+        reply
+    }
+
+    pub fn status(&self) -> AgentStatus {
+        self.inner.status.borrow().clone()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<AgentStatus> {
+        self.inner.status.subscribe()
+    }
+
+    /// Runs forever: restores the configuration after restarts and keeps the status current.
+    pub async fn monitor(self) {
+        let mut pids = BTreeMap::new();
+        loop {
+            let inner = self.inner.clone();
+            pids = tokio::task::spawn_blocking(move || {
+                inner.check_restarts(&mut pids);
+                inner.refresh_status();
+                pids
+            })
+            .await
+            .unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.poll) => {}
+                _ = self.inner.poke.notified() => {}
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// A daemon's pid file names a new process: it started again with no configuration.
+    fn check_restarts(&self, pids: &mut BTreeMap<&'static str, String>) {
+        for d in DAEMONS {
+            let Ok(pid) = std::fs::read_to_string(self.run_dir.join(format!("{d}.pid"))) else { continue };
+            let pid = pid.trim().to_string();
+            if pids.get(d).is_some_and(|old| *old != pid) {
+                tracing::warn!(daemon = d, pid = %pid, "FRR daemon restarted; restoring the configuration");
+                lock(&self.notes).restore_pending = true;
+            }
+            pids.insert(d, pid);
+        }
+        if !lock(&self.notes).restore_pending {
+            return;
+        }
+        // bgpd answers vtysh before it has read anything: wait for it to know about BGP at all.
+        if self.vtysh.show("show bgp vrf all summary json").is_err() {
+            return;
+        }
+        let result = lock(&self.applier).reconcile();
+        let mut notes = lock(&self.notes);
+        match result {
+            Ok(applied) => {
+                tracing::info!(?applied, "configuration restored");
+                notes.restore_pending = false;
+                notes.restores += 1;
+                notes.last_error.clear();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "restoring the configuration failed; retrying");
+                notes.last_error = format!("restoring after a restart: {e}");
+            }
+        }
+    }
+
+    fn refresh_status(&self) {
+        let neighbors = self.vtysh.show(status::NEIGHBORS_COMMAND).map_err(|e| e.to_string());
+        let bfd = self.vtysh.show(status::BFD_COMMAND).map_err(|e| e.to_string());
+        let running_generation = lock(&self.applier).generation().unwrap_or(0);
+        let notes = lock(&self.notes);
+        let mut next = AgentStatus {
+            running_generation,
+            last_error: notes.last_error.clone(),
+            restores: notes.restores,
+            frr_reachable: neighbors.is_ok() && bfd.is_ok(),
+            ..Default::default()
+        };
+        drop(notes);
+        let parsed = neighbors
+            .and_then(|t| status::neighbors(&t).map_err(|e| e.to_string()))
+            .and_then(|n| Ok((n, bfd.and_then(|t| status::bfd_peers(&t).map_err(|e| e.to_string()))?)));
+        match parsed {
+            Ok((n, b)) => (next.neighbors, next.bfd_peers) = (n, b),
+            Err(e) if next.last_error.is_empty() => next.last_error = format!("reading FRR's state: {e}"),
+            Err(_) => {}
+        }
+        // Clocks tick on every poll; only a change in anything else wakes watchers.
+        self.status.send_if_modified(|now| {
+            let changed = without_clocks(now) != without_clocks(&next);
+            *now = next;
+            changed
+        });
+    }
+}
+
+fn without_clocks(s: &AgentStatus) -> AgentStatus {
+    let mut s = s.clone();
+    s.neighbors.iter_mut().for_each(|n| n.state_for_millis = 0);
+    s.bfd_peers.iter_mut().for_each(|p| p.status_for_seconds = 0);
+    s
+}

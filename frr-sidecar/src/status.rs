@@ -1,0 +1,184 @@
+//! Session and BFD state as FRR reports it, read from vtysh's JSON into the API's messages.
+//! Pure: the agent runs the show commands, this only reads their output.
+
+use serde_json::{Map, Value};
+
+use crate::proto::{BfdPeer, Neighbor};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected output from `{command}`: {reason}")]
+pub struct StatusError {
+    pub command: &'static str,
+    pub reason: String,
+}
+
+pub const NEIGHBORS_COMMAND: &str = "show bgp vrf all neighbors json";
+pub const BFD_COMMAND: &str = "show bfd vrf all peers json";
+
+fn parse(command: &'static str, text: &str) -> Result<Value, StatusError> {
+    // bgpd prints nothing at all when no router is configured.
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| StatusError { command, reason: e.to_string() })
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn number(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or_default()
+}
+
+/// `show bgp vrf all neighbors json`: an object per VRF, holding one object per neighbor (keyed by
+/// address, or interface name for unnumbered sessions) beside scalar VRF facts.
+pub fn neighbors(output: &str) -> Result<Vec<Neighbor>, StatusError> {
+    let root = parse(NEIGHBORS_COMMAND, output)?;
+    let Some(vrfs) = root.as_object() else {
+        return match root {
+            Value::Null => Ok(Vec::new()),
+            _ => Err(StatusError { command: NEIGHBORS_COMMAND, reason: "not an object".into() }),
+        };
+    };
+    let mut out = Vec::new();
+    for (vrf_key, vrf) in vrfs {
+        let Some(entries) = vrf.as_object() else { continue };
+        let vrf_name = entries.get("vrfName").and_then(Value::as_str).unwrap_or(vrf_key).to_string();
+        for (peer, n) in entries {
+            if n.is_object() {
+                out.push(neighbor(&vrf_name, peer, n));
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.vrf, &a.peer).cmp(&(&b.vrf, &b.peer)));
+    Ok(out)
+}
+
+fn neighbor(vrf: &str, peer: &str, n: &Value) -> Neighbor {
+    let state = text(n, "bgpState");
+    let established = state == "Established";
+    let families = n.get("addressFamilyInfo").and_then(Value::as_object).cloned().unwrap_or_default();
+    let sum = |key: &str| families.values().map(|f| number(f, key)).sum();
+    Neighbor {
+        vrf: vrf.to_string(),
+        peer: peer.to_string(),
+        remote_as: number(n, "remoteAs") as u32,
+        local_as: number(n, "localAs") as u32,
+        established,
+        state_for_millis: number(n, if established { "bgpTimerUpMsec" } else { "lastResetTimerMsecs" }),
+        state,
+        connections_established: number(n, "connectionsEstablished"),
+        connections_dropped: number(n, "connectionsDropped"),
+        prefixes_sent: sum("sentPrefixCounter"),
+        prefixes_received: sum("acceptedPrefixCounter"),
+        last_reset: text(n, "lastResetDueTo"),
+        last_notification: text(n, "lastNotificationReason"),
+        bfd_status: n.get("peerBfdInfo").map(|b| text(b, "status")).unwrap_or_default(),
+    }
+}
+
+/// `show bfd vrf all peers json`: a list of sessions.
+pub fn bfd_peers(output: &str) -> Result<Vec<BfdPeer>, StatusError> {
+    let root = parse(BFD_COMMAND, output)?;
+    let list = match root {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(list) => list,
+        _ => return Err(StatusError { command: BFD_COMMAND, reason: "not a list".into() }),
+    };
+    let empty = Map::new();
+    let mut out: Vec<BfdPeer> = list
+        .iter()
+        .map(|p| {
+            let o = p.as_object().unwrap_or(&empty);
+            let up = o.get("status").and_then(Value::as_str) == Some("up");
+            BfdPeer {
+                vrf: text(p, "vrf"),
+                peer: text(p, "peer"),
+                local: text(p, "local"),
+                interface: text(p, "interface"),
+                multihop: o.get("multihop").and_then(Value::as_bool).unwrap_or(false),
+                status: text(p, "status"),
+                status_for_seconds: number(p, if up { "uptime" } else { "downtime" }),
+                diagnostic: text(p, "diagnostic"),
+                remote_diagnostic: text(p, "remote-diagnostic"),
+                detect_multiplier: number(p, "detect-multiplier") as u32,
+                receive_interval_millis: number(p, "receive-interval") as u32,
+                transmit_interval_millis: number(p, "transmit-interval") as u32,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.vrf, &a.peer, &a.local).cmp(&(&b.vrf, &b.peer, &b.local)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Captured from FRR 8.4 (Debian bookworm) in the lab: node1 peering with a ToR over v4 and v6.
+    const ESTABLISHED: &str = include_str!("../fixtures/neighbors-established.json");
+    // The same node after a wrong password on the v4 session and an unreachable multihop peer.
+    const CONNECT_IDLE: &str = include_str!("../fixtures/neighbors-connect-idle.json");
+    // After a wrong remote-as: the ToR answered OPEN with a NOTIFICATION.
+    const NOTIFICATION: &str = include_str!("../fixtures/neighbors-notification.json");
+    const BFD: &str = include_str!("../fixtures/bfd-peers.json");
+
+    #[test]
+    fn established_sessions_with_counters_and_bfd() {
+        let n = neighbors(ESTABLISHED).unwrap();
+        assert_eq!(n.iter().map(|n| n.peer.as_str()).collect::<Vec<_>>(), ["192.0.2.1", "2001:db8:10::1"]);
+        let v4 = &n[0];
+        assert_eq!((v4.vrf.as_str(), v4.remote_as, v4.local_as), ("default", 64500, 64512));
+        assert!(v4.established);
+        assert_eq!(v4.state, "Established");
+        assert_eq!((v4.prefixes_sent, v4.prefixes_received), (1, 0));
+        assert_eq!((v4.connections_established, v4.connections_dropped), (1, 0));
+        assert_eq!(v4.state_for_millis, 4000);
+        assert_eq!(v4.bfd_status, "Up");
+    }
+
+    #[test]
+    fn failing_sessions_say_why() {
+        let n = neighbors(CONNECT_IDLE).unwrap();
+        let by = |p: &str| n.iter().find(|n| n.peer == p).unwrap();
+        let v4 = by("192.0.2.1");
+        assert!(!v4.established);
+        assert_eq!((v4.state.as_str(), v4.last_reset.as_str()), ("Connect", "BFD down received"));
+        assert_eq!(v4.bfd_status, "Down");
+        let far = by("203.0.113.9");
+        assert_eq!(far.state, "Idle");
+        assert_eq!(far.last_reset, "No AFI/SAFI activated for peer");
+        assert_eq!(far.bfd_status, "");
+
+        let n = neighbors(NOTIFICATION).unwrap();
+        let v4 = n.iter().find(|n| n.peer == "192.0.2.1").unwrap();
+        assert_eq!(v4.last_notification, "OPEN Message Error/Bad Peer AS");
+        assert_eq!(v4.remote_as, 64501);
+        assert_eq!(v4.state_for_millis, 24000);
+    }
+
+    #[test]
+    fn bfd_sessions() {
+        let p = bfd_peers(BFD).unwrap();
+        assert_eq!(p.len(), 2);
+        let v4 = p.iter().find(|p| p.peer == "192.0.2.1").unwrap();
+        assert_eq!((v4.status.as_str(), v4.status_for_seconds), ("down", 2));
+        assert_eq!(v4.diagnostic, "control detection time expired");
+        assert_eq!((v4.detect_multiplier, v4.receive_interval_millis), (3, 300));
+        assert_eq!(v4.interface, "eth0");
+    }
+
+    #[test]
+    fn no_router_no_sessions_and_garbage_is_an_error() {
+        assert_eq!(neighbors("").unwrap(), vec![]);
+        assert_eq!(neighbors("{}").unwrap(), vec![]);
+        assert_eq!(bfd_peers("[]").unwrap(), vec![]);
+        let e = neighbors("% Unknown command").unwrap_err();
+        assert_eq!(e.command, NEIGHBORS_COMMAND);
+        assert!(bfd_peers("{\"a\":1}").is_err());
+        // Odd shapes inside are skipped, not fatal.
+        assert_eq!(neighbors("{\"default\":{\"vrfId\":0,\"x\":[1]}}").unwrap(), vec![]);
+        assert_eq!(bfd_peers("[1, {\"peer\":\"192.0.2.1\"}]").unwrap().len(), 2);
+    }
+}

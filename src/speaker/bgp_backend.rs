@@ -1,0 +1,198 @@
+//! Turns the speaker's desired FRR configuration into Apply calls on frr-agent.
+//!
+//! Bursts are coalesced in a short window (a Service flood becomes one Apply, not hundreds), and
+//! only the latest desired configuration is ever sent. While the agent is unreachable or FRR
+//! fails, it retries with capped exponential backoff. It follows the agent's status stream, so
+//! when the agent restarts (and forgets what it ran) the configuration is sent again.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use frr_sidecar::proto::frr_agent_client::FrrAgentClient;
+use frr_sidecar::proto::{AgentStatus, ApplyRequest, StatusRequest, apply_reply::Outcome};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    pub socket: PathBuf,
+    /// How long changes are gathered before one Apply.
+    pub window: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl BackendSettings {
+    pub fn new(socket: impl Into<PathBuf>) -> BackendSettings {
+        BackendSettings {
+            socket: socket.into(),
+            window: Duration::from_millis(50),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the backend knows, for status reporting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendReport {
+    /// The generation the agent confirmed running the latest desired configuration with.
+    pub applied_generation: Option<u64>,
+    /// True while the latest desired configuration is not running yet.
+    pub behind: bool,
+    pub agent_reachable: bool,
+    /// The agent's or FRR's last complaint; empty once an Apply succeeds.
+    pub last_error: String,
+    pub applies: u64,
+    /// The agent's latest status (sessions, BFD).
+    pub agent: Option<AgentStatus>,
+}
+
+pub struct BgpBackend {
+    desired: watch::Sender<Option<String>>,
+    report: watch::Receiver<BackendReport>,
+}
+
+impl BgpBackend {
+    /// Starts the backend task on the current tokio runtime.
+    pub fn start(settings: BackendSettings) -> BgpBackend {
+        let (desired, desired_rx) = watch::channel(None);
+        let (report_tx, report) = watch::channel(BackendReport::default());
+        tokio::spawn(run(settings, desired_rx, report_tx));
+        BgpBackend { desired, report }
+    }
+
+    /// Sets the configuration FRR should run. Cheap: identical configurations are dropped here.
+    pub fn set(&self, config: String) {
+        self.desired.send_if_modified(|now| {
+            let changed = now.as_deref() != Some(config.as_str());
+            if changed {
+                *now = Some(config);
+            }
+            changed
+        });
+    }
+
+    pub fn report(&self) -> watch::Receiver<BackendReport> {
+        self.report.clone()
+    }
+}
+
+/// Generations keep increasing across speaker restarts, so the agent never mistakes a new
+/// speaker's first configuration for one it already runs.
+fn first_generation() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
+}
+
+async fn run(
+    settings: BackendSettings,
+    mut desired: watch::Receiver<Option<String>>,
+    report: watch::Sender<BackendReport>,
+) {
+    let mut client = frr_sidecar::server::client(&settings.socket);
+    let mut generation = first_generation();
+    let mut sent: Option<(u64, String)> = None;
+    let mut due: Option<Instant> = None;
+    let mut backoff = settings.min_backoff;
+    let mut statuses = None;
+    loop {
+        if statuses.is_none() {
+            statuses = client.watch_status(StatusRequest {}).await.ok().map(|r| r.into_inner());
+            report.send_modify(|r| r.agent_reachable = statuses.is_some());
+        }
+        let wait_status = async {
+            match statuses.as_mut() {
+                Some(s) => s.next().await,
+                // Not connected: look again after a backoff step.
+                None => {
+                    tokio::time::sleep(backoff).await;
+                    None
+                }
+            }
+        };
+        tokio::select! {
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    return; // the speaker dropped the backend
+                }
+                if due.is_none() {
+                    due = Some(Instant::now() + settings.window);
+                }
+            }
+            status = wait_status => match status {
+                Some(Ok(s)) => {
+                    let running = s.running_generation;
+                    report.send_modify(|r| { r.agent_reachable = true; r.agent = Some(s); });
+                    // The agent restarted (it runs nothing) or someone else applied: send it
+                    // again. An older generation is only a status from before our last Apply.
+                    if sent.as_ref().is_some_and(|(g, _)| running == 0 || running > *g) && due.is_none() {
+                        tracing::info!(running, "frr-agent does not run the last configuration; sending it again");
+                        sent = None;
+                        due = Some(Instant::now());
+                    }
+                }
+                _ => {
+                    statuses = None;
+                    if due.is_none() && desired.borrow().is_some() {
+                        sent = None;
+                        due = Some(Instant::now() + backoff);
+                    }
+                }
+            },
+            _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                due = None;
+                let Some(config) = desired.borrow_and_update().clone() else { continue };
+                if sent.as_ref().is_some_and(|(_, c)| *c == config) {
+                    continue;
+                }
+                generation += 1;
+                match apply(&mut client, &config, generation).await {
+                    Ok(()) => {
+                        backoff = settings.min_backoff;
+                        sent = Some((generation, config));
+                        report.send_modify(|r| {
+                            r.applied_generation = Some(generation);
+                            r.behind = false;
+                            r.agent_reachable = true;
+                            r.last_error.clear();
+                            r.applies += 1;
+                        });
+                    }
+                    Err(Failure::Rejected(e)) => {
+                        // Retrying the same text cannot help; wait for a new desired config.
+                        tracing::error!(error = %e, "FRR rejected the configuration");
+                        sent = Some((generation, config));
+                        report.send_modify(|r| { r.behind = true; r.last_error = e; });
+                    }
+                    Err(Failure::Retry(e, reachable)) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "applying the FRR configuration failed");
+                        due = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(settings.max_backoff);
+                        report.send_modify(|r| { r.behind = true; r.last_error = e; r.agent_reachable = reachable; });
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Failure {
+    Rejected(String),
+    /// (why, whether the agent answered)
+    Retry(String, bool),
+}
+
+async fn apply(client: &mut FrrAgentClient<Channel>, config: &str, generation: u64) -> Result<(), Failure> {
+    let request = ApplyRequest { config: config.to_string(), generation };
+    let reply = match client.apply(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => return Err(Failure::Retry(format!("frr-agent: {}", status.message()), false)),
+    };
+    match reply.outcome() {
+        Outcome::Applied | Outcome::Unchanged => Ok(()),
+        Outcome::Rejected => Err(Failure::Rejected(reply.error)),
+        Outcome::Failed | Outcome::Unspecified => Err(Failure::Retry(reply.error, true)),
+    }
+}

@@ -1,0 +1,72 @@
+//! frr-agent's gRPC service run in-process beside one lab FRR, on a unix socket in that
+//! instance's directory; stopped (socket removed) when dropped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use frr_sidecar::apply::Vtysh;
+use frr_sidecar::proto::frr_agent_client::FrrAgentClient;
+use frr_sidecar::service::{Agent, Settings};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+use crate::frr_lab::Frr;
+
+pub struct AgentProcess {
+    pub socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AgentProcess {
+    pub fn start(frr: &Frr, name: &str) -> AgentProcess {
+        let socket = frr.dir().join(format!("{name}.sock"));
+        let state = frr.dir().join(format!("{name}-state"));
+        std::fs::create_dir_all(&state).unwrap();
+        let agent = Agent::new(Settings {
+            vtysh: Vtysh { program: "vtysh".into(), args: frr.vtysh_args() },
+            run_dir: frr.dir().join("run"),
+            state_dir: state,
+            poll: Duration::from_millis(100),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let path = socket.clone();
+        let thread = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let monitor = tokio::spawn(agent.clone().monitor());
+                frr_sidecar::server::serve(agent, &path, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+                monitor.abort();
+            });
+        });
+        let wait = crate::frr_lab::wait_for(Duration::from_secs(5), || socket.exists());
+        assert!(wait.is_some(), "agent socket {} never appeared", socket.display());
+        AgentProcess { socket, stop: Some(stop), thread: Some(thread) }
+    }
+
+    pub fn client(&self) -> FrrAgentClient<Channel> {
+        frr_sidecar::server::client(&self.socket)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// A small runtime for a test's own async calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}

@@ -1,0 +1,123 @@
+//! frr-agent's gRPC service and the speaker's BGP backend against real FRR: Apply outcomes,
+//! Status from vtysh, restoring by itself after bgpd restarts, coalescing bursts, and waiting
+//! out an agent that is not there yet.
+
+use std::time::{Duration, Instant};
+
+use ferrolb::speaker::bgp_backend::{BackendSettings, BgpBackend};
+use frr_sidecar::proto::{ApplyRequest, StatusRequest, apply_reply::Outcome};
+use tokio_stream::StreamExt;
+
+use crate::agent_process::{AgentProcess, runtime};
+use crate::bgp_lab::{Lab, node_config};
+use crate::frr_lab::wait_for;
+
+#[test]
+fn apply_status_watch_and_restore_after_a_bgpd_restart() {
+    require_frr!();
+    let lab = Lab::start();
+    let agent = AgentProcess::start(&lab.node, "agent");
+    let rt = runtime();
+    let _context = rt.enter();
+    let mut client = agent.client();
+    let apply = |client: &mut _, config: String, generation| {
+        rt.block_on(frr_sidecar::proto::frr_agent_client::FrrAgentClient::apply(
+            client,
+            ApplyRequest { config, generation },
+        ))
+        .unwrap()
+        .into_inner()
+    };
+    let good = node_config(5, "64500:100");
+    let r = apply(&mut client, good.clone(), 1);
+    assert_eq!((r.outcome(), r.running_generation, r.error.as_str()), (Outcome::Applied, 1, ""));
+    assert!(r.lines_added > 0 && r.took_micros > 0);
+    assert_eq!(apply(&mut client, good.clone(), 1).outcome(), Outcome::Unchanged);
+
+    // Status: the session comes up and reports what it sends.
+    let mut watch = rt.block_on(client.watch_status(StatusRequest {})).unwrap().into_inner();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let up = loop {
+        let s = rt.block_on(tokio::time::timeout(Duration::from_secs(30), watch.next()));
+        let s = s.expect("status stream went quiet").expect("stream ended").unwrap();
+        if s.neighbors.iter().any(|n| n.peer == "192.0.2.1" && n.established && n.prefixes_sent == 5) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "session never reported up: {s:?}");
+    };
+    assert!(up.frr_reachable);
+    assert_eq!(up.running_generation, 1);
+    let n = &up.neighbors[0];
+    assert_eq!((n.remote_as, n.local_as, n.connections_established), (64500, 64512, 1));
+
+    // A bad configuration: FRR's own words come back, the good one keeps running.
+    let bad = good.replace("remote-as 64500", "remote-as banana");
+    let r = apply(&mut client, bad, 2);
+    assert_eq!(r.outcome(), Outcome::Rejected);
+    assert!(r.error.contains("banana") || r.error.contains("remote-as"), "{}", r.error);
+    assert_eq!(r.running_generation, 1);
+    assert!(lab.node_matches(&good));
+
+    // bgpd dies and comes back empty: the agent notices and restores the configuration itself.
+    lab.node.restart_daemon("bgpd").unwrap();
+    let restored = wait_for(Duration::from_secs(30), || {
+        let s = rt.block_on(client.status(StatusRequest {})).unwrap().into_inner();
+        s.restores >= 1 && lab.received() == 5
+    });
+    assert!(restored.is_some(), "not restored: {:?}", lab.node_drift(&good));
+    assert!(lab.node_matches(&good));
+    println!(
+        "bgpd restart: configuration restored and 5 prefixes back at the ToR {restored:?} after bgpd came back"
+    );
+}
+
+#[test]
+fn the_backend_waits_for_the_agent_coalesces_bursts_and_resends_to_a_new_agent() {
+    require_frr!();
+    let lab = Lab::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let socket = lab.node.dir().join("agent.sock");
+    let mut settings = BackendSettings::new(&socket);
+    settings.max_backoff = Duration::from_millis(400);
+    let backend = rt.block_on(async { BgpBackend::start(settings) });
+    let report = backend.report();
+
+    // No agent yet: the backend keeps trying and says why.
+    backend.set(node_config(1, "64500:100"));
+    let waiting = wait_for(Duration::from_secs(5), || {
+        let r = report.borrow();
+        r.behind && !r.agent_reachable && !r.last_error.is_empty()
+    });
+    assert!(waiting.is_some(), "{:?}", *report.borrow());
+
+    let agent = AgentProcess::start(&lab.node, "agent");
+    assert!(wait_for(Duration::from_secs(30), || lab.received() == 1).is_some(), "{:?}", *report.borrow());
+    assert!(report.borrow().applied_generation.is_some() && report.borrow().last_error.is_empty());
+
+    // 200 desired configurations in a burst become a handful of Applies.
+    let configs: Vec<String> = (1..=200).map(|n| node_config(n, "64500:100")).collect();
+    let before = report.borrow().applies;
+    let started = Instant::now();
+    for config in configs {
+        backend.set(config);
+    }
+    let planned = started.elapsed();
+    let seen = wait_for(Duration::from_secs(30), || lab.received() == 200);
+    assert!(seen.is_some(), "ToR has {}", lab.received());
+    let applies = report.borrow().applies - before;
+    println!(
+        "burst of 200 configurations (handed over in {planned:?}): {applies} Applies, ToR complete after {seen:?}"
+    );
+    assert!(applies <= 5, "{applies} Applies for one burst");
+
+    // A new agent runs nothing: the backend notices on its status stream and sends again.
+    drop(agent);
+    lab.node.configure("no router bgp 64512\n");
+    assert!(wait_for(Duration::from_secs(30), || lab.received() == 0).is_some());
+    let _agent = AgentProcess::start(&lab.node, "agent");
+    let back = wait_for(Duration::from_secs(30), || lab.received() == 200);
+    assert!(back.is_some(), "{:?}", *report.borrow());
+    assert!(lab.node_matches(&node_config(200, "64500:100")));
+    println!("new agent: configuration back at the ToR after {back:?}");
+    drop(backend);
+}
