@@ -1,7 +1,7 @@
 //! The agent's state: one applier shared by Apply calls and the restart monitor, and the latest
 //! status, polled from FRR and published to every watcher.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::apply::{Applied, Applier, ApplyError, Vtysh};
-use crate::proto::{AgentStatus, ApplyReply, apply_reply::Outcome};
+use crate::proto::{AgentStatus, ApplyReply, BfdPeer, Neighbor, apply_reply::Outcome};
 use crate::status;
 
 /// Daemons whose restart loses configuration the agent pushed.
@@ -161,22 +161,18 @@ impl Inner {
     }
 
     fn refresh_status(&self) {
-        let neighbors = self.vtysh.show(status::NEIGHBORS_COMMAND).map_err(|e| e.to_string());
-        let bfd = self.vtysh.show(status::BFD_COMMAND).map_err(|e| e.to_string());
         let running_generation = lock(&self.applier).generation().unwrap_or(0);
+        let state = self.read_state();
         let notes = lock(&self.notes);
         let mut next = AgentStatus {
             running_generation,
             last_error: notes.last_error.clone(),
             restores: notes.restores,
-            frr_reachable: neighbors.is_ok() && bfd.is_ok(),
+            frr_reachable: state.is_ok(),
             ..Default::default()
         };
         drop(notes);
-        let parsed = neighbors
-            .and_then(|t| status::neighbors(&t).map_err(|e| e.to_string()))
-            .and_then(|n| Ok((n, bfd.and_then(|t| status::bfd_peers(&t).map_err(|e| e.to_string()))?)));
-        match parsed {
+        match state {
             Ok((n, b)) => (next.neighbors, next.bfd_peers) = (n, b),
             Err(e) if next.last_error.is_empty() => next.last_error = format!("reading FRR's state: {e}"),
             Err(_) => {}
@@ -187,6 +183,21 @@ impl Inner {
             *now = next;
             changed
         });
+    }
+}
+
+impl Inner {
+    fn read_state(&self) -> Result<(Vec<Neighbor>, Vec<BfdPeer>), String> {
+        let text = self.vtysh.show(status::NEIGHBORS_COMMAND).map_err(|e| e.to_string())?;
+        let neighbors = status::neighbors(&text).map_err(|e| e.to_string())?;
+        let vrfs: BTreeSet<&str> =
+            std::iter::once("default").chain(neighbors.iter().map(|n| n.vrf.as_str())).collect();
+        let mut bfd = Vec::new();
+        for vrf in vrfs {
+            let text = self.vtysh.show(&status::bfd_command(vrf)).map_err(|e| e.to_string())?;
+            bfd.extend(status::bfd_peers(&text).map_err(|e| e.to_string())?);
+        }
+        Ok((neighbors, bfd))
     }
 }
 

@@ -8,19 +8,25 @@ use crate::proto::{BfdPeer, Neighbor};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unexpected output from `{command}`: {reason}")]
 pub struct StatusError {
-    pub command: &'static str,
+    pub command: String,
     pub reason: String,
 }
 
 pub const NEIGHBORS_COMMAND: &str = "show bgp vrf all neighbors json";
-pub const BFD_COMMAND: &str = "show bfd vrf all peers json";
 
-fn parse(command: &'static str, text: &str) -> Result<Value, StatusError> {
+/// BFD sessions of one VRF. (FRR 8.4 answers `show bfd vrf all peers json` with an empty list,
+/// so the agent asks VRF by VRF.)
+pub fn bfd_command(vrf: &str) -> String {
+    format!("show bfd vrf {vrf} peers json")
+}
+
+fn parse(command: &str, text: &str) -> Result<Value, StatusError> {
     // bgpd prints nothing at all when no router is configured.
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(text).map_err(|e| StatusError { command, reason: e.to_string() })
+    serde_json::from_str(text)
+        .map_err(|e| StatusError { command: command.to_string(), reason: e.to_string() })
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -38,7 +44,7 @@ pub fn neighbors(output: &str) -> Result<Vec<Neighbor>, StatusError> {
     let Some(vrfs) = root.as_object() else {
         return match root {
             Value::Null => Ok(Vec::new()),
-            _ => Err(StatusError { command: NEIGHBORS_COMMAND, reason: "not an object".into() }),
+            _ => Err(StatusError { command: NEIGHBORS_COMMAND.into(), reason: "not an object".into() }),
         };
     };
     let mut out = Vec::new();
@@ -78,13 +84,13 @@ fn neighbor(vrf: &str, peer: &str, n: &Value) -> Neighbor {
     }
 }
 
-/// `show bfd vrf all peers json`: a list of sessions.
+/// `show bfd vrf NAME peers json`: a list of sessions.
 pub fn bfd_peers(output: &str) -> Result<Vec<BfdPeer>, StatusError> {
-    let root = parse(BFD_COMMAND, output)?;
+    let root = parse("show bfd peers json", output)?;
     let list = match root {
         Value::Null => return Ok(Vec::new()),
         Value::Array(list) => list,
-        _ => return Err(StatusError { command: BFD_COMMAND, reason: "not a list".into() }),
+        _ => return Err(StatusError { command: "show bfd peers json".into(), reason: "not a list".into() }),
     };
     let empty = Map::new();
     let mut out: Vec<BfdPeer> = list

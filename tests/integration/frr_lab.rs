@@ -52,15 +52,26 @@ pub struct Frr {
     pub ns: String,
     hostname: String,
     dir: PathBuf,
+    /// zebra treats other network namespaces as VRFs (`-n`): this kernel may lack VRF devices.
+    netns_vrfs: bool,
 }
 
 impl Frr {
     /// Starts zebra, bfdd, bgpd and staticd in a new namespace whose hostname is `hostname`.
     pub fn start(hostname: &str) -> Result<Frr, String> {
+        Frr::start_with(hostname, false)
+    }
+
+    /// Like [`Frr::start`], with zebra in netns-VRF mode: every network namespace is a VRF.
+    pub fn start_with_netns_vrfs(hostname: &str) -> Result<Frr, String> {
+        Frr::start_with(hostname, true)
+    }
+
+    fn start_with(hostname: &str, netns_vrfs: bool) -> Result<Frr, String> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let ns = format!("flb{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("ferrolb-frr-{ns}"));
-        let frr = Frr { ns: ns.clone(), hostname: hostname.to_string(), dir: dir.clone() };
+        let frr = Frr { ns: ns.clone(), hostname: hostname.to_string(), dir: dir.clone(), netns_vrfs };
         for sub in ["run", "etc", "log"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
         }
@@ -73,16 +84,8 @@ impl Frr {
         std::fs::write(dir.join("etc/frr.conf"), "").map_err(|e| e.to_string())?;
         sh(&format!("chown -R frr:frr {}", dir.display()))?;
         sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
-        let run = dir.join("run");
         for d in DAEMONS {
-            let extra =
-                if *d == "bfdd" { format!("--bfdctl {}/bfdd.sock", run.display()) } else { String::new() };
-            sh(&format!(
-                "ip netns exec {ns} unshare --uts sh -c 'hostname {hostname}; exec {FRR_LIB}/{d} -d -F traditional -P 0 -f /dev/null \
-                 -z {run}/zserv.api --vty_socket {run} -i {run}/{d}.pid --log file:{log}/{d}.log {extra}'",
-                run = run.display(),
-                log = dir.join("log").display(),
-            ))?;
+            frr.spawn(d)?;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while frr.vtysh(&["-c", "show version"]).map(|o| !o.status.success()).unwrap_or(true) {
@@ -113,19 +116,29 @@ impl Frr {
         let pid = std::fs::read_to_string(run.join(format!("{daemon}.pid"))).map_err(|e| e.to_string())?;
         sh(&format!("kill -9 {}", pid.trim()))?;
         std::thread::sleep(Duration::from_millis(200));
-        sh(&format!(
-            "ip netns exec {ns} unshare --uts sh -c 'hostname {host}; exec {FRR_LIB}/{daemon} -d -F traditional -P 0 -f /dev/null \
-             -z {run}/zserv.api --vty_socket {run} -i {run}/{daemon}.pid --log file:{log}/{daemon}.log'",
-            ns = self.ns,
-            host = self.hostname,
-            run = run.display(),
-            log = self.dir.join("log").display(),
-        ))?;
+        self.spawn(daemon)?;
         wait_for(Duration::from_secs(10), || {
             self.vtysh(&["-c", "show bgp summary"]).is_ok_and(|o| o.status.success())
         })
         .map(|_| ())
         .ok_or_else(|| format!("{daemon} did not come back"))
+    }
+
+    fn spawn(&self, daemon: &str) -> Result<(), String> {
+        let run = self.dir.join("run");
+        let extra = match daemon {
+            "bfdd" => format!("--bfdctl {}/bfdd.sock", run.display()),
+            "zebra" if self.netns_vrfs => "-n".to_string(),
+            _ => String::new(),
+        };
+        sh(&format!(
+            "ip netns exec {ns} unshare --uts sh -c 'hostname {host}; exec {FRR_LIB}/{daemon} -d -F traditional -P 0 -f /dev/null \
+             -z {run}/zserv.api --vty_socket {run} -i {run}/{daemon}.pid --log file:{log}/{daemon}.log {extra}'",
+            ns = self.ns,
+            host = self.hostname,
+            run = run.display(),
+            log = self.dir.join("log").display(),
+        ))
     }
 
     /// Arguments that point vtysh at this instance.

@@ -7,9 +7,11 @@ mod agent;
 mod agent_process;
 mod agent_service;
 mod bgp_lab;
+mod bgp_sessions;
 mod cli;
 mod crds;
 mod examples;
+mod fabric;
 mod frr_golden;
 mod purity;
 

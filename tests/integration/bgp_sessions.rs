@@ -1,0 +1,413 @@
+//! BGP sessions of every shape against real FRR routers on a switched LAN: two nodes (each an FRR
+//! driven by frr-agent from `plan`'s output) peering with a ToR over eBGP and with a route
+//! reflector over iBGP; BFD; unnumbered, multihop and MD5 sessions.
+
+use std::time::{Duration, Instant};
+
+use frr_sidecar::proto::{AgentStatus, ApplyRequest, StatusRequest, apply_reply::Outcome};
+
+use crate::agent_process::{AgentProcess, runtime};
+use crate::fabric::{Lan, Netns, kernel_next_hops, plan_node, sh, wire};
+use crate::frr_lab::{Frr, wait_for};
+
+const BASE: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: pool}
+spec: {addresses: [198.51.100.0/28, '2001:db8:20::/124']}
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: aliases}
+spec: {communities: [{name: tor-only, value: '64500:100'}]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: ad}
+spec: {communities: [tor-only, 'large:64512:1:100'], localPref: 150}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {type: LoadBalancer}
+";
+
+fn peer(name: &str, asn: u32, address: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}}}\n\
+         spec: {{myASN: 64512, peerASN: {asn}, peerAddress: '{address}', holdTime: 9s, keepaliveTime: 3s, connectTime: 1s{extra}}}\n"
+    )
+}
+
+fn apply(agent: &AgentProcess, config: &str, generation: u64) {
+    let rt = runtime();
+    let _context = rt.enter();
+    let reply = rt
+        .block_on(agent.client().apply(ApplyRequest { config: config.to_string(), generation }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.outcome(), Outcome::Applied, "{}", reply.error);
+}
+
+fn status(agent: &AgentProcess) -> AgentStatus {
+    let rt = runtime();
+    let _context = rt.enter();
+    rt.block_on(agent.client().status(StatusRequest {})).unwrap().into_inner()
+}
+
+/// (established, dropped) connection counts of every session `router` has.
+fn counters(router: &Frr) -> Vec<(String, u64, u64)> {
+    let v = router.json("show bgp vrf all neighbors json");
+    let mut out = Vec::new();
+    for (_, vrf) in v.as_object().into_iter().flatten() {
+        for (peer, n) in vrf.as_object().into_iter().flatten().filter(|(_, n)| n.is_object()) {
+            let c = |k: &str| n[k].as_u64().unwrap_or(0);
+            out.push((peer.clone(), c("connectionsEstablished"), c("connectionsDropped")));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn established(router: &Frr, peer: &str) -> bool {
+    let v = router.json(&format!("show bgp neighbors {peer} json"));
+    v[peer]["bgpState"] == "Established"
+}
+
+fn path_attrs(router: &Frr, prefix: &str) -> serde_json::Value {
+    let afi = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+    router.json(&format!("show bgp {afi} unicast {prefix} json"))
+}
+
+const TOR: &str = "router bgp 64500
+ bgp router-id 192.0.2.1
+ no bgp ebgp-requires-policy
+ bgp bestpath as-path multipath-relax
+ neighbor NODES peer-group
+ neighbor NODES remote-as 64512
+ neighbor NODES timers 3 9
+ neighbor NODES timers connect 1
+ neighbor 192.0.2.11 peer-group NODES
+ neighbor 192.0.2.12 peer-group NODES
+ neighbor 2001:db8:10::11 peer-group NODES
+ neighbor 2001:db8:10::12 peer-group NODES
+ address-family ipv4 unicast
+  neighbor 192.0.2.11 activate
+  neighbor 192.0.2.12 activate
+  no neighbor 2001:db8:10::11 activate
+  no neighbor 2001:db8:10::12 activate
+  maximum-paths 8
+ exit-address-family
+ address-family ipv6 unicast
+  neighbor 2001:db8:10::11 activate
+  neighbor 2001:db8:10::12 activate
+  maximum-paths 8
+ exit-address-family
+exit
+";
+
+const REFLECTOR: &str = "router bgp 64512
+ bgp router-id 192.0.2.2
+ neighbor 192.0.2.11 remote-as 64512
+ neighbor 192.0.2.12 remote-as 64512
+ neighbor 192.0.2.11 timers connect 1
+ neighbor 192.0.2.12 timers connect 1
+ address-family ipv4 unicast
+  neighbor 192.0.2.11 route-reflector-client
+  neighbor 192.0.2.12 route-reflector-client
+ exit-address-family
+exit
+";
+
+struct TwoNodes {
+    tor: Frr,
+    reflector: Frr,
+    nodes: Vec<(Frr, AgentProcess, String)>,
+    lan: Lan,
+    ports: Vec<String>,
+}
+
+fn two_nodes(extra_peer_fields: &str, extra_objects: &str, tor_extra: &str) -> TwoNodes {
+    let lan = Lan::new();
+    let tor = Frr::start("tor").unwrap();
+    let reflector = Frr::start("rr").unwrap();
+    lan.attach(&tor, "eth0", &["192.0.2.1/24", "2001:db8:10::1/64"]);
+    lan.attach(&reflector, "eth0", &["192.0.2.2/24"]);
+    tor.configure(&format!("{TOR}{tor_extra}"));
+    reflector.configure(REFLECTOR);
+    let manifest = format!(
+        "{BASE}{extra_objects}{}{}{}",
+        peer("tor4", 64500, "192.0.2.1", extra_peer_fields),
+        peer("tor6", 64500, "2001:db8:10::1", extra_peer_fields),
+        peer("rr", 64512, "192.0.2.2", "")
+    );
+    let mut nodes = Vec::new();
+    let mut ports = Vec::new();
+    for (i, name) in ["node1", "node2"].iter().enumerate() {
+        let frr = Frr::start(name).unwrap();
+        let (v4, v6) = (format!("192.0.2.{}/24", 11 + i), format!("2001:db8:10::{}/64", 11 + i));
+        ports.push(lan.attach(&frr, "eth0", &[&v4, &v6]));
+        let agent = AgentProcess::start(&frr, "agent");
+        let plan = plan_node(&manifest, name);
+        apply(&agent, &plan.frr, 1);
+        nodes.push((frr, agent, manifest.clone()));
+    }
+    TwoNodes { tor, reflector, nodes, lan, ports }
+}
+
+#[test]
+fn two_nodes_announce_dual_stack_services_with_ecmp_communities_and_local_pref() {
+    require_frr!();
+    let lab = two_nodes("", "", "");
+    let plan = plan_node(&lab.nodes[0].2, "node1");
+    let web = plan.ips_of("shop/web");
+    let api = plan.ips_of("shop/api");
+    assert_eq!(web.len(), 2, "{web:?}");
+    let (web4, web6) = (format!("{}/32", web[0]), format!("{}/128", web[1]));
+    let api4 = format!("{}/32", api[0]);
+
+    let ecmp = wait_for(Duration::from_secs(30), || {
+        [&web4, &web6, &api4].iter().all(|p| kernel_next_hops(&lab.tor, p).len() == 2)
+    });
+    assert!(
+        ecmp.is_some(),
+        "ToR FIB: {web4} {:?} {web6} {:?} {api4} {:?}; sessions {:?}",
+        kernel_next_hops(&lab.tor, &web4),
+        kernel_next_hops(&lab.tor, &web6),
+        kernel_next_hops(&lab.tor, &api4),
+        counters(&lab.tor)
+    );
+    assert_eq!(kernel_next_hops(&lab.tor, &web4), ["192.0.2.11", "192.0.2.12"]);
+    assert_eq!(kernel_next_hops(&lab.tor, &web6).len(), 2);
+
+    for prefix in [&web4, &web6, &api4] {
+        let v = path_attrs(&lab.tor, prefix);
+        let paths = v["paths"].as_array().cloned().unwrap_or_default();
+        assert_eq!(paths.len(), 2, "{prefix}: {v:#}");
+        for p in &paths {
+            assert_eq!(p["community"]["string"], "64500:100", "{prefix}: {p:#}");
+            assert_eq!(p["largeCommunity"]["string"], "64512:1:100", "{prefix}: {p:#}");
+            assert_eq!(p["aspath"]["string"], "64512", "{prefix}: {p:#}");
+        }
+    }
+    // Local preference only travels inside the AS: the reflector sees it, from both nodes.
+    let rr = wait_for(Duration::from_secs(30), || {
+        path_attrs(&lab.reflector, &api4)["paths"].as_array().is_some_and(|p| p.len() == 2)
+    });
+    assert!(rr.is_some(), "{:#}", path_attrs(&lab.reflector, &api4));
+    for p in path_attrs(&lab.reflector, &api4)["paths"].as_array().unwrap() {
+        assert_eq!(p["locPrf"], 150, "{p:#}");
+        assert_eq!(p["community"]["string"], "64500:100");
+    }
+    // Every node session is up on the agent's side too.
+    for (_, agent, _) in &lab.nodes {
+        let s = status(agent);
+        assert_eq!(s.neighbors.len(), 3, "{s:?}");
+        assert!(s.neighbors.iter().all(|n| n.established && n.prefixes_sent >= 1), "{s:?}");
+    }
+    println!("ECMP over both nodes for v4 and v6 after {ecmp:?}");
+}
+
+#[test]
+fn bfd_takes_a_cut_off_node_out_of_ecmp_within_the_detection_time() {
+    require_frr!();
+    let bfd_profile = "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\n\
+                       spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n";
+    let tor_bfd = "router bgp 64500
+ neighbor NODES bfd
+ neighbor NODES bfd profile fast
+exit
+bfd
+ profile fast
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+";
+    let lab = two_nodes(", bfdProfile: fast", bfd_profile, tor_bfd);
+    let api4 = format!("{}/32", plan_node(&lab.nodes[0].2, "node1").ips_of("shop/api")[0]);
+    let bfd_up = |router: &Frr| {
+        let v = router.json("show bfd peers json");
+        v.as_array().map_or(0, |l| l.iter().filter(|p| p["status"] == "up").count())
+    };
+    let ready = wait_for(Duration::from_secs(30), || {
+        bfd_up(&lab.tor) == 4 && kernel_next_hops(&lab.tor, &api4).len() == 2
+    });
+    assert!(
+        ready.is_some(),
+        "BFD {:#} FIB {:?}",
+        lab.tor.json("show bfd peers json"),
+        kernel_next_hops(&lab.tor, &api4)
+    );
+    let v = lab.tor.json("show bfd peers json");
+    let node1 = v.as_array().unwrap().iter().find(|p| p["peer"] == "192.0.2.11").unwrap().clone();
+    assert_eq!(
+        (node1["receive-interval"].as_u64(), node1["detect-multiplier"].as_u64()),
+        (Some(100), Some(3))
+    );
+
+    // The agent reads the same BFD sessions from bfdd.
+    let agent_sees = wait_for(Duration::from_secs(10), || {
+        let s = status(&lab.nodes[0].1);
+        let tor4 = s.bfd_peers.iter().find(|p| p.peer == "192.0.2.1");
+        tor4.is_some_and(|p| {
+            (p.status.as_str(), p.receive_interval_millis, p.detect_multiplier) == ("up", 100, 3)
+        }) && s.neighbors.iter().filter(|n| n.peer != "192.0.2.2").all(|n| n.bfd_status == "Up")
+    });
+    assert!(agent_sees.is_some(), "{:?}", status(&lab.nodes[0].1));
+
+    // node1's switch port dies: no carrier change on the ToR, so only BFD can tell.
+    let cut = Instant::now();
+    lab.lan.set_port(&lab.ports[0], false);
+    let gone = wait_for(Duration::from_secs(20), || kernel_next_hops(&lab.tor, &api4) == ["192.0.2.12"]);
+    let took = cut.elapsed();
+    assert!(gone.is_some(), "ToR still routes {api4} via {:?}", kernel_next_hops(&lab.tor, &api4));
+    println!("BFD 100ms x3: node1 out of ECMP at the ToR {took:?} after its port went down");
+    // The hold time is 9 s: anything near it means BFD did not do the job.
+    assert!(took < Duration::from_secs(3), "withdrawn after {took:?}");
+    let v = lab.tor.json("show bfd peers json");
+    let node1 = v.as_array().unwrap().iter().find(|p| p["peer"] == "192.0.2.11").unwrap().clone();
+    assert_eq!(node1["status"], "down");
+    assert_eq!(node1["diagnostic"], "control detection time expired");
+
+    // node1 lost its carrier: its agent reports the sessions down.
+    let seen = wait_for(Duration::from_secs(10), || {
+        let s = status(&lab.nodes[0].1);
+        s.neighbors.iter().any(|n| n.peer == "192.0.2.1" && !n.established && n.bfd_status == "Down")
+    });
+    assert!(seen.is_some(), "{:?}", status(&lab.nodes[0].1));
+
+    // The port comes back: node1 rejoins ECMP.
+    lab.lan.set_port(&lab.ports[0], true);
+    let back = wait_for(Duration::from_secs(30), || kernel_next_hops(&lab.tor, &api4).len() == 2);
+    assert!(back.is_some());
+}
+
+#[test]
+fn unnumbered_multihop_and_md5_sessions_and_a_wrong_password_shows_in_status() {
+    require_frr!();
+    let lan = Lan::new();
+    let tor = Frr::start("tor").unwrap();
+    let node = Frr::start("node1").unwrap();
+    lan.attach(&tor, "eth0", &["192.0.2.1/24"]);
+    lan.attach(&node, "eth0", &["192.0.2.11/24"]);
+    // Unnumbered: a second link with IPv6 link-local addresses only.
+    wire(&tor.ns, "eth1", &[], &node.ns, "eth1", &[]);
+    // Multihop: loopback addresses routed over the LAN.
+    sh(&format!(
+        "ip -n {} addr add 203.0.113.1/32 dev lo && ip -n {} route add 203.0.113.11/32 via 192.0.2.11",
+        tor.ns, tor.ns
+    ));
+    sh(&format!(
+        "ip -n {} addr add 203.0.113.11/32 dev lo && ip -n {} route add 203.0.113.1/32 via 192.0.2.1",
+        node.ns, node.ns
+    ));
+    tor.configure(
+        "router bgp 64500
+ bgp router-id 192.0.2.1
+ no bgp ebgp-requires-policy
+ neighbor 192.0.2.11 remote-as 64512
+ neighbor 192.0.2.11 password right-one
+ neighbor 192.0.2.11 timers connect 1
+ neighbor 203.0.113.11 remote-as 64512
+ neighbor 203.0.113.11 ebgp-multihop 255
+ neighbor 203.0.113.11 update-source 203.0.113.1
+ neighbor 203.0.113.11 timers connect 1
+ neighbor eth1 interface remote-as 64512
+ neighbor eth1 timers connect 1
+exit
+",
+    );
+    let manifest = |password: &str| {
+        format!(
+            "{BASE}{}{}---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: link}}\n\
+             spec: {{myASN: 64512, peerASN: 64500, interface: eth1, connectTime: 1s}}\n",
+            peer("md5", 64500, "192.0.2.1", &format!(", password: {password}")),
+            peer("far", 64500, "203.0.113.1", ", ebgpMultiHop: true, sourceAddress: 203.0.113.11"),
+        )
+    };
+    let agent = AgentProcess::start(&node, "agent");
+    let plan = plan_node(&manifest("right-one"), "node1");
+    apply(&agent, &plan.frr, 1);
+    let api4 = format!("{}/32", plan.ips_of("shop/api")[0]);
+    let sessions = ["192.0.2.11", "203.0.113.11", "eth1"];
+    let up = wait_for(Duration::from_secs(40), || sessions.iter().all(|p| established(&tor, p)));
+    assert!(up.is_some(), "{:?}\n{:#}", counters(&tor), tor.json("show bgp summary json"));
+    // The ToR learns the service from all three sessions.
+    let three = wait_for(Duration::from_secs(20), || {
+        path_attrs(&tor, &api4)["paths"].as_array().is_some_and(|p| p.len() == 3)
+    });
+    assert!(three.is_some(), "{:#}", path_attrs(&tor, &api4));
+    let agent_view = status(&agent);
+    assert!(agent_view.neighbors.iter().all(|n| n.established), "{agent_view:?}");
+    assert_eq!(
+        agent_view.neighbors.iter().map(|n| n.peer.as_str()).collect::<Vec<_>>(),
+        ["192.0.2.1", "203.0.113.1", "eth1"]
+    );
+
+    // A wrong password: that session fails (and says so in Status); the others never notice.
+    let before: Vec<_> = counters(&tor).into_iter().filter(|(p, ..)| p != "192.0.2.11").collect();
+    let plan = plan_node(&manifest("wrong-one"), "node1");
+    apply(&agent, &plan.frr, 2);
+    let failed = wait_for(Duration::from_secs(20), || {
+        let s = status(&agent);
+        s.neighbors.iter().any(|n| n.peer == "192.0.2.1" && !n.established && n.connections_dropped >= 1)
+    });
+    assert!(failed.is_some(), "{:?}", status(&agent));
+    std::thread::sleep(Duration::from_secs(3));
+    let s = status(&agent);
+    let md5 = s.neighbors.iter().find(|n| n.peer == "192.0.2.1").unwrap();
+    assert!(!md5.established && md5.state != "Established", "{md5:?}");
+    assert!(!md5.last_reset.is_empty(), "{md5:?}");
+    assert!(!established(&tor, "192.0.2.11"));
+    let after: Vec<_> = counters(&tor).into_iter().filter(|(p, ..)| p != "192.0.2.11").collect();
+    assert_eq!(before, after, "a password change on one session disturbed the others");
+    println!("wrong password: agent reports {} ({}), other sessions untouched", md5.state, md5.last_reset);
+}
+
+#[test]
+fn a_vrf_peer_gets_its_session_and_the_services() {
+    require_frr!();
+    // This kernel may have no VRF devices; FRR's netns-backed VRFs exercise the same
+    // `router bgp ASN vrf NAME` configuration.
+    let tor = Frr::start("tor").unwrap();
+    let node = Frr::start_with_netns_vrfs("node1").unwrap();
+    let vrf = Netns::new("flbv");
+    wire(&tor.ns, "eth1", &["198.51.100.129/25"], &vrf.0, "eth1", &["198.51.100.139/25"]);
+    tor.configure(
+        "router bgp 64500
+ bgp router-id 192.0.2.1
+ no bgp ebgp-requires-policy
+ neighbor 198.51.100.139 remote-as 64512
+ neighbor 198.51.100.139 timers connect 1
+exit
+",
+    );
+    let manifest = format!(
+        "{BASE}{}",
+        peer("tor-red", 64500, "198.51.100.129", &format!(", vrf: {}, routerID: 192.0.2.11", vrf.0))
+    );
+    let agent = AgentProcess::start(&node, "agent");
+    let plan = plan_node(&manifest, "node1");
+    assert!(plan.frr.contains(&format!("router bgp 64512 vrf {}", vrf.0)), "{}", plan.frr);
+    apply(&agent, &plan.frr, 1);
+    let api4 = format!("{}/32", plan.ips_of("shop/api")[0]);
+    let up = wait_for(Duration::from_secs(40), || {
+        established(&tor, "198.51.100.139")
+            && path_attrs(&tor, &api4)["paths"].as_array().is_some_and(|p| p.len() == 1)
+    });
+    assert!(up.is_some(), "{:#}\n{}", tor.json("show bgp summary json"), node.running_config());
+    // The agent reports the session under its VRF.
+    let reported = wait_for(Duration::from_secs(10), || {
+        status(&agent)
+            .neighbors
+            .iter()
+            .any(|n| n.peer == "198.51.100.129" && n.vrf == vrf.0 && n.established && n.prefixes_sent >= 1)
+    });
+    assert!(reported.is_some(), "{:?}", status(&agent));
+}
