@@ -62,6 +62,15 @@ impl Lab {
         v["peers"]["192.0.2.11"]["pfxRcd"].as_u64().unwrap_or(0)
     }
 
+    /// The IPv4 prefixes in the ToR's BGP table, sorted.
+    pub fn tor_prefixes(&self) -> Vec<String> {
+        let v = self.tor.json("show bgp ipv4 unicast json");
+        let mut out: Vec<String> =
+            v["routes"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        out.sort();
+        out
+    }
+
     /// (connections established, connections dropped) as the ToR counts them.
     pub fn session_counters(&self) -> (u64, u64) {
         let v = self.tor.json("show bgp neighbors 192.0.2.11 json");

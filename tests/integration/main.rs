@@ -14,6 +14,7 @@ mod examples;
 mod fabric;
 mod frr_golden;
 mod purity;
+mod speaker_offline;
 
 use std::path::{Path, PathBuf};
 
