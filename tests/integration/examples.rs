@@ -188,3 +188,30 @@ fn a_legacy_configmap_is_converted_and_served() {
     assert_eq!(ips(&p), BTreeMap::from([entry("default/web", "192.168.1.240", "my-ip-space")]));
     assert_eq!(inputs.objects.l2_advertisements[0].spec.ip_address_pools, ["my-ip-space"]);
 }
+
+#[test]
+fn the_bgp_lab_announces_both_families_with_bfd_and_communities() {
+    let (p, _) = plan_dir("bgp-lab");
+    assert_eq!(
+        ips(&p),
+        BTreeMap::from([
+            entry("shop/dns", "198.51.100.10", "lab"),
+            // avoidBuggyIPs skips 198.51.100.0.
+            entry("shop/web", "198.51.100.1,2001:db8:20::10", "lab"),
+        ])
+    );
+    let root = crate::repo_root().join("examples/bgp-lab");
+    let inputs = ferrolb::cli::read_manifests(&[root], false, "metallb-system").unwrap();
+    let p = plan::plan(&inputs, &Options { node: Some("node1".into()), ..Default::default() });
+    let frr = p.frr_config.unwrap();
+    for line in [
+        "neighbor 192.0.2.1 bfd profile fast",
+        "neighbor 2001:db8:10::1 bfd profile fast",
+        "receive-interval 100",
+    ] {
+        assert!(frr.contains(line), "{line}:\n{frr}");
+    }
+    let announced = p.announcements.unwrap();
+    assert_eq!(announced.len(), 3);
+    assert!(announced.iter().all(|a| a.communities.iter().any(|c| c == "64500:100")), "{announced:?}");
+}
