@@ -13,6 +13,17 @@ pub mod service;
 pub mod status;
 pub mod tree;
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): frr-agent and the ferrolb roles
+/// log the same way, so one set of instructions reads both.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Messages and stubs generated from `proto/frragent/v1/agent.proto`.
 #[allow(clippy::all, clippy::pedantic)]
 pub mod proto {
