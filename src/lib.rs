@@ -8,6 +8,7 @@ pub mod api;
 pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod l2;
 pub mod plan;
 pub mod service;
 pub mod speaker;

@@ -7,19 +7,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::config::selector::any_matches;
-use crate::config::{BgpAdvertisement, CommunityValue, Config, Family, Labels, Peer};
+use crate::config::{BgpAdvertisement, CommunityValue, Config, Family, Peer};
 use crate::service::ServiceKey;
-use crate::topology::{Endpoints, NodeInfo};
-
-/// What the announcement plan needs to know about one Service holding IPs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceState {
-    pub key: ServiceKey,
-    pub ips: Vec<IpAddr>,
-    pub labels: Labels,
-    /// externalTrafficPolicy: Local — only nodes with a local endpoint announce.
-    pub local_traffic: bool,
-}
+use crate::topology::{Endpoints, NodeInfo, ServiceState};
 
 /// One prefix sent to some peers with the same attributes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -5,7 +5,8 @@
 pub mod announce;
 pub mod frr;
 
-pub use announce::{Announcement, NodePlan, ServiceState, plan_node};
+pub use crate::topology::ServiceState;
+pub use announce::{Announcement, NodePlan, plan_node};
 pub use frr::{FrrConfig, Secrets};
 
 const TEMPLATE: &str = include_str!("../../templates/frr.conf.tera");

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use super::announce::*;
 use crate::config::{self, Config};
 use crate::plan::Inputs;
-use crate::topology::{Endpoints, NodeInfo};
+use crate::topology::{Endpoints, NodeInfo, ServiceState};
 
 const BASE: &str = "
 apiVersion: metallb.io/v1beta1
@@ -42,6 +42,7 @@ fn svc(ips: &[&str]) -> ServiceState {
         ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
         labels: [("app".to_string(), "web".to_string())].into(),
         local_traffic: false,
+        shares_ip: false,
     }
 }
 

@@ -14,8 +14,9 @@ use serde::Serialize;
 use crate::allocator::{self, Allocator, Event, PoolStats};
 use crate::bgp::{self, Secrets};
 use crate::config::{self, ConfigError};
+use crate::l2;
 use crate::service::{self, Intake, ServiceKey};
-use crate::topology::{Endpoints, NodeInfo};
+use crate::topology::{Endpoints, NodeInfo, ServiceState};
 pub use manifest::Inputs;
 pub use render::{Format, render};
 
@@ -60,6 +61,9 @@ pub struct PlannedAnnouncement {
     pub peers: Vec<String>,
     pub communities: Vec<String>,
     pub local_pref: Option<u32>,
+    /// Layer 2 only: the interfaces answered on; empty means every eligible interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interfaces: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -210,15 +214,16 @@ fn plan_node(
     } else {
         Endpoints::from_slices(&inputs.endpoint_slices)
     };
-    let services: Vec<bgp::ServiceState> = requests
+    let services: Vec<ServiceState> = requests
         .iter()
         .filter_map(|r| {
             let a = outcomes.get(&r.key)?.allocation.as_ref()?;
-            Some(bgp::ServiceState {
+            Some(ServiceState {
                 key: r.key.clone(),
                 ips: a.ips.clone(),
                 labels: r.labels.clone(),
                 local_traffic: r.local_traffic,
+                shares_ip: r.sharing_key.is_some(),
             })
         })
         .collect();
@@ -235,6 +240,7 @@ fn plan_node(
                 peers: a.peers.iter().cloned().collect(),
                 communities: a.communities.iter().map(ToString::to_string).collect(),
                 local_pref: a.local_pref,
+                interfaces: None,
             })
             .collect(),
     );
@@ -249,11 +255,50 @@ fn plan_node(
             })
             .collect(),
     );
+    plan_layer2(plan, inputs, config, &services, &endpoints, node_name);
     let secrets = if options.show_secrets { Secrets::Show } else { Secrets::Hide };
     let view = bgp::frr::build(config, &node, &node_plan.announcements, "info", secrets);
     match bgp::render(&view) {
         Ok(text) => plan.frr_config = Some(text),
         Err(e) => plan.notes.push(format!("could not render the FRR configuration: {e}")),
+    }
+}
+
+/// The node's layer 2 announcements. Offline every known node counts as a live speaker; without
+/// Node objects only this node is known, so it wins every election it is eligible for.
+fn plan_layer2(
+    plan: &mut Plan,
+    inputs: &Inputs,
+    config: &config::Config,
+    services: &[ServiceState],
+    endpoints: &Endpoints,
+    node_name: &str,
+) {
+    let mut nodes: Vec<NodeInfo> =
+        inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, false)).collect();
+    if !nodes.iter().any(|n| n.name == node_name) {
+        nodes.push(NodeInfo::named(node_name));
+    }
+    let live = nodes.iter().map(|n| n.name.clone()).collect();
+    let l2 = l2::plan_node(config, node_name, services, &nodes, &live, endpoints);
+    if let Some(list) = plan.announcements.as_mut() {
+        list.extend(l2.announcements.iter().map(|a| PlannedAnnouncement {
+            service: a.service.clone(),
+            ip: a.ip.to_string(),
+            prefix: ipnet::IpNet::from(a.ip).to_string(),
+            protocol: "layer2",
+            peers: Vec::new(),
+            communities: Vec::new(),
+            local_pref: None,
+            interfaces: Some(a.interfaces.iter().flatten().cloned().collect()),
+        }));
+    }
+    if let Some(list) = plan.not_announced.as_mut() {
+        list.extend(l2.withheld.iter().map(|(service, reason)| NotAnnounced {
+            service: service.clone(),
+            protocol: "layer2",
+            reason: reason.clone(),
+        }));
     }
 }
 

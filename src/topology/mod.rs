@@ -48,6 +48,19 @@ impl NodeInfo {
     }
 }
 
+/// What the announcement plans (BGP and L2) need to know about one Service holding IPs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    pub key: ServiceKey,
+    /// In status order: the first one decides the L2 election.
+    pub ips: Vec<std::net::IpAddr>,
+    pub labels: Labels,
+    /// externalTrafficPolicy: Local — only nodes with a local endpoint announce.
+    pub local_traffic: bool,
+    /// The Service carries `allow-shared-ip`.
+    pub shares_ip: bool,
+}
+
 /// Which nodes host a serving endpoint of each Service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoints {

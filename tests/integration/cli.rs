@@ -156,3 +156,39 @@ fn plan_for_a_node_lists_announcements_and_renders_frr_config() {
     let (o, _d) = run(&["plan", "-f", "m.yaml", "--frr"], &files);
     assert_eq!(code(&o), 2, "--frr without --node is a usage error");
 }
+
+#[test]
+fn plan_for_a_node_lists_layer2_announcements_with_interfaces_and_the_elected_node() {
+    let l2 = format!(
+        "{POOL}---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: ad, namespace: metallb-system}}\nspec: {{interfaces: [eth1, eth0]}}\n\
+         ---\napiVersion: v1\nkind: Node\nmetadata: {{name: node1}}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: node2}}\n{SVC}"
+    );
+    let files = [("m.yaml", l2.as_str())];
+    let mut winners = Vec::new();
+    for node in ["node1", "node2"] {
+        let (o, _d) = run(&["plan", "-f", "m.yaml", "--node", node, "-o", "json"], &files);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let layer2: Vec<_> = v["announcements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["protocol"] == "layer2")
+            .cloned()
+            .collect();
+        if let Some(a) = layer2.first() {
+            assert_eq!(a["ip"], "192.0.2.0");
+            assert_eq!(a["interfaces"], serde_json::json!(["eth0", "eth1"]));
+            winners.push(node);
+        } else {
+            let why = &v["notAnnounced"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["protocol"] == "layer2")
+                .unwrap()["reason"];
+            assert!(why.as_str().unwrap().ends_with("announces it"), "{why}");
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one node answers for the IP: {winners:?}");
+}

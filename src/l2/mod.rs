@@ -1,0 +1,9 @@
+//! Layer 2 mode. [`election`] decides, purely, which node answers ARP/NDP for each Service IP;
+//! the packet and socket halves answer for it.
+
+pub mod election;
+
+pub use election::{L2Announcement, L2NodePlan, elect, plan_node};
+
+#[cfg(test)]
+mod tests;
