@@ -2,6 +2,7 @@
 //! the packet and socket halves answer for it.
 
 pub mod election;
+pub mod packet;
 
 pub use election::{L2Announcement, L2NodePlan, elect, plan_node};
 
