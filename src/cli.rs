@@ -53,8 +53,12 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     for note in &inputs.notes {
         eprintln!("ferrolb: warning: {note}");
     }
-    let options =
-        Options { lb_class: args.lb_class.clone(), node: args.node.clone(), show_secrets: args.show_secrets };
+    let options = Options {
+        lb_class: args.lb_class.clone(),
+        node: args.node.clone(),
+        show_secrets: args.show_secrets,
+        live_nodes: None,
+    };
     let plan = plan::plan(&inputs, &options);
     for note in &plan.notes {
         eprintln!("ferrolb: note: {note}");

@@ -2,7 +2,10 @@
 //! the packet and socket halves answer for it.
 
 pub mod election;
+pub mod interfaces;
 pub mod packet;
+pub mod responder;
+pub mod socket;
 
 pub use election::{L2Announcement, L2NodePlan, elect, plan_node};
 

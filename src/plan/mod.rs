@@ -94,6 +94,8 @@ pub struct Options {
     pub node: Option<String>,
     /// Put real BGP passwords in the rendered FRR configuration.
     pub show_secrets: bool,
+    /// Nodes whose speakers are alive (layer 2 elections); `None`: every known node.
+    pub live_nodes: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Plan {
@@ -255,7 +257,7 @@ fn plan_node(
             })
             .collect(),
     );
-    plan_layer2(plan, inputs, config, &services, &endpoints, node_name);
+    plan_layer2(plan, inputs, config, &services, &endpoints, node_name, options.live_nodes.as_ref());
     let secrets = if options.show_secrets { Secrets::Show } else { Secrets::Hide };
     let view = bgp::frr::build(config, &node, &node_plan.announcements, "info", secrets);
     match bgp::render(&view) {
@@ -273,13 +275,14 @@ fn plan_layer2(
     services: &[ServiceState],
     endpoints: &Endpoints,
     node_name: &str,
+    live: Option<&std::collections::BTreeSet<String>>,
 ) {
     let mut nodes: Vec<NodeInfo> =
         inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, false)).collect();
     if !nodes.iter().any(|n| n.name == node_name) {
         nodes.push(NodeInfo::named(node_name));
     }
-    let live = nodes.iter().map(|n| n.name.clone()).collect();
+    let live = live.cloned().unwrap_or_else(|| nodes.iter().map(|n| n.name.clone()).collect());
     let l2 = l2::plan_node(config, node_name, services, &nodes, &live, endpoints);
     if let Some(list) = plan.announcements.as_mut() {
         list.extend(l2.announcements.iter().map(|a| PlannedAnnouncement {

@@ -25,7 +25,9 @@ pub struct NodeInfo {
 impl NodeInfo {
     pub fn from_node(node: &Node, ignore_exclude_label: bool) -> NodeInfo {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let labels = node.metadata.labels.clone().unwrap_or_default();
+        let mut labels = node.metadata.labels.clone().unwrap_or_default();
+        // The kubelet always sets it; manifests written by hand often leave it out.
+        labels.entry("kubernetes.io/hostname".to_string()).or_insert_with(|| name.clone());
         let network_unavailable = node
             .status
             .as_ref()

@@ -136,8 +136,8 @@ fn two_nodes(extra_peer_fields: &str, extra_objects: &str, tor_extra: &str) -> T
     let lan = Lan::new();
     let tor = Frr::start("tor").unwrap();
     let reflector = Frr::start("rr").unwrap();
-    lan.attach(&tor, "eth0", &["192.0.2.1/24", "2001:db8:10::1/64"]);
-    lan.attach(&reflector, "eth0", &["192.0.2.2/24"]);
+    lan.attach(&tor.ns, "eth0", &["192.0.2.1/24", "2001:db8:10::1/64"]);
+    lan.attach(&reflector.ns, "eth0", &["192.0.2.2/24"]);
     tor.configure(&format!("{TOR}{tor_extra}"));
     reflector.configure(REFLECTOR);
     let manifest = format!(
@@ -151,7 +151,7 @@ fn two_nodes(extra_peer_fields: &str, extra_objects: &str, tor_extra: &str) -> T
     for (i, name) in ["node1", "node2"].iter().enumerate() {
         let frr = Frr::start(name).unwrap();
         let (v4, v6) = (format!("192.0.2.{}/24", 11 + i), format!("2001:db8:10::{}/64", 11 + i));
-        ports.push(lan.attach(&frr, "eth0", &[&v4, &v6]));
+        ports.push(lan.attach(&frr.ns, "eth0", &[&v4, &v6]));
         let agent = AgentProcess::start(&frr, "agent");
         let plan = plan_node(&manifest, name);
         apply(&agent, &plan.frr, 1);
@@ -294,8 +294,8 @@ fn unnumbered_multihop_and_md5_sessions_and_a_wrong_password_shows_in_status() {
     let lan = Lan::new();
     let tor = Frr::start("tor").unwrap();
     let node = Frr::start("node1").unwrap();
-    lan.attach(&tor, "eth0", &["192.0.2.1/24"]);
-    lan.attach(&node, "eth0", &["192.0.2.11/24"]);
+    lan.attach(&tor.ns, "eth0", &["192.0.2.1/24"]);
+    lan.attach(&node.ns, "eth0", &["192.0.2.11/24"]);
     // Unnumbered: a second link with IPv6 link-local addresses only.
     wire(&tor.ns, "eth1", &[], &node.ns, "eth1", &[]);
     // Multihop: loopback addresses routed over the LAN.

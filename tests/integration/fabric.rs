@@ -33,16 +33,17 @@ impl Lan {
         Lan { ns }
     }
 
-    /// Plugs `router` into the switch as `ifname` with `addrs`; returns the switch port's name.
-    pub fn attach(&self, router: &Frr, ifname: &str, addrs: &[&str]) -> String {
-        let (port, host) = (format!("sw{}", unique()), format!("h{}", unique()));
+    /// Plugs namespace `host` into the switch as `ifname` with `addrs`; returns the switch
+    /// port's name.
+    pub fn attach(&self, host: &str, ifname: &str, addrs: &[&str]) -> String {
+        let (port, veth) = (format!("sw{}", unique()), format!("h{}", unique()));
         let mut cmds = vec![
-            format!("ip link add {host} type veth peer name {port}"),
+            format!("ip link add {veth} type veth peer name {port}"),
             format!("ip link set {port} netns {} ", self.ns),
             format!("ip -n {} link set {port} master br0 up", self.ns),
-            format!("ip link set {host} netns {} name {ifname}", router.ns),
+            format!("ip link set {veth} netns {host} name {ifname}"),
         ];
-        cmds.extend(configure_interface(&router.ns, ifname, addrs));
+        cmds.extend(configure_interface(host, ifname, addrs));
         for c in cmds {
             sh(&c);
         }

@@ -13,6 +13,7 @@ mod crds;
 mod examples;
 mod fabric;
 mod frr_golden;
+mod l2_lab;
 mod purity;
 mod speaker_offline;
 
