@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::cli::read_manifests;
 use crate::l2::interfaces;
+use crate::l2::membership::{Membership, MembershipSettings, parse_seeds};
 use crate::l2::responder::{Announced, Responder, ResponderSettings};
 use crate::plan::{self, Options};
 use bgp_backend::{BackendSettings, BgpBackend};
@@ -40,6 +41,20 @@ pub struct SpeakerArgs {
     /// manifests).
     #[arg(long, value_delimiter = ',')]
     pub live_nodes: Option<Vec<String>>,
+    /// Other speakers, `NODE=IP:PORT`, to form the layer 2 membership with. Without it every
+    /// Node in the manifests (or --live-nodes) counts as alive.
+    #[arg(long, value_delimiter = ',')]
+    pub members: Option<Vec<String>>,
+    /// Where this speaker's membership listens.
+    #[arg(long, default_value = "0.0.0.0:7946")]
+    pub membership_bind: std::net::SocketAddr,
+    /// A file holding the secret all speakers share; membership traffic is then encrypted and
+    /// authenticated.
+    #[arg(long)]
+    pub membership_secret_file: Option<PathBuf>,
+    /// Membership probe period in milliseconds (failure detection takes about three).
+    #[arg(long)]
+    pub membership_probe_ms: Option<u64>,
     /// Interface name patterns (regexes) never answered on; replaces the default list.
     #[arg(long, value_delimiter = ',')]
     pub exclude_interfaces: Option<Vec<String>>,
@@ -67,46 +82,86 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     } else {
         None
     };
+    let membership = match &args.members {
+        Some(members) => {
+            let mut settings = MembershipSettings::new(&args.node, args.membership_bind);
+            settings.seeds = parse_seeds(members)?;
+            if let Some(file) = &args.membership_secret_file {
+                settings.secret = Some(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
+            }
+            if let Some(ms) = args.membership_probe_ms {
+                settings.probe_period = Duration::from_millis(ms);
+                settings.probe_rtt = Duration::from_millis(ms * 2 / 5);
+                settings.suspect_to_down = Duration::from_millis(ms * 4 / 3);
+            }
+            Some(Membership::start(settings).await.map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let mut view = membership.as_ref().map(Membership::view);
     let mut reports = backend.as_ref().map(BgpBackend::report);
     let mut seen = None;
-    let options = Options {
-        lb_class: args.lb_class.clone(),
-        node: Some(args.node.clone()),
-        show_secrets: true,
-        live_nodes: args.live_nodes.as_ref().map(|l| l.iter().cloned().collect()),
-    };
+    let mut inputs = None;
+    let mut replan = true;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
     loop {
         let stamp = stamp(&args.manifests);
         if seen.as_ref() != Some(&stamp) {
             seen = Some(stamp);
             match read_manifests(&args.manifests, args.recursive, &args.namespace) {
                 Err(e) => tracing::error!(error = %e, "reading manifests; keeping the last configuration"),
-                Ok(inputs) => {
-                    let p = plan::plan(&inputs, &options);
-                    if let (Some(r), true) = (&responder, p.is_valid()) {
-                        let l2 = layer2_announcements(&p);
-                        tracing::info!(ips = l2.len(), "layer 2 announcements planned");
-                        r.set(l2);
-                    }
-                    match p.frr_config {
-                        Some(conf) => {
-                            let n = p.announcements.as_ref().map_or(0, Vec::len);
-                            tracing::info!(announcements = n, "desired FRR configuration planned");
-                            if let Some(b) = &backend {
-                                b.set(conf);
-                            }
-                        }
-                        None => tracing::error!(
-                            errors = ?p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                            "configuration invalid; keeping the last one"
-                        ),
-                    }
+                Ok(i) => {
+                    inputs = Some(i);
+                    replan = true;
                 }
             }
         }
+        if replan && let Some(inputs) = &inputs {
+            replan = false;
+            let current = view.as_ref().map(|v| v.borrow().clone());
+            let live = match &current {
+                Some(v) => Some(v.live.clone()),
+                None => args.live_nodes.as_ref().map(|l| l.iter().cloned().collect()),
+            };
+            let options = Options {
+                lb_class: args.lb_class.clone(),
+                node: Some(args.node.clone()),
+                show_secrets: true,
+                live_nodes: live,
+            };
+            let p = plan::plan(inputs, &options);
+            if let (Some(r), true) = (&responder, p.is_valid()) {
+                // Fenced: a speaker that cannot see a majority of its peers may be the one cut
+                // off, so it stops answering rather than risk answering beside the new owner.
+                let fenced = current.as_ref().is_some_and(|v| !v.has_quorum());
+                let l2 = if fenced { Announced::new() } else { layer2_announcements(&p) };
+                tracing::info!(ips = l2.len(), fenced, live = ?current.map(|v| v.live), "layer 2 announcements planned");
+                r.set(l2);
+            }
+            match p.frr_config {
+                Some(conf) => {
+                    let n = p.announcements.as_ref().map_or(0, Vec::len);
+                    tracing::info!(announcements = n, "desired FRR configuration planned");
+                    if let Some(b) = &backend {
+                        b.set(conf);
+                    }
+                }
+                None => tracing::error!(
+                    errors = ?p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "configuration invalid; keeping the last one"
+                ),
+            }
+        }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(args.rescan_ms)) => {}
+            v = async { match view.as_mut() { Some(v) => v.changed().await, None => std::future::pending().await } } => {
+                if v.is_err() { return Err("membership stopped".into()); }
+                if let Some(v) = view.as_mut() { v.borrow_and_update(); }
+                replan = true;
+            }
             r = async { match reports.as_mut() { Some(r) => r.changed().await, None => std::future::pending().await } } => {
                 if r.is_err() { return Err("BGP backend stopped".into()); }
                 if let Some(reports) = reports.as_mut() {
@@ -118,6 +173,14 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             }
         }
     }
+    // Stop answering first, then tell the others, so the next owner never overlaps with us.
+    if let Some(r) = &responder {
+        r.set(Announced::new());
+    }
+    if let Some(m) = membership {
+        m.leave().await;
+    }
+    Ok(())
 }
 
 /// The layer 2 part of a node's plan, as the responder wants it.

@@ -3,6 +3,7 @@
 
 pub mod election;
 pub mod interfaces;
+pub mod membership;
 pub mod packet;
 pub mod responder;
 pub mod socket;

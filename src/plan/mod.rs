@@ -279,9 +279,18 @@ fn plan_layer2(
 ) {
     let mut nodes: Vec<NodeInfo> =
         inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, false)).collect();
-    if !nodes.iter().any(|n| n.name == node_name) {
-        nodes.push(NodeInfo::named(node_name));
-    }
+    // Every speaker must run the election over the same candidates: nodes known only because a
+    // speaker runs there (no Node object in the manifests) count as plain named nodes, on every
+    // speaker alike.
+    let extra: Vec<String> = live
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .chain([node_name])
+        .filter(|n| !nodes.iter().any(|known| known.name == *n))
+        .map(str::to_string)
+        .collect();
+    nodes.extend(extra.iter().map(|n| NodeInfo::named(n)));
     let live = live.cloned().unwrap_or_else(|| nodes.iter().map(|n| n.name.clone()).collect());
     let l2 = l2::plan_node(config, node_name, services, &nodes, &live, endpoints);
     if let Some(list) = plan.announcements.as_mut() {
