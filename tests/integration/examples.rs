@@ -215,3 +215,19 @@ fn the_bgp_lab_announces_both_families_with_bfd_and_communities() {
     assert_eq!(announced.len(), 3);
     assert!(announced.iter().all(|a| a.communities.iter().any(|c| c == "64500:100")), "{announced:?}");
 }
+
+#[test]
+fn the_layer2_lab_gives_its_service_the_first_address_and_one_node_announces_it() {
+    let (p, _) = plan_dir("l2-lab");
+    assert_eq!(ips(&p), BTreeMap::from([entry("shop/web", "192.0.2.200", "lan")]));
+    let root = crate::repo_root().join("examples/l2-lab");
+    let inputs = ferrolb::cli::read_manifests(&[root], false, "metallb-system").unwrap();
+    let winners: Vec<_> = ["node1", "node2", "node3"]
+        .into_iter()
+        .filter(|n| {
+            let p = plan::plan(&inputs, &Options { node: Some(n.to_string()), ..Default::default() });
+            p.announcements.unwrap().iter().any(|a| a.protocol == "layer2")
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+}
