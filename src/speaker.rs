@@ -55,6 +55,10 @@ pub struct SpeakerArgs {
     /// Membership probe period in milliseconds (failure detection takes about three).
     #[arg(long)]
     pub membership_probe_ms: Option<u64>,
+    /// When gratuitous ARP/NA repeat after the first (sent at once), in milliseconds after
+    /// gaining an IP.
+    #[arg(long, value_delimiter = ',', default_values_t = [1100u64, 2200, 3300, 4400])]
+    pub gratuitous_ms: Vec<u64>,
     /// Interface name patterns (regexes) never answered on; replaces the default list.
     #[arg(long, value_delimiter = ',')]
     pub exclude_interfaces: Option<Vec<String>>,
@@ -74,7 +78,10 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         BgpBackend::start(settings)
     });
     let responder = if args.layer2 {
-        let mut settings = ResponderSettings::default();
+        let mut settings = ResponderSettings {
+            gratuitous_after: args.gratuitous_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+            ..Default::default()
+        };
         if let Some(patterns) = &args.exclude_interfaces {
             settings.excluded = interfaces::exclusions(patterns)?;
         }

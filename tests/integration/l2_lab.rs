@@ -187,6 +187,51 @@ impl L2Lab {
         words.find(|w| *w == "lladdr").and_then(|_| words.next()).map(str::to_lowercase)
     }
 
+    /// Lets every node accept traffic for `ip` (on lo, with strict ARP as kube-proxy's IPVS mode
+    /// sets it, so only the responder answers ARP for it).
+    pub fn accept_on_nodes(&self, ip: &str) {
+        for n in &self.nodes {
+            sh(&format!(
+                "ip netns exec {ns} sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip -n {ns} addr add {ip}/32 dev lo",
+                ns = n.0
+            ));
+        }
+    }
+
+    /// Echo requests node `i`'s kernel has received.
+    pub fn echoes_received(&self, i: usize) -> u64 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.nodes[i].0, "cat", "/proc/net/snmp"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+        let (Some(names), Some(values)) = (icmp.next(), icmp.next()) else { return 0 };
+        let at = names.split_whitespace().position(|n| n == "InEchos");
+        at.and_then(|i| values.split_whitespace().nth(i)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// Pings `ip` `count` times from the client; whether every echo was answered.
+    pub fn ping(&self, ip: &str, count: u32) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client.0,
+                "ping",
+                "-c",
+                &count.to_string(),
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                ip,
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Makes the client's kernel resolve `ip` (the ping itself goes unanswered: no node owns it).
     pub fn resolve(&self, ip: &str) {
         let _ = Command::new("ip")
@@ -255,8 +300,9 @@ fn replies_come_only_from_the_selected_interface() {
 fn killing_the_elected_speaker_moves_the_ip_to_the_next_node() {
     require_l2_tools!();
     let lab = L2Lab::start(ALL, 3, false);
-    let mut speakers: Vec<Speaker> = (0..3).map(|i| lab.member(i, &[])).collect();
     let ip = "192.0.2.200";
+    lab.accept_on_nodes(ip);
+    let mut speakers: Vec<Speaker> = (0..3).map(|i| lab.member(i, &[])).collect();
     // Everyone must see everyone before the election is the full one.
     let converged = wait_for(Duration::from_secs(20), || {
         (0..3).all(|i| lab.log(i).contains("live=Some({\"node1\", \"node2\", \"node3\"})"))
@@ -264,7 +310,9 @@ fn killing_the_elected_speaker_moves_the_ip_to_the_next_node() {
     });
     assert!(converged.is_some(), "{}\n{}\n{}", lab.log(0), lab.log(1), lab.log(2));
     let owner = mac_index(&lab.arping(ip).unwrap()).expect("a lab MAC");
-    lab.resolve(ip);
+    let before = lab.echoes_received(owner);
+    assert!(lab.ping(ip, 3), "the owner does not answer pings");
+    assert!(lab.echoes_received(owner) >= before + 3);
     assert_eq!(lab.neighbour(ip).as_deref(), Some(MACS[owner]));
     // The kernel ignores ARP updates within a second of the last one (locktime).
     std::thread::sleep(Duration::from_millis(1100));
@@ -282,6 +330,10 @@ fn killing_the_elected_speaker_moves_the_ip_to_the_next_node() {
     );
     let next = mac_index(&lab.neighbour(ip).unwrap()).unwrap();
     assert_ne!(next, owner);
+    // Traffic now reaches the new owner.
+    let before = lab.echoes_received(next);
+    assert!(lab.ping(ip, 3), "the new owner does not answer pings");
+    assert!(lab.echoes_received(next) >= before + 3);
     // The new owner answers ARP too, and only it.
     for _ in 0..3 {
         let logs = (0..3).map(|i| lab.log(i)).collect::<Vec<_>>().join("\n");
