@@ -22,7 +22,7 @@ enum Command {
     /// Print the CustomResourceDefinitions ferrolb installs.
     Crds,
     /// Announce this node's Services (objects from manifests; see `ferrolb speaker --help`).
-    Speaker(ferrolb::speaker::SpeakerArgs),
+    Speaker(Box<ferrolb::speaker::SpeakerArgs>),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +30,6 @@ fn main() -> ExitCode {
     match args.command {
         Command::Plan(a) => cli::plan(&a),
         Command::Crds => cli::crds(),
-        Command::Speaker(a) => cli::speaker(a),
+        Command::Speaker(a) => cli::speaker(*a),
     }
 }
