@@ -61,11 +61,7 @@ fn announce_service(
     endpoints: &Endpoints,
     node_peers: &[&Peer],
 ) -> Result<Vec<Announcement>, String> {
-    let pool = config
-        .pools
-        .values()
-        .find(|p| p.ranges.iter().any(|r| r.contains(svc.ips[0])))
-        .ok_or_else(|| format!("{} is not in any IPAddressPool", svc.ips[0]))?;
+    let pool = config.pool_of(svc.ips[0])?;
     let ads: Vec<&BgpAdvertisement> =
         config.bgp_advertisements.iter().filter(|a| a.pools.contains(&pool.name)).collect();
     if ads.is_empty() {

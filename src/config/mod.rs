@@ -67,6 +67,16 @@ pub struct Config {
     pub community_aliases: BTreeMap<String, CommunityValue>,
 }
 
+impl Config {
+    /// The pool an allocated IP came from, or why none is known.
+    pub fn pool_of(&self, ip: std::net::IpAddr) -> Result<&Pool, String> {
+        self.pools
+            .values()
+            .find(|p| p.ranges.iter().any(|r| r.contains(ip)))
+            .ok_or_else(|| format!("{ip} is not in any IPAddressPool"))
+    }
+}
+
 /// The outcome of [`parse`]: the config, or every error; warnings either way.
 #[derive(Debug, Clone)]
 pub struct Parsed {

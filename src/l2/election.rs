@@ -35,11 +35,7 @@ pub struct L2NodePlan {
 
 /// The L2Advertisements that apply to `svc`, or why none does.
 fn advertisements<'c>(config: &'c Config, svc: &ServiceState) -> Result<Vec<&'c L2Advertisement>, String> {
-    let pool = config
-        .pools
-        .values()
-        .find(|p| p.ranges.iter().any(|r| r.contains(svc.ips[0])))
-        .ok_or_else(|| format!("{} is not in any IPAddressPool", svc.ips[0]))?;
+    let pool = config.pool_of(svc.ips[0])?;
     let ads: Vec<&L2Advertisement> =
         config.l2_advertisements.iter().filter(|a| a.pools.contains(&pool.name)).collect();
     if ads.is_empty() {
