@@ -128,6 +128,24 @@ pub fn speaker(args: crate::speaker::SpeakerArgs) -> ExitCode {
     }
 }
 
+pub fn controller(args: crate::controller::ControllerArgs) -> ExitCode {
+    frr_sidecar::init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferrolb: starting the runtime: {e}");
+            return ExitCode::from(EXIT_READ);
+        }
+    };
+    match runtime.block_on(crate::controller::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrolb: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
 pub fn crds() -> ExitCode {
     let mut out = String::new();
     for crd in api::all_crds() {

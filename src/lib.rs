@@ -8,6 +8,8 @@ pub mod api;
 pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod controller;
+pub mod k8s;
 pub mod l2;
 pub mod plan;
 pub mod service;

@@ -21,15 +21,20 @@ enum Command {
     Plan(cli::PlanArgs),
     /// Print the CustomResourceDefinitions ferrolb installs.
     Crds,
+    /// Allocate IPs to LoadBalancer Services in a cluster and write them back.
+    Controller(ferrolb::controller::ControllerArgs),
     /// Announce this node's Services (objects from manifests; see `ferrolb speaker --help`).
     Speaker(Box<ferrolb::speaker::SpeakerArgs>),
 }
 
 fn main() -> ExitCode {
+    // One TLS provider for the whole process (kube and, later, the webhook): ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     match args.command {
         Command::Plan(a) => cli::plan(&a),
         Command::Crds => cli::crds(),
         Command::Speaker(a) => cli::speaker(*a),
+        Command::Controller(a) => cli::controller(a),
     }
 }

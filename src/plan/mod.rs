@@ -6,6 +6,7 @@
 mod legacy;
 pub mod manifest;
 mod render;
+pub mod writeback;
 
 use std::collections::BTreeMap;
 

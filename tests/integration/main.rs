@@ -3,6 +3,8 @@
 
 #[macro_use]
 mod frr_lab;
+#[macro_use]
+mod kube_lab;
 mod agent;
 mod agent_process;
 mod agent_service;
@@ -13,6 +15,7 @@ mod crds;
 mod examples;
 mod fabric;
 mod frr_golden;
+mod kube_controller;
 mod l2_lab;
 mod purity;
 mod speaker_offline;

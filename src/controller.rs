@@ -1,0 +1,154 @@
+//! The controller role: gives LoadBalancer Services their IPs and writes the result back.
+//!
+//! observe (a cache of the cluster, complete before the first decision, so a restart never
+//! moves an IP) -> decide (`plan`, the same pure function `ferrolb plan` runs, then
+//! `writeback::changes`) -> act (status, annotation, Events).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use serde_json::json;
+
+use crate::allocator::EventType as PlanEventType;
+use crate::k8s::{self, K8sError, cache::ClusterCache};
+use crate::plan::writeback::{self, Change, POOL_ANNOTATION};
+use crate::plan::{self, Options};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// kubeconfig to use (default: in-cluster, then KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace holding the configuration kinds.
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = "metallb-system")]
+    pub namespace: String,
+    /// The loadBalancerClass to serve; without it, Services without a class.
+    #[arg(long)]
+    pub lb_class: Option<String>,
+    /// Changes arriving within this many milliseconds are decided together.
+    #[arg(long, default_value_t = 20)]
+    pub settle_ms: u64,
+}
+
+pub async fn run(args: ControllerArgs) -> Result<(), String> {
+    let client = k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
+    let cache = ClusterCache::start(&client, &args.namespace, false);
+    tracing::info!("waiting for the first full listing of the cluster");
+    cache.ready().await;
+    tracing::info!("cluster listed; allocating");
+    let reporter = Reporter {
+        controller: "ferrolb-controller".into(),
+        instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let mut warned: HashMap<String, String> = HashMap::new();
+    let options = Options { lb_class: args.lb_class.clone(), ..Default::default() };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
+    loop {
+        let inputs = cache.inputs();
+        let decided = plan::plan(&inputs, &options);
+        for e in &decided.errors {
+            tracing::error!(error = %e, "configuration invalid; nothing changes until it is fixed");
+        }
+        for change in writeback::changes(&inputs.services, &decided) {
+            let service = match &change {
+                Change::Assign { service, .. } | Change::Clear { service, .. } => service.clone(),
+            };
+            let Some(svc) = inputs.services.iter().find(|s| key(s) == service) else { continue };
+            match write(&client, svc, &change).await {
+                Ok(()) => {
+                    tracing::info!(?change, "written");
+                    for ev in decided.events.get(&service).into_iter().flatten() {
+                        publish(&recorder, svc, ev).await;
+                    }
+                    warned.remove(&service);
+                }
+                Err(e) => tracing::warn!(error = %e, "write failed; retried on the next change"),
+            }
+        }
+        // Pending Services with nothing to clear get their warning once per reason.
+        for p in &decided.pending {
+            if warned.get(&p.service) == Some(&p.reason) {
+                continue;
+            }
+            if let Some(svc) = inputs.services.iter().find(|s| key(s) == p.service) {
+                for ev in decided.events.get(&p.service).into_iter().flatten() {
+                    publish(&recorder, svc, ev).await;
+                }
+                warned.insert(p.service.clone(), p.reason.clone());
+            }
+        }
+        tokio::select! {
+            _ = cache.changed() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+        }
+        // Let a burst of changes land before deciding again.
+        tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+    }
+}
+
+fn key(svc: &Service) -> String {
+    format!(
+        "{}/{}",
+        svc.metadata.namespace.as_deref().unwrap_or("default"),
+        svc.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+async fn write(client: &Client, svc: &Service, change: &Change) -> Result<(), K8sError> {
+    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+    let name = svc.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let (ingress, pool) = match change {
+        Change::Assign { ips, pool, .. } => {
+            (json!(ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>()), json!(pool))
+        }
+        Change::Clear { .. } => (serde_json::Value::Null, serde_json::Value::Null),
+    };
+    let fail = |action: &'static str| {
+        move |e: kube::Error| K8sError::Api {
+            action,
+            object: format!("Service {ns}/{name}"),
+            message: e.to_string(),
+        }
+    };
+    // The annotation first: if the status write fails, the next pass writes both again.
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {POOL_ANNOTATION: pool}}})),
+    )
+    .await
+    .map_err(fail("annotating"))?;
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": ingress}}})),
+    )
+    .await
+    .map_err(fail("writing the status of"))?;
+    Ok(())
+}
+
+async fn publish(recorder: &Recorder, svc: &Service, ev: &crate::allocator::Event) {
+    let event = Event {
+        type_: match ev.type_ {
+            PlanEventType::Normal => EventType::Normal,
+            PlanEventType::Warning => EventType::Warning,
+        },
+        reason: ev.reason.to_string(),
+        note: Some(ev.message.clone()),
+        action: "Allocate".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &svc.object_ref(&())).await {
+        tracing::warn!(error = %e, "recording an event");
+    }
+}

@@ -1,0 +1,143 @@
+//! The objects the roles decide from, reflected from the API server and kept current; every
+//! change wakes whoever waits on [`ClusterCache::changed`].
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Lookup, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::api;
+use crate::config::ClusterObjects;
+use crate::plan::Inputs;
+
+pub struct ClusterCache {
+    pub namespace: String,
+    services: Store<Service>,
+    endpoint_slices: Option<Store<EndpointSlice>>,
+    pools: Store<api::IPAddressPool>,
+    l2_advertisements: Store<api::L2Advertisement>,
+    bgp_advertisements: Store<api::BGPAdvertisement>,
+    peers: Store<api::BGPPeer>,
+    bfd_profiles: Store<api::BFDProfile>,
+    communities: Store<api::Community>,
+    secrets: Store<Secret>,
+    namespaces: Store<Namespace>,
+    nodes: Store<Node>,
+    changed: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Keeps a store of `api`'s objects, notifying `changed` on every event.
+fn reflect<K>(api: Api<K>, changed: &Arc<Notify>, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Store<K>
+where
+    K: Resource + Lookup + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    <K as Lookup>::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    <K as Resource>::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let changed = changed.clone();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    tasks.push(tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(kind = %<K as Resource>::kind(&Default::default()), error = %e, "watch failed; retrying");
+            }
+            changed.notify_one();
+        }
+    }));
+    store
+}
+
+fn owned<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Lookup + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
+impl ClusterCache {
+    /// Starts watching. `with_endpoints` adds EndpointSlices (the speaker needs them, the
+    /// controller does not).
+    pub fn start(client: &Client, namespace: &str, with_endpoints: bool) -> ClusterCache {
+        let changed = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let ns = |c: &Client| c.clone();
+        ClusterCache {
+            namespace: namespace.to_string(),
+            services: reflect(Api::all(ns(client)), &changed, &mut tasks),
+            endpoint_slices: with_endpoints.then(|| reflect(Api::all(ns(client)), &changed, &mut tasks)),
+            pools: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
+            l2_advertisements: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
+            bgp_advertisements: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
+            peers: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
+            bfd_profiles: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
+            communities: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
+            secrets: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
+            namespaces: reflect(Api::all(ns(client)), &changed, &mut tasks),
+            nodes: reflect(Api::all(ns(client)), &changed, &mut tasks),
+            changed,
+            tasks,
+        }
+    }
+
+    /// Waits until every watch has listed its objects once: deciding before that could take a
+    /// half-listed cluster for the real one and move IPs.
+    pub async fn ready(&self) {
+        let _ = self.services.wait_until_ready().await;
+        if let Some(e) = &self.endpoint_slices {
+            let _ = e.wait_until_ready().await;
+        }
+        let _ = self.pools.wait_until_ready().await;
+        let _ = self.l2_advertisements.wait_until_ready().await;
+        let _ = self.bgp_advertisements.wait_until_ready().await;
+        let _ = self.peers.wait_until_ready().await;
+        let _ = self.bfd_profiles.wait_until_ready().await;
+        let _ = self.communities.wait_until_ready().await;
+        let _ = self.secrets.wait_until_ready().await;
+        let _ = self.namespaces.wait_until_ready().await;
+        let _ = self.nodes.wait_until_ready().await;
+    }
+
+    /// Wakes after the next change to any watched object.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// A snapshot in the shape `plan` takes.
+    pub fn inputs(&self) -> Inputs {
+        let objects = ClusterObjects {
+            namespace: self.namespace.clone(),
+            pools: owned(&self.pools),
+            l2_advertisements: owned(&self.l2_advertisements),
+            bgp_advertisements: owned(&self.bgp_advertisements),
+            peers: owned(&self.peers),
+            bfd_profiles: owned(&self.bfd_profiles),
+            communities: owned(&self.communities),
+            secrets: owned(&self.secrets),
+            namespaces: owned(&self.namespaces),
+            nodes: owned(&self.nodes),
+        };
+        Inputs {
+            objects,
+            services: owned(&self.services),
+            endpoint_slices: self.endpoint_slices.as_ref().map(owned).unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Drop for ClusterCache {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}

@@ -1,0 +1,175 @@
+//! A real kube-apiserver and etcd on loopback, with ferrolb's CRDs installed. The binaries are
+//! not in any package registry: tests look in FERROLB_KUBE_BIN_DIR (default
+//! /opt/ferrolb-kube/bin) for kube-apiserver, and for etcd there or on PATH, and print
+//! `skipped: no kube-apiserver` without them. Everything runs as a child process with its data
+//! in a temporary directory, removed when the lab is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::frr_lab::wait_for;
+
+pub const TOKEN: &str = "ferrolb-test-admin-token";
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("FERROLB_KUBE_BIN_DIR")
+        .map_or_else(|| PathBuf::from("/opt/ferrolb-kube/bin"), PathBuf::from)
+}
+
+fn find(name: &str) -> Option<PathBuf> {
+    let local = bin_dir().join(name);
+    if local.is_file() {
+        return Some(local);
+    }
+    let out = Command::new("sh").args(["-c", &format!("command -v {name}")]).output().ok()?;
+    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Why the Kubernetes tests cannot run here, if they cannot.
+pub fn unavailable() -> Option<String> {
+    if find("kube-apiserver").is_none() {
+        return Some(format!(
+            "no kube-apiserver (set FERROLB_KUBE_BIN_DIR; looked in {})",
+            bin_dir().display()
+        ));
+    }
+    if find("etcd").is_none() {
+        return Some("no etcd (apt-get install etcd-server, or put it in FERROLB_KUBE_BIN_DIR)".into());
+    }
+    if find("openssl").is_none() {
+        return Some("no openssl".into());
+    }
+    None
+}
+
+#[allow(unused_macros)]
+macro_rules! require_kube {
+    () => {
+        if let Some(why) = $crate::kube_lab::unavailable() {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct KubeLab {
+    etcd: Child,
+    apiserver: Child,
+    pub dir: PathBuf,
+    pub url: String,
+}
+
+impl KubeLab {
+    pub fn start() -> KubeLab {
+        let dir = std::env::temp_dir().join(format!(
+            "ferrolb-kube-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+        let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        let etcd = Command::new(find("etcd").unwrap())
+            .args(["--data-dir", dir.join("etcd").to_str().unwrap()])
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{etcd_port}")])
+            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{etcd_port}")])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
+            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer_port}")])
+            .args(["--unsafe-no-fsync"])
+            .stdout(Stdio::null())
+            .stderr(log("etcd.log"))
+            .spawn()
+            .expect("etcd starts");
+        let key = dir.join("sa.key");
+        let ok = Command::new("openssl")
+            .args(["genrsa", "-out", key.to_str().unwrap(), "2048"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+            && Command::new("openssl")
+                .args([
+                    "rsa",
+                    "-in",
+                    key.to_str().unwrap(),
+                    "-pubout",
+                    "-out",
+                    dir.join("sa.pub").to_str().unwrap(),
+                ])
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "openssl could not make the service account key");
+        std::fs::write(dir.join("tokens.csv"), format!("{TOKEN},admin,admin,\"system:masters\"\n")).unwrap();
+        let apiserver = Command::new(find("kube-apiserver").unwrap())
+            .args(["--etcd-servers", &format!("http://127.0.0.1:{etcd_port}")])
+            .args(["--bind-address", "127.0.0.1", "--secure-port", &api_port.to_string()])
+            .args(["--cert-dir", dir.join("certs").to_str().unwrap()])
+            .args(["--service-account-issuer", "https://kubernetes.default.svc"])
+            .args(["--service-account-key-file", dir.join("sa.pub").to_str().unwrap()])
+            .args(["--service-account-signing-key-file", key.to_str().unwrap()])
+            .args(["--token-auth-file", dir.join("tokens.csv").to_str().unwrap()])
+            .args(["--authorization-mode", "RBAC"])
+            // Cluster IPs are only bookkeeping here: nothing is ever sent to them.
+            .args(["--service-cluster-ip-range", "198.18.0.0/16,2001:db8:ffff::/112"])
+            .args(["--disable-admission-plugins", "ServiceAccount"])
+            .stdout(Stdio::null())
+            .stderr(log("kube-apiserver.log"))
+            .spawn()
+            .expect("kube-apiserver starts");
+        let url = format!("https://127.0.0.1:{api_port}");
+        let lab = KubeLab { etcd, apiserver, dir, url };
+        let kubeconfig = lab.kubeconfig();
+        let up = wait_for(Duration::from_secs(60), || {
+            Command::new("sh")
+                .args(["-c", &format!("curl -sk -H 'Authorization: Bearer {TOKEN}' {}/readyz", lab.url)])
+                .output()
+                .is_ok_and(|o| o.stdout == b"ok")
+        });
+        assert!(up.is_some(), "kube-apiserver not ready:\n{}", lab.log("kube-apiserver.log"));
+        let _ = kubeconfig;
+        lab
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// A kubeconfig for this API server (admin token, the self-signed certificate trusted).
+    pub fn kubeconfig(&self) -> PathBuf {
+        let path = self.dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\n\
+                 users:\n- name: admin\n  user:\n    token: {TOKEN}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: admin\n\
+                 current-context: lab\n",
+                self.url
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        ferrolb::k8s::client(Some(Path::new(&self.kubeconfig()))).await.unwrap()
+    }
+}
+
+impl Drop for KubeLab {
+    fn drop(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+        let _ = self.etcd.kill();
+        let _ = self.etcd.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
