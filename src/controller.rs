@@ -16,6 +16,7 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use crate::allocator::EventType as PlanEventType;
+use crate::k8s::lease::LeaseLock;
 use crate::k8s::{self, K8sError, cache::ClusterCache};
 use crate::plan::writeback::{self, Change, POOL_ANNOTATION};
 use crate::plan::{self, Options};
@@ -34,6 +35,16 @@ pub struct ControllerArgs {
     /// Changes arriving within this many milliseconds are decided together.
     #[arg(long, default_value_t = 20)]
     pub settle_ms: u64,
+    /// Take part in leader election (a Lease named ferrolb-controller), so replicas are safe.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// How long a leader's lease lasts without renewal, in seconds.
+    #[arg(long, default_value_t = 6)]
+    pub lease_seconds: u64,
+    /// This replica's name in the lease (default: POD_NAME, then HOSTNAME). A restarted
+    /// container keeps its pod's name and so takes its own lease back at once.
+    #[arg(long)]
+    pub identity: Option<String>,
 }
 
 /// API writes in flight at once.
@@ -41,7 +52,36 @@ const WRITERS: usize = 16;
 
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let client = k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
+    // A standby keeps its cache warm, so taking over costs only the lease.
     let cache = ClusterCache::start(&client, &args.namespace, false);
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "ferrolb".into())
+    });
+    let lock = args.leader_elect.then(|| {
+        LeaseLock::new(
+            client.clone(),
+            &args.namespace,
+            "ferrolb-controller",
+            &identity,
+            Duration::from_secs(args.lease_seconds),
+        )
+    });
+    let mut lost = match &lock {
+        Some(lock) => {
+            tracing::info!(%identity, "waiting to become the leader");
+            loop {
+                match lock.try_hold().await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "leader election"),
+                }
+                tokio::time::sleep(lock.duration / 6).await;
+            }
+            tracing::info!(%identity, "leading");
+            Some(keep_leading(lock.clone()))
+        }
+        None => None,
+    };
     tracing::info!("waiting for the first full listing of the cluster");
     cache.ready().await;
     tracing::info!("cluster listed; allocating");
@@ -105,12 +145,44 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         }
         tokio::select! {
             _ = cache.changed() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = terminate.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = async { match lost.as_mut() { Some(l) => { let _ = l.await; } None => std::future::pending().await } } => {
+                // Someone else may be allocating already: stop at once; the Deployment restarts us.
+                return Err("lost the leader lease".into());
+            }
         }
         // Let a burst of changes land before deciding again.
         tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
     }
+    if let Some(lock) = &lock {
+        lock.release().await;
+    }
+    Ok(())
+}
+
+/// Renews the lease a few times per lease duration; resolves when it could not be renewed in
+/// time (so another replica may hold it now).
+fn keep_leading(lock: LeaseLock) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(lock.duration / 3).await;
+            match lock.try_hold().await {
+                Ok(true) => last = tokio::time::Instant::now(),
+                Ok(false) => {
+                    tracing::error!("the leader lease was taken over");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "renewing the leader lease"),
+            }
+            // Stop before the lease can have run out on the server.
+            if last.elapsed() > lock.duration * 2 / 3 {
+                tracing::error!("could not renew the leader lease in time");
+                return;
+            }
+        }
+    })
 }
 
 fn key(svc: &Service) -> String {

@@ -2,6 +2,7 @@
 //! writes the roles make. No decisions are taken here.
 
 pub mod cache;
+pub mod lease;
 
 use std::path::Path;
 

@@ -273,11 +273,12 @@ async fn allocations(client: &Client) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-fn start_controller(lab: &KubeLab, n: usize) -> Controller {
+/// Controller run `n` (its log file), as replica `replica` (its lease identity, as a pod name).
+fn start_replica(lab: &KubeLab, n: usize, replica: usize) -> Controller {
     let log = std::fs::File::create(lab.dir.join(format!("controller-{n}.log"))).unwrap();
     Controller(
         Command::new(crate::ferrolb_bin())
-            .args(["controller", "--kubeconfig"])
+            .args(["controller", "--identity", &format!("replica-{replica}"), "--kubeconfig"])
             .arg(lab.kubeconfig())
             .stdout(Stdio::null())
             .stderr(log)
@@ -313,7 +314,8 @@ fn twenty_controller_restarts_move_no_ip_and_duplicate_none() {
                 }
             })
             .await;
-        let mut controller = start_controller(&lab, 0);
+        // One replica restarting in place, as a crashed container does: it keeps its identity.
+        let mut controller = start_replica(&lab, 0, 0);
         let t = Instant::now();
         let mut first = BTreeMap::new();
         while t.elapsed() < Duration::from_secs(60) {
@@ -341,7 +343,7 @@ fn twenty_controller_restarts_move_no_ip_and_duplicate_none() {
             if restart == 10 {
                 create_all(&client, &[pool("spare", &["198.18.200.0/24"])]).await;
             }
-            controller = start_controller(&lab, restart);
+            controller = start_replica(&lab, restart, 0);
             let t = Instant::now();
             let log = lab.dir.join(format!("controller-{restart}.log"));
             while !std::fs::read_to_string(&log).unwrap_or_default().contains("cluster listed") {
@@ -367,5 +369,57 @@ fn twenty_controller_restarts_move_no_ip_and_duplicate_none() {
         drop(controller);
         assert_eq!(first.len(), 1005, "all three waiting Services got one of the added addresses");
         println!("20 restarts (pools changing between them): no IP moved, none given twice; each settled within {:?}", settled_after.iter().max().unwrap());
+    });
+}
+
+#[test]
+fn two_replicas_one_leads_and_the_other_takes_over_without_moving_an_ip() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    require_kube!();
+    let lab = KubeLab::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = lab.client().await;
+        install_crds(&client).await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for ns in ["metallb-system", "bulk"] {
+            let object = Namespace { metadata: kube::api::ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
+            namespaces.create(&PostParams::default(), &object).await.unwrap();
+        }
+        create_all(&client, &[pool("bulk", &["198.51.100.0/24"])]).await;
+        create_all(&client, &(0..50).map(|i| service(&format!("s{i:02}"), None)).collect::<Vec<_>>()).await;
+        let mut replicas = vec![Some(start_replica(&lab, 0, 0)), Some(start_replica(&lab, 1, 1))];
+        let t = Instant::now();
+        let mut before = BTreeMap::new();
+        while t.elapsed() < Duration::from_secs(30) && before.len() < 50 {
+            before = allocations(&client).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(before.len(), 50);
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "metallb-system");
+        let holder = leases.get("ferrolb-controller").await.unwrap().spec.unwrap().holder_identity.unwrap();
+        let leader: usize = holder.trim_start_matches("replica-").parse().unwrap();
+        // The standby allocated nothing: it never got past the lease.
+        let standby_log = std::fs::read_to_string(lab.dir.join(format!("controller-{}.log", 1 - leader))).unwrap();
+        assert!(!standby_log.contains("written"), "the standby wrote:\n{standby_log}");
+
+        // The leader dies without releasing its lease; new Services arrive meanwhile.
+        let killed = Instant::now();
+        drop(replicas[leader].take());
+        create_all(&client, &(50..55).map(|i| service(&format!("s{i:02}"), None)).collect::<Vec<_>>()).await;
+        let mut after = BTreeMap::new();
+        while killed.elapsed() < Duration::from_secs(30) && after.len() < 55 {
+            after = allocations(&client).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let took = killed.elapsed();
+        assert_eq!(after.len(), 55, "{}", std::fs::read_to_string(lab.dir.join(format!("controller-{}.log", 1 - leader))).unwrap());
+        for (svc, ips) in &before {
+            assert_eq!(after.get(svc), Some(ips), "{svc} moved in the takeover");
+        }
+        let holder = leases.get("ferrolb-controller").await.unwrap().spec.unwrap().holder_identity.unwrap();
+        assert_eq!(holder, format!("replica-{}", 1 - leader));
+        println!("leader killed: the standby took over and served new Services {took:?} later (lease 6 s); no IP moved");
+        drop(replicas);
     });
 }

@@ -126,7 +126,7 @@ impl KubeLab {
             .expect("kube-apiserver starts");
         let url = format!("https://127.0.0.1:{api_port}");
         let lab = KubeLab { etcd, apiserver, dir, url };
-        let kubeconfig = lab.kubeconfig();
+        lab.write_kubeconfig();
         let up = wait_for(Duration::from_secs(60), || {
             Command::new("sh")
                 .args(["-c", &format!("curl -sk -H 'Authorization: Bearer {TOKEN}' {}/readyz", lab.url)])
@@ -134,7 +134,6 @@ impl KubeLab {
                 .is_ok_and(|o| o.stdout == b"ok")
         });
         assert!(up.is_some(), "kube-apiserver not ready:\n{}", lab.log("kube-apiserver.log"));
-        let _ = kubeconfig;
         lab
     }
 
@@ -145,7 +144,11 @@ impl KubeLab {
 
     /// A kubeconfig for this API server (admin token, the self-signed certificate trusted).
     pub fn kubeconfig(&self) -> PathBuf {
-        let path = self.dir.join("kubeconfig");
+        self.dir.join("kubeconfig")
+    }
+
+    fn write_kubeconfig(&self) {
+        let path = self.kubeconfig();
         std::fs::write(
             &path,
             format!(
@@ -156,7 +159,6 @@ impl KubeLab {
             ),
         )
         .unwrap();
-        path
     }
 
     pub async fn client(&self) -> kube::Client {
