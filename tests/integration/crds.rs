@@ -24,6 +24,8 @@ fn crd_files_match_the_types() {
         if update {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(&path, &generated).unwrap();
+            // The chart ships the same files (tests/integration/chart.rs checks they match).
+            std::fs::write(crate::repo_root().join("charts/ferrolb/crds").join(&name), &generated).unwrap();
             continue;
         }
         let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| {

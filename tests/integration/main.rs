@@ -10,6 +10,7 @@ mod agent_process;
 mod agent_service;
 mod bgp_lab;
 mod bgp_sessions;
+mod chart;
 mod cli;
 mod crds;
 mod examples;

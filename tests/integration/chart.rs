@@ -1,0 +1,264 @@
+//! The Helm chart, rendered and linted by a real Helm (Helm v4 as a library, from PyPI's
+//! helm-python-sdk): the default values and `frr.enabled=true`; with a kube-apiserver, the
+//! rendered RBAC is applied and the controller runs with nothing but its ServiceAccount's rights.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const HELPER: &str = r#"
+import json, sys
+from helm_python import chart
+path, values = sys.argv[1], json.loads(sys.argv[2])
+c = chart.Chart.load(path)
+rendered = c.render(values, name="ferrolb", namespace="metallb-system", is_install=True)
+report = chart.lint(path, values, strict=True, namespace="metallb-system")
+print(json.dumps({"rendered": rendered, "lint": report}))
+"#;
+
+/// Why the chart tests cannot run here, if they cannot.
+fn unavailable() -> Option<String> {
+    let ok =
+        Command::new("python3").args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success());
+    (!ok).then(|| "helm-python-sdk missing (pip install helm-python-sdk)".to_string())
+}
+
+macro_rules! require_helm {
+    () => {
+        if let Some(why) = unavailable() {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// Every rendered object (all documents of all templates) and Helm's lint report.
+pub fn render(values: &str) -> (Vec<Value>, Value) {
+    let chart = crate::repo_root().join("charts/ferrolb");
+    let out = Command::new("python3").args(["-c", HELPER]).arg(&chart).arg(values).output().unwrap();
+    assert!(out.status.success(), "helm: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut objects = Vec::new();
+    for text in v["rendered"].as_object().unwrap().values() {
+        for doc in serde_saphyr::from_multiple::<Value>(text.as_str().unwrap()).unwrap() {
+            if !doc.is_null() {
+                objects.push(doc);
+            }
+        }
+    }
+    (objects, v["lint"].clone())
+}
+
+pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+fn container<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    pod["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == name)
+}
+
+#[test]
+fn default_values_render_lint_clean_and_least_privileged() {
+    require_helm!();
+    let (objects, lint) = render("{}");
+    assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
+    let errors: Vec<_> =
+        lint["messages"].as_array().unwrap().iter().filter(|m| m["severity"].as_u64() >= Some(2)).collect();
+    assert!(errors.is_empty(), "lint warnings or errors: {errors:?}");
+
+    let controller = find(&objects, "Deployment", "ferrolb-controller");
+    assert_eq!(controller["spec"]["replicas"], 2);
+    let c = container(controller, "controller").unwrap();
+    assert_eq!(c["args"][0], "controller");
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(c["securityContext"]["capabilities"]["add"].is_null());
+
+    let speaker = find(&objects, "DaemonSet", "ferrolb-speaker");
+    assert_eq!(speaker["spec"]["template"]["spec"]["hostNetwork"], true);
+    let s = container(speaker, "speaker").unwrap();
+    assert_eq!(s["securityContext"]["capabilities"]["add"], serde_json::json!(["NET_RAW", "NET_ADMIN"]));
+    assert!(container(speaker, "frr").is_none() && container(speaker, "frr-agent").is_none());
+
+    // The controller may not touch Secrets outside its namespace or write anything but
+    // Services, their status, events, its Lease and the status kinds.
+    let role = find(&objects, "ClusterRole", "ferrolb-controller");
+    let cluster_resources: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!cluster_resources.contains(&"secrets"), "{cluster_resources:?}");
+    for rule in role["rules"].as_array().unwrap() {
+        assert!(!rule["verbs"].as_array().unwrap().iter().any(|v| v == "delete" || v == "*"), "{rule}");
+    }
+}
+
+#[test]
+fn frr_enabled_adds_frr_and_its_agent_sharing_a_socket() {
+    require_helm!();
+    let (objects, lint) =
+        render(r#"{"frr": {"enabled": true}, "speaker": {"memberlist": {"secretName": "ml"}}}"#);
+    assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
+    let speaker = find(&objects, "DaemonSet", "ferrolb-speaker");
+    let s = container(speaker, "speaker").unwrap();
+    let agent = container(speaker, "frr-agent").expect("frr-agent container");
+    assert!(container(speaker, "frr").is_some());
+    let args: Vec<&str> = s["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(args.contains(&"--frr-agent-socket=/var/run/frr-agent/agent.sock"), "{args:?}");
+    assert!(args.contains(&"--membership-secret-file=/etc/ferrolb/memberlist/secretkey"), "{args:?}");
+    let mounts = |c: &Value| -> Vec<String> {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(mounts(s).contains(&"frr-agent-socket".to_string()));
+    assert!(
+        mounts(agent).contains(&"frr-agent-socket".to_string())
+            && mounts(agent).contains(&"frr-sockets".to_string())
+    );
+}
+
+#[test]
+fn the_charts_crds_are_the_generated_ones() {
+    let chart = crate::repo_root().join("charts/ferrolb/crds");
+    let generated = crate::repo_root().join("crds");
+    let mut names: Vec<_> = std::fs::read_dir(&generated).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    let mut in_chart: Vec<_> = std::fs::read_dir(&chart).unwrap().map(|e| e.unwrap().file_name()).collect();
+    in_chart.sort();
+    assert_eq!(names, in_chart);
+    for n in names {
+        let a = std::fs::read_to_string(generated.join(&n)).unwrap();
+        let b = std::fs::read_to_string(chart.join(&n)).unwrap();
+        assert!(
+            a == b,
+            "charts/ferrolb/crds/{} differs from crds/ (UPDATE_CRDS=1 rewrites both)",
+            n.to_string_lossy()
+        );
+    }
+}
+
+/// Creates the rendered objects of a namespaced `kind` through a typed API.
+async fn create_namespaced<K>(client: &kube::Client, objects: &[Value], kind: &str)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    for o in objects.iter().filter(|o| o["kind"] == kind) {
+        let typed: K = serde_json::from_value(o.clone()).unwrap();
+        let ns = o["metadata"]["namespace"].as_str().unwrap();
+        let api: kube::Api<K> = kube::Api::namespaced(client.clone(), ns);
+        api.create(&Default::default(), &typed).await.unwrap_or_else(|e| panic!("creating {kind}: {e}"));
+    }
+}
+
+/// The same for cluster-scoped kinds.
+async fn create_cluster<K>(client: &kube::Client, objects: &[Value], kind: &str)
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    for o in objects.iter().filter(|o| o["kind"] == kind) {
+        let typed: K = serde_json::from_value(o.clone()).unwrap();
+        let api: kube::Api<K> = kube::Api::all(client.clone());
+        api.create(&Default::default(), &typed).await.unwrap_or_else(|e| panic!("creating {kind}: {e}"));
+    }
+}
+
+#[test]
+fn the_controller_works_with_only_the_rights_the_chart_grants() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use kube::Api;
+    use kube::api::PostParams;
+    require_helm!();
+    require_kube!();
+    let (objects, _) = render("{}");
+    let lab = crate::kube_lab::KubeLab::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let admin = lab.client().await;
+        crate::kube_controller::install_crds(&admin).await;
+        let namespaces: Api<Namespace> = Api::all(admin.clone());
+        for ns in ["metallb-system", "shop"] {
+            let object = Namespace { metadata: kube::api::ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
+            namespaces.create(&PostParams::default(), &object).await.unwrap();
+        }
+        create_namespaced::<ServiceAccount>(&admin, &objects, "ServiceAccount").await;
+        create_cluster::<ClusterRole>(&admin, &objects, "ClusterRole").await;
+        create_cluster::<ClusterRoleBinding>(&admin, &objects, "ClusterRoleBinding").await;
+        create_namespaced::<Role>(&admin, &objects, "Role").await;
+        create_namespaced::<RoleBinding>(&admin, &objects, "RoleBinding").await;
+
+        // A token for the controller's ServiceAccount, and a kubeconfig using only it.
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "metallb-system");
+        let request = TokenRequest {
+            spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(3600), ..Default::default() },
+            ..Default::default()
+        };
+        let token = accounts
+            .create_token_request("ferrolb-controller", &PostParams::default(), &request)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .token;
+        let kubeconfig = lab.dir.join("controller-sa.kubeconfig");
+        let admin_config = std::fs::read_to_string(lab.kubeconfig()).unwrap();
+        std::fs::write(&kubeconfig, admin_config.replace(crate::kube_lab::TOKEN, &token)).unwrap();
+
+        let yaml = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [192.0.2.0/28]}\n";
+        let pool: ferrolb::api::IPAddressPool = serde_saphyr::from_str(yaml).unwrap();
+        Api::<ferrolb::api::IPAddressPool>::namespaced(admin.clone(), "metallb-system")
+            .create(&PostParams::default(), &pool)
+            .await
+            .unwrap();
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(admin.clone(), "shop");
+        for i in 0..3 {
+            let svc: k8s_openapi::api::core::v1::Service = serde_saphyr::from_str(&format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: shop}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+            ))
+            .unwrap();
+            services.create(&PostParams::default(), &svc).await.unwrap();
+        }
+        let log = lab.dir.join("controller-sa.log");
+        let mut controller = std::process::Command::new(crate::ferrolb_bin())
+            .args(["controller", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        let mut allocated = 0;
+        while t.elapsed() < std::time::Duration::from_secs(30) {
+            let list = services.list(&Default::default()).await.unwrap().items;
+            allocated = list.iter().filter(|s| !ferrolb::plan::writeback::current_ips(s).is_empty()).count();
+            if allocated == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = controller.kill();
+        let _ = controller.wait();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(allocated, 3, "{text}");
+        assert!(!text.to_lowercase().contains("forbidden"), "the chart's RBAC is missing a right:\n{text}");
+    });
+}
