@@ -1,8 +1,9 @@
 //! The speaker role: announces this node's share of the Services.
 //!
-//! Until the Kubernetes wiring lands, the speaker runs from a manifest directory: it plans this
-//! node's announcements from the objects there, re-reads the directory when a file in it
-//! changes, and drives frr-agent through the BGP backend. The lab demo runs it this way.
+//! Its objects come from the cluster (watched; only Services the controller gave IPs are
+//! announced) or, with `-f`, from a manifest directory re-read when a file changes (the lab
+//! demos run it this way). Either way it plans this node's announcements with the pure BGP and
+//! layer 2 plans and drives frr-agent and the ARP/NDP responder.
 
 pub mod bgp_backend;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::cli::read_manifests;
+use crate::k8s::cache::ClusterCache;
 use crate::l2::interfaces;
 use crate::l2::membership::{Membership, MembershipSettings, parse_seeds};
 use crate::l2::responder::{Announced, Responder, ResponderSettings};
@@ -21,9 +23,12 @@ pub struct SpeakerArgs {
     /// The node this speaker runs on.
     #[arg(long, env = "FERROLB_NODE")]
     pub node: String,
-    /// Manifest files or directories to take the cluster's objects from.
-    #[arg(long = "manifests", short = 'f', required = true)]
+    /// Manifest files or directories to take the objects from instead of a cluster.
+    #[arg(long = "manifests", short = 'f')]
     pub manifests: Vec<PathBuf>,
+    /// kubeconfig to use when no manifests are given (default: in-cluster, then KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     #[arg(long, short = 'R')]
     pub recursive: bool,
     /// Namespace of objects without one.
@@ -110,17 +115,35 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut seen = None;
     let mut inputs = None;
     let mut replan = true;
+    let cluster = if args.manifests.is_empty() {
+        let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
+        let cache = ClusterCache::start(&client, &args.namespace, true);
+        tracing::info!("waiting for the first full listing of the cluster");
+        cache.ready().await;
+        tracing::info!("cluster listed; announcing");
+        Some(cache)
+    } else {
+        None
+    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
     loop {
-        let stamp = stamp(&args.manifests);
-        if seen.as_ref() != Some(&stamp) {
-            seen = Some(stamp);
-            match read_manifests(&args.manifests, args.recursive, &args.namespace) {
-                Err(e) => tracing::error!(error = %e, "reading manifests; keeping the last configuration"),
-                Ok(i) => {
-                    inputs = Some(i);
-                    replan = true;
+        match &cluster {
+            Some(cache) if replan => inputs = Some(announced_by_controller(cache.inputs())),
+            Some(_) => {}
+            None => {
+                let now = stamp(&args.manifests);
+                if seen.as_ref() != Some(&now) {
+                    seen = Some(now);
+                    match read_manifests(&args.manifests, args.recursive, &args.namespace) {
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading manifests; keeping the last configuration")
+                        }
+                        Ok(i) => {
+                            inputs = Some(i);
+                            replan = true;
+                        }
+                    }
                 }
             }
         }
@@ -163,7 +186,10 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
-            _ = tokio::time::sleep(Duration::from_millis(args.rescan_ms)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(args.rescan_ms)), if cluster.is_none() => {}
+            _ = async { match &cluster { Some(c) => c.changed().await, None => std::future::pending().await } } => {
+                replan = true;
+            }
             v = async { match view.as_mut() { Some(v) => v.changed().await, None => std::future::pending().await } } => {
                 if v.is_err() { return Err("membership stopped".into()); }
                 if let Some(v) = view.as_mut() { v.borrow_and_update(); }
@@ -188,6 +214,13 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         m.leave().await;
     }
     Ok(())
+}
+
+/// In a cluster the controller decides the IPs: only Services whose status carries them are
+/// announced, never an IP the speaker would merely predict.
+fn announced_by_controller(mut inputs: crate::plan::Inputs) -> crate::plan::Inputs {
+    inputs.services.retain(|s| !crate::plan::writeback::current_ips(s).is_empty());
+    inputs
 }
 
 /// The layer 2 part of a node's plan, as the responder wants it.

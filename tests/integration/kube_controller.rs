@@ -52,7 +52,7 @@ pub async fn install_crds(client: &Client) {
     }
 }
 
-async fn create_all<K>(client: &Client, objects: &[K])
+pub async fn create_all<K>(client: &Client, objects: &[K])
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone

@@ -17,6 +17,7 @@ mod examples;
 mod fabric;
 mod frr_golden;
 mod kube_controller;
+mod kube_speaker;
 mod l2_lab;
 mod purity;
 mod speaker_offline;
