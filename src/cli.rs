@@ -111,24 +111,15 @@ fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Res
 }
 
 pub fn speaker(args: crate::speaker::SpeakerArgs) -> ExitCode {
-    frr_sidecar::init_logging();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ferrolb: starting the runtime: {e}");
-            return ExitCode::from(EXIT_READ);
-        }
-    };
-    match runtime.block_on(crate::speaker::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ferrolb: {e}");
-            ExitCode::from(EXIT_INVALID)
-        }
-    }
+    run_role(crate::speaker::run(args))
 }
 
 pub fn controller(args: crate::controller::ControllerArgs) -> ExitCode {
+    run_role(crate::controller::run(args))
+}
+
+/// Runs a long-lived role on a tokio runtime, logging to stderr.
+fn run_role(role: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     frr_sidecar::init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -137,7 +128,7 @@ pub fn controller(args: crate::controller::ControllerArgs) -> ExitCode {
             return ExitCode::from(EXIT_READ);
         }
     };
-    match runtime.block_on(crate::controller::run(args)) {
+    match runtime.block_on(role) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferrolb: {e}");

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::allocator::EventType as PlanEventType;
 use crate::k8s::lease::LeaseLock;
 use crate::k8s::{self, K8sError, cache::ClusterCache};
-use crate::plan::writeback::{self, Change, POOL_ANNOTATION};
+use crate::plan::writeback::{self, Change, POOL_ANNOTATION, key};
 use crate::plan::{self, Options};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -183,14 +183,6 @@ fn keep_leading(lock: LeaseLock) -> tokio::task::JoinHandle<()> {
             }
         }
     })
-}
-
-fn key(svc: &Service) -> String {
-    format!(
-        "{}/{}",
-        svc.metadata.namespace.as_deref().unwrap_or("default"),
-        svc.metadata.name.as_deref().unwrap_or_default()
-    )
 }
 
 async fn write(client: &Client, svc: &Service, change: &Change) -> Result<(), K8sError> {

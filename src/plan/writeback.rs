@@ -17,7 +17,8 @@ pub enum Change {
     Clear { service: ServiceKey, reason: String },
 }
 
-fn key(svc: &Service) -> ServiceKey {
+/// `namespace/name`, as the plan names Services.
+pub fn key(svc: &Service) -> ServiceKey {
     format!(
         "{}/{}",
         svc.metadata.namespace.as_deref().unwrap_or("default"),

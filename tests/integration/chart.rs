@@ -184,7 +184,7 @@ where
 #[test]
 fn the_controller_works_with_only_the_rights_the_chart_grants() {
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use kube::Api;
     use kube::api::PostParams;
@@ -196,11 +196,7 @@ fn the_controller_works_with_only_the_rights_the_chart_grants() {
     rt.block_on(async {
         let admin = lab.client().await;
         crate::kube_controller::install_crds(&admin).await;
-        let namespaces: Api<Namespace> = Api::all(admin.clone());
-        for ns in ["metallb-system", "shop"] {
-            let object = Namespace { metadata: kube::api::ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
-            namespaces.create(&PostParams::default(), &object).await.unwrap();
-        }
+        crate::kube_controller::create_namespaces(&admin, &["metallb-system", "shop"]).await;
         create_namespaced::<ServiceAccount>(&admin, &objects, "ServiceAccount").await;
         create_cluster::<ClusterRole>(&admin, &objects, "ClusterRole").await;
         create_cluster::<ClusterRoleBinding>(&admin, &objects, "ClusterRoleBinding").await;

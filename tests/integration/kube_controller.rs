@@ -24,6 +24,18 @@ impl Drop for Controller {
     }
 }
 
+/// Creates these namespaces.
+pub async fn create_namespaces(client: &Client, names: &[&str]) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in names {
+        let object = Namespace {
+            metadata: kube::api::ObjectMeta { name: Some(ns.to_string()), ..Default::default() },
+            ..Default::default()
+        };
+        namespaces.create(&PostParams::default(), &object).await.unwrap();
+    }
+}
+
 pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let dir = crate::repo_root().join("crds");
@@ -296,11 +308,7 @@ fn twenty_controller_restarts_move_no_ip_and_duplicate_none() {
     rt.block_on(async {
         let client = lab.client().await;
         install_crds(&client).await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        for ns in ["metallb-system", "bulk"] {
-            let object = Namespace { metadata: kube::api::ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
-            namespaces.create(&PostParams::default(), &object).await.unwrap();
-        }
+        create_namespaces(&client, &["metallb-system", "bulk"]).await;
         // 1,000 Services in a /22; five more ask for a pool of two addresses, so three wait.
         create_all(&client, &[pool("bulk", &["198.51.100.0/22"]), pool("tiny", &["203.0.113.10-203.0.113.11"])]).await;
         let mut services: Vec<Service> = (0..1000).map(|i| service(&format!("s{i:04}"), Some("bulk"))).collect();
@@ -381,11 +389,7 @@ fn two_replicas_one_leads_and_the_other_takes_over_without_moving_an_ip() {
     rt.block_on(async {
         let client = lab.client().await;
         install_crds(&client).await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        for ns in ["metallb-system", "bulk"] {
-            let object = Namespace { metadata: kube::api::ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
-            namespaces.create(&PostParams::default(), &object).await.unwrap();
-        }
+        create_namespaces(&client, &["metallb-system", "bulk"]).await;
         create_all(&client, &[pool("bulk", &["198.51.100.0/24"])]).await;
         create_all(&client, &(0..50).map(|i| service(&format!("s{i:02}"), None)).collect::<Vec<_>>()).await;
         let mut replicas = vec![Some(start_replica(&lab, 0, 0)), Some(start_replica(&lab, 1, 1))];

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
@@ -61,11 +61,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
     rt.block_on(async {
         let client = kube.client().await;
         crate::kube_controller::install_crds(&client).await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        for ns in ["metallb-system", "shop"] {
-            let object = Namespace { metadata: kube::api::ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
-            namespaces.create(&PostParams::default(), &object).await.unwrap();
-        }
+        crate::kube_controller::create_namespaces(&client, &["metallb-system", "shop"]).await;
         let node: Node = serde_saphyr::from_str("apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n").unwrap();
         Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
         let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
