@@ -225,13 +225,7 @@ fn announced_by_controller(mut inputs: crate::plan::Inputs) -> crate::plan::Inpu
 
 /// The layer 2 part of a node's plan, as the responder wants it.
 fn layer2_announcements(p: &plan::Plan) -> Announced {
-    let mut out = Announced::new();
-    for a in p.announcements.iter().flatten().filter(|a| a.protocol == "layer2") {
-        let Ok(ip) = a.ip.parse() else { continue };
-        let interfaces = a.interfaces.as_ref().filter(|i| !i.is_empty()).map(|i| i.iter().cloned().collect());
-        out.insert(ip, interfaces);
-    }
-    out
+    p.layer2.iter().flatten().map(|a| (a.ip, a.interfaces.clone())).collect()
 }
 
 /// Names and modification times of every file under the manifest paths: cheap to compare.

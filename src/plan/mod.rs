@@ -37,6 +37,9 @@ pub struct Plan {
     /// With `--node`: that node's FRR configuration.
     #[serde(skip)]
     pub frr_config: Option<String>,
+    /// With `--node`: the IPs that node answers ARP/NDP for, as the responder takes them.
+    #[serde(skip)]
+    pub layer2: Option<Vec<l2::L2Announcement>>,
     /// Notes about assumptions `plan` made (printed on stderr).
     #[serde(skip)]
     pub notes: Vec<String>,
@@ -283,7 +286,7 @@ fn plan_layer2(
     // Every speaker must run the election over the same candidates: nodes known only because a
     // speaker runs there (no Node object in the manifests) count as plain named nodes, on every
     // speaker alike.
-    let extra: Vec<String> = live
+    let extra: std::collections::BTreeSet<String> = live
         .into_iter()
         .flatten()
         .map(String::as_str)
@@ -313,6 +316,7 @@ fn plan_layer2(
             reason: reason.clone(),
         }));
     }
+    plan.layer2 = Some(l2.announcements);
 }
 
 #[cfg(test)]
