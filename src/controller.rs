@@ -85,10 +85,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     tracing::info!("waiting for the first full listing of the cluster");
     cache.ready().await;
     tracing::info!("cluster listed; allocating");
-    let reporter = Reporter {
-        controller: "ferrolb-controller".into(),
-        instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),
-    };
+    let reporter = Reporter { controller: "ferrolb-controller".into(), instance: Some(identity.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
     let mut warned: HashMap<String, String> = HashMap::new();
     let options = Options { lb_class: args.lb_class.clone(), ..Default::default() };
@@ -97,18 +94,19 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     loop {
         let inputs = cache.inputs();
         let decided = plan::plan(&inputs, &options);
+        let by_key: HashMap<String, &Service> = inputs.services.iter().map(|s| (key(s), s)).collect();
         for e in &decided.errors {
             tracing::error!(error = %e, "configuration invalid; nothing changes until it is fixed");
         }
         // Writes go out concurrently: a thousand new Services are three thousand API calls.
         let written: Vec<String> = futures::stream::iter(writeback::changes(&inputs.services, &decided))
             .map(|change| {
-                let (client, recorder, inputs, decided) = (&client, &recorder, &inputs, &decided);
+                let (client, recorder, by_key, decided) = (&client, &recorder, &by_key, &decided);
                 async move {
                     let service = match &change {
                         Change::Assign { service, .. } | Change::Clear { service, .. } => service.clone(),
                     };
-                    let svc = inputs.services.iter().find(|s| key(s) == service)?;
+                    let svc = *by_key.get(&service)?;
                     match write(client, svc, &change).await {
                         Ok(()) => {
                             tracing::info!(?change, "written");
@@ -136,7 +134,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             if warned.get(&p.service) == Some(&p.reason) {
                 continue;
             }
-            if let Some(svc) = inputs.services.iter().find(|s| key(s) == p.service) {
+            if let Some(svc) = by_key.get(&p.service) {
                 for ev in decided.events.get(&p.service).into_iter().flatten() {
                     publish(&recorder, svc, ev).await;
                 }

@@ -2,6 +2,8 @@
 //! Service, the ingress IPs in its status and the pool in its annotation. Pure: it compares the
 //! plan with the Services as observed.
 
+use std::collections::HashMap;
+
 use k8s_openapi::api::core::v1::Service;
 
 use super::Plan;
@@ -43,16 +45,18 @@ fn current_pool(svc: &Service) -> Option<&str> {
 /// Every write needed, Services in name order. Services the plan does not mention (another
 /// load balancer class, not LoadBalancer) are left alone.
 pub fn changes(services: &[Service], plan: &Plan) -> Vec<Change> {
+    // Indexed once: the controller runs this on every change with thousands of Services.
+    let allocations: HashMap<&str, _> = plan.allocations.iter().map(|a| (a.service.as_str(), a)).collect();
+    let pending: HashMap<&str, _> = plan.pending.iter().map(|p| (p.service.as_str(), p)).collect();
     let mut out = Vec::new();
-    let mut sorted: Vec<&Service> = services.iter().collect();
-    sorted.sort_by_key(|s| key(s));
-    for svc in sorted {
-        let k = key(svc);
-        if let Some(a) = plan.allocations.iter().find(|a| a.service == k) {
+    let mut sorted: Vec<(ServiceKey, &Service)> = services.iter().map(|s| (key(s), s)).collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (k, svc) in sorted {
+        if let Some(a) = allocations.get(k.as_str()) {
             if current_ips(svc) != a.ips || current_pool(svc) != Some(a.pool.as_str()) {
                 out.push(Change::Assign { service: k, ips: a.ips.clone(), pool: a.pool.clone() });
             }
-        } else if let Some(p) = plan.pending.iter().find(|p| p.service == k)
+        } else if let Some(p) = pending.get(k.as_str())
             && !current_ips(svc).is_empty()
         {
             out.push(Change::Clear { service: k, reason: p.reason.clone() });
