@@ -32,8 +32,7 @@ impl AgentProcess {
         let (stop, stopped) = oneshot::channel::<()>();
         let path = socket.clone();
         let thread = std::thread::spawn(move || {
-            let rt =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = crate::threaded_runtime();
             rt.block_on(async move {
                 let monitor = tokio::spawn(agent.clone().monitor());
                 frr_sidecar::server::serve(agent, &path, async {
@@ -64,9 +63,4 @@ impl Drop for AgentProcess {
         }
         let _ = std::fs::remove_file(&self.socket);
     }
-}
-
-/// A small runtime for a test's own async calls.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }

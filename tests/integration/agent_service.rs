@@ -8,9 +8,10 @@ use ferrolb::speaker::bgp_backend::{BackendSettings, BgpBackend};
 use frr_sidecar::proto::{ApplyRequest, StatusRequest, apply_reply::Outcome};
 use tokio_stream::StreamExt;
 
-use crate::agent_process::{AgentProcess, runtime};
+use crate::agent_process::AgentProcess;
 use crate::bgp_lab::{Lab, node_config};
 use crate::frr_lab::wait_for;
+use crate::runtime;
 
 #[test]
 fn apply_status_watch_and_restore_after_a_bgpd_restart() {
@@ -75,7 +76,7 @@ fn apply_status_watch_and_restore_after_a_bgpd_restart() {
 fn the_backend_waits_for_the_agent_coalesces_bursts_and_resends_to_a_new_agent() {
     require_frr!();
     let lab = Lab::start();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::threaded_runtime();
     let socket = lab.node.dir().join("agent.sock");
     let mut settings = BackendSettings::new(&socket);
     settings.max_backoff = Duration::from_millis(400);

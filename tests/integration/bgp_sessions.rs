@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use frr_sidecar::proto::{AgentStatus, ApplyRequest, StatusRequest, apply_reply::Outcome};
 
-use crate::agent_process::{AgentProcess, runtime};
+use crate::agent_process::AgentProcess;
 use crate::fabric::{Lan, Netns, kernel_next_hops, plan_node, sh, wire};
 use crate::frr_lab::{Frr, wait_for};
+use crate::runtime;
 
 const BASE: &str = "
 apiVersion: metallb.io/v1beta1

@@ -192,11 +192,9 @@ fn the_controller_works_with_only_the_rights_the_chart_grants() {
     require_kube!();
     let (objects, _) = render("{}");
     let lab = crate::kube_lab::KubeLab::start();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let admin = lab.client().await;
-        crate::kube_controller::install_crds(&admin).await;
-        crate::kube_controller::create_namespaces(&admin, &["metallb-system", "shop"]).await;
+        let admin = lab.prepared(&["metallb-system", "shop"]).await;
         create_namespaced::<ServiceAccount>(&admin, &objects, "ServiceAccount").await;
         create_cluster::<ClusterRole>(&admin, &objects, "ClusterRole").await;
         create_cluster::<ClusterRoleBinding>(&admin, &objects, "ClusterRoleBinding").await;

@@ -1,4 +1,4 @@
-//! A switched LAN for lab routers: one namespace holding a bridge, each router attached by a
+//! Lab plumbing. A switched LAN for lab routers: one namespace holding a bridge, each router attached by a
 //! veth whose switch side can be taken down to cut that router off without it noticing a carrier
 //! change (as a failed switch port or cable behind a switch would). Removed when dropped.
 
@@ -78,6 +78,17 @@ pub fn wire(a: &str, a_if: &str, a_addrs: &[&str], b: &str, b_if: &str, b_addrs:
     sh(&format!("ip link set {y} netns {b} name {b_if}"));
     for c in configure_interface(a, a_if, a_addrs).into_iter().chain(configure_interface(b, b_if, b_addrs)) {
         sh(&c);
+    }
+}
+
+/// A process a test started (a speaker, a controller): killed and reaped when dropped, even when
+/// the test fails.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -2,67 +2,18 @@
 //! IPs `ferrolb plan` predicts, with the pool annotation and an IPAllocated event.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::fabric::Running;
 use crate::kube_lab::KubeLab;
-
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Creates these namespaces.
-pub async fn create_namespaces(client: &Client, names: &[&str]) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in names {
-        let object = Namespace {
-            metadata: kube::api::ObjectMeta { name: Some(ns.to_string()), ..Default::default() },
-            ..Default::default()
-        };
-        namespaces.create(&PostParams::default(), &object).await.unwrap();
-    }
-}
-
-pub async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = crate::repo_root().join("crds");
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for doc in serde_saphyr::from_multiple::<CustomResourceDefinition>(&text).unwrap() {
-            names.push(doc.metadata.name.clone().unwrap());
-            api.create(&PostParams::default(), &doc).await.unwrap();
-        }
-    }
-    for name in names {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let crd = api.get(&name).await.unwrap();
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-            if established {
-                break;
-            }
-            assert!(Instant::now() < deadline, "CRD {name} never established");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 pub async fn create_all<K>(client: &Client, objects: &[K])
 where
@@ -101,13 +52,12 @@ fn ips_of(svc: &Service) -> Vec<String> {
 fn every_example_gets_the_ips_plan_predicted() {
     require_kube!();
     let lab = KubeLab::start();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = lab.client().await;
-        install_crds(&client).await;
+        let client = lab.prepared(&[]).await;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let log = lab.dir.join("controller.log");
-        let _controller = Controller(
+        let _controller = Running(
             Command::new(crate::ferrolb_bin())
                 .args(["controller", "--kubeconfig"])
                 .arg(lab.kubeconfig())
@@ -286,9 +236,9 @@ async fn allocations(client: &Client) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Controller run `n` (its log file), as replica `replica` (its lease identity, as a pod name).
-fn start_replica(lab: &KubeLab, n: usize, replica: usize) -> Controller {
+fn start_replica(lab: &KubeLab, n: usize, replica: usize) -> Running {
     let log = std::fs::File::create(lab.dir.join(format!("controller-{n}.log"))).unwrap();
-    Controller(
+    Running(
         Command::new(crate::ferrolb_bin())
             .args(["controller", "--identity", &format!("replica-{replica}"), "--kubeconfig"])
             .arg(lab.kubeconfig())
@@ -304,11 +254,9 @@ fn twenty_controller_restarts_move_no_ip_and_duplicate_none() {
     use futures::StreamExt;
     require_kube!();
     let lab = KubeLab::start();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = lab.client().await;
-        install_crds(&client).await;
-        create_namespaces(&client, &["metallb-system", "bulk"]).await;
+        let client = lab.prepared(&["metallb-system", "bulk"]).await;
         // 1,000 Services in a /22; five more ask for a pool of two addresses, so three wait.
         create_all(&client, &[pool("bulk", &["198.51.100.0/22"]), pool("tiny", &["203.0.113.10-203.0.113.11"])]).await;
         let mut services: Vec<Service> = (0..1000).map(|i| service(&format!("s{i:04}"), Some("bulk"))).collect();
@@ -385,11 +333,9 @@ fn two_replicas_one_leads_and_the_other_takes_over_without_moving_an_ip() {
     use k8s_openapi::api::coordination::v1::Lease;
     require_kube!();
     let lab = KubeLab::start();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = lab.client().await;
-        install_crds(&client).await;
-        create_namespaces(&client, &["metallb-system", "bulk"]).await;
+        let client = lab.prepared(&["metallb-system", "bulk"]).await;
         create_all(&client, &[pool("bulk", &["198.51.100.0/24"])]).await;
         create_all(&client, &(0..50).map(|i| service(&format!("s{i:02}"), None)).collect::<Vec<_>>()).await;
         let mut replicas = vec![Some(start_replica(&lab, 0, 0)), Some(start_replica(&lab, 1, 1))];

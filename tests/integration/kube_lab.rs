@@ -6,7 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
+use kube::{Api, Client};
 
 use crate::frr_lab::wait_for;
 
@@ -163,6 +168,55 @@ impl KubeLab {
 
     pub async fn client(&self) -> kube::Client {
         ferrolb::k8s::client(Some(Path::new(&self.kubeconfig()))).await.unwrap()
+    }
+
+    /// An admin client for a cluster with ferrolb's CRDs installed and these namespaces made.
+    pub async fn prepared(&self, namespaces: &[&str]) -> Client {
+        let client = self.client().await;
+        install_crds(&client).await;
+        create_namespaces(&client, namespaces).await;
+        client
+    }
+}
+
+/// Creates these namespaces.
+async fn create_namespaces(client: &Client, names: &[&str]) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in names {
+        let object = Namespace {
+            metadata: kube::api::ObjectMeta { name: Some(ns.to_string()), ..Default::default() },
+            ..Default::default()
+        };
+        namespaces.create(&PostParams::default(), &object).await.unwrap();
+    }
+}
+
+/// Installs ferrolb's CRDs from crds/ and waits until the API server serves them.
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = crate::repo_root().join("crds");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for doc in serde_saphyr::from_multiple::<CustomResourceDefinition>(&text).unwrap() {
+            names.push(doc.metadata.name.clone().unwrap());
+            api.create(&PostParams::default(), &doc).await.unwrap();
+        }
+    }
+    for name in names {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let crd = api.get(&name).await.unwrap();
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            if established {
+                break;
+            }
+            assert!(Instant::now() < deadline, "CRD {name} never established");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! speaker` for node1 driving frr-agent on node1's FRR, peering with a ToR. Creating a Service
 //! puts its prefix in the ToR's routing table; deleting it takes it out.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -12,17 +12,9 @@ use kube::api::{DeleteParams, PostParams};
 
 use crate::agent_process::AgentProcess;
 use crate::bgp_lab::Lab;
+use crate::fabric::Running;
 use crate::frr_lab::wait_for;
 use crate::kube_lab::KubeLab;
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const CONFIG: &str = "
 apiVersion: metallb.io/v1beta1
@@ -57,11 +49,9 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
     let lab = Lab::start();
     let agent = AgentProcess::start(&lab.node, "agent");
     let kube = KubeLab::start();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = kube.client().await;
-        crate::kube_controller::install_crds(&client).await;
-        crate::kube_controller::create_namespaces(&client, &["metallb-system", "shop"]).await;
+        let client = kube.prepared(&["metallb-system", "shop"]).await;
         let node: Node = serde_saphyr::from_str("apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n").unwrap();
         Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
         let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
@@ -71,7 +61,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
         crate::kube_controller::create_all(&client, &inputs.objects.bgp_advertisements).await;
 
         let log = |name: &str| std::fs::File::create(kube.dir.join(name)).unwrap();
-        let _controller = Process(
+        let _controller = Running(
             Command::new(crate::ferrolb_bin())
                 .args(["controller", "--kubeconfig"])
                 .arg(kube.kubeconfig())
@@ -80,7 +70,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
                 .spawn()
                 .unwrap(),
         );
-        let _speaker = Process(
+        let _speaker = Running(
             Command::new(crate::ferrolb_bin())
                 .args(["speaker", "--node", "node1", "--kubeconfig"])
                 .arg(kube.kubeconfig())

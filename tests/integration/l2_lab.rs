@@ -2,10 +2,10 @@
 //! switch, `ferrolb speaker --layer2` in each node's namespace, `arping` and `ndisc6` asking
 //! from the client.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::fabric::{Lan, Netns, sh};
+use crate::fabric::{Lan, Netns, Running, sh};
 use crate::frr_lab::wait_for;
 
 /// Why these tests cannot run here, if they cannot.
@@ -57,15 +57,6 @@ spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, 
 
 const MACS: [&str; 3] = ["02:00:00:00:00:11", "02:00:00:00:00:12", "02:00:00:00:00:13"];
 
-pub struct Speaker(pub Child);
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub struct L2Lab {
     pub lan: Lan,
     pub client: Netns,
@@ -106,7 +97,7 @@ impl L2Lab {
     }
 
     /// A speaker without membership: the lab's running nodes count as alive.
-    fn speaker(&self, i: usize) -> Speaker {
+    fn speaker(&self, i: usize) -> Running {
         let live: Vec<String> = (1..=self.nodes.len()).map(|n| format!("node{n}")).collect();
         self.speaker_with(i, &["--live-nodes", &live.join(",")])
     }
@@ -121,7 +112,7 @@ impl L2Lab {
     }
 
     /// A speaker forming a membership with every node of the lab.
-    pub fn member(&self, i: usize, extra: &[&str]) -> Speaker {
+    pub fn member(&self, i: usize, extra: &[&str]) -> Running {
         let net = if self.cluster.is_some() { "203.0.113" } else { "192.0.2" };
         let members: Vec<String> =
             (0..self.nodes.len()).map(|j| format!("node{}={net}.{}:7946", j + 1, 11 + j)).collect();
@@ -131,13 +122,13 @@ impl L2Lab {
         self.speaker_with(i, &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    pub fn speaker_with(&self, i: usize, extra: &[&str]) -> Speaker {
+    pub fn speaker_with(&self, i: usize, extra: &[&str]) -> Running {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join(format!("node{}.log", i + 1)))
             .unwrap();
-        Speaker(
+        Running(
             Command::new("ip")
                 .args(["netns", "exec", &self.nodes[i].0])
                 .arg(crate::ferrolb_bin())
@@ -302,7 +293,7 @@ fn killing_the_elected_speaker_moves_the_ip_to_the_next_node() {
     let lab = L2Lab::start(ALL, 3, false);
     let ip = "192.0.2.200";
     lab.accept_on_nodes(ip);
-    let mut speakers: Vec<Speaker> = (0..3).map(|i| lab.member(i, &[])).collect();
+    let mut speakers: Vec<Running> = (0..3).map(|i| lab.member(i, &[])).collect();
     // Everyone must see everyone before the election is the full one.
     let converged = wait_for(Duration::from_secs(20), || {
         (0..3).all(|i| lab.log(i).contains("live=Some({\"node1\", \"node2\", \"node3\"})"))
@@ -358,7 +349,7 @@ fn a_partitioned_owner_fences_itself_and_no_two_nodes_ever_answer_together() {
     let mut lab = L2Lab::start(ALL, 3, false);
     lab.add_cluster_network();
     let ip = "192.0.2.200";
-    let _speakers: Vec<Speaker> =
+    let _speakers: Vec<Running> =
         (0..3).map(|i| lab.member(i, &["--exclude-interfaces", "^eth1$,^lo$"])).collect();
     let converged = wait_for(Duration::from_secs(20), || {
         (0..3).all(|i| lab.log(i).contains("live=Some({\"node1\", \"node2\", \"node3\"})"))
@@ -404,7 +395,7 @@ fn a_partitioned_owner_fences_itself_and_no_two_nodes_ever_answer_together() {
 fn cutting_the_elected_nodes_link_moves_the_ip_too() {
     require_l2_tools!();
     let lab = L2Lab::start(ALL, 3, false);
-    let _speakers: Vec<Speaker> = (0..3).map(|i| lab.member(i, &[])).collect();
+    let _speakers: Vec<Running> = (0..3).map(|i| lab.member(i, &[])).collect();
     let ip = "192.0.2.200";
     let converged = wait_for(Duration::from_secs(20), || {
         (0..3).all(|i| lab.log(i).contains("live=Some({\"node1\", \"node2\", \"node3\"})"))

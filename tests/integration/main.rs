@@ -31,3 +31,13 @@ pub fn repo_root() -> PathBuf {
 pub fn ferrolb_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ferrolb"))
 }
+
+/// A small runtime for a test's own async calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// A runtime with two workers, for tests whose async work runs beside blocking waits.
+pub fn threaded_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}

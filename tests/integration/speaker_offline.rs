@@ -1,11 +1,12 @@
 //! `ferrolb speaker` run from a manifest directory against frr-agent and a real ToR: edits to
 //! the manifests reach the ToR; an invalid edit changes nothing until it is fixed.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::agent_process::AgentProcess;
 use crate::bgp_lab::Lab;
+use crate::fabric::Running;
 use crate::frr_lab::wait_for;
 
 const SETUP: &str = "apiVersion: metallb.io/v1beta1
@@ -29,15 +30,6 @@ fn service(name: &str) -> String {
     )
 }
 
-struct Speaker(Child);
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn manifest_edits_reach_the_tor_and_invalid_ones_change_nothing() {
     require_frr!();
@@ -50,7 +42,7 @@ fn manifest_edits_reach_the_tor_and_invalid_ones_change_nothing() {
         std::fs::write(dir.join(format!("svc-{name}.yaml")), service(name)).unwrap();
     }
     let log = lab.node.dir().join("speaker.log");
-    let _speaker = Speaker(
+    let _speaker = Running(
         Command::new(crate::ferrolb_bin())
             .args(["speaker", "--node", "node1", "-f"])
             .arg(&dir)
