@@ -42,8 +42,10 @@ pub fn unavailable() -> Option<String> {
     if find("etcd").is_none() {
         return Some("no etcd (apt-get install etcd-server, or put it in FERROLB_KUBE_BIN_DIR)".into());
     }
-    if find("openssl").is_none() {
-        return Some("no openssl".into());
+    for tool in ["openssl", "curl"] {
+        if find(tool).is_none() {
+            return Some(format!("no {tool}"));
+        }
     }
     None
 }

@@ -13,10 +13,10 @@ fn unavailable() -> Option<String> {
     if let Some(why) = crate::frr_lab::unavailable().filter(|w| w.contains("root")) {
         return Some(why);
     }
-    for tool in ["arping", "ndisc6"] {
+    for tool in ["arping", "ndisc6", "ping"] {
         let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
         if !found.is_ok_and(|o| o.status.success()) {
-            return Some(format!("{tool} missing (apt-get install arping ndisc6)"));
+            return Some(format!("{tool} missing (apt-get install arping ndisc6 iputils-ping)"));
         }
     }
     None
