@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -45,6 +46,8 @@ pub struct ControllerArgs {
     /// container keeps its pod's name and so takes its own lease back at once.
     #[arg(long)]
     pub identity: Option<String>,
+    #[command(flatten)]
+    pub webhook: crate::webhook::WebhookArgs,
 }
 
 /// API writes in flight at once.
@@ -53,7 +56,8 @@ const WRITERS: usize = 16;
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let client = k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
     // A standby keeps its cache warm, so taking over costs only the lease.
-    let cache = ClusterCache::start(&client, &args.namespace, false);
+    let cache = Arc::new(ClusterCache::start(&client, &args.namespace, false));
+    let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, &cache));
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "ferrolb".into())
     });
@@ -145,6 +149,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             _ = cache.changed() => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
+            served = async { match webhook.as_mut() { Some(w) => w.await, None => std::future::pending().await } } => {
+                return Err(match served {
+                    Ok(Err(e)) => e,
+                    _ => "the webhook stopped".into(),
+                });
+            }
             _ = async { match lost.as_mut() { Some(l) => { let _ = l.await; } None => std::future::pending().await } } => {
                 // Someone else may be allocating already: stop at once; the Deployment restarts us.
                 return Err("lost the leader lease".into());
@@ -157,6 +167,25 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         lock.release().await;
     }
     Ok(())
+}
+
+/// Serves admission and conversion from this replica's cache (standbys too: it only reads).
+fn start_webhook(
+    client: &Client,
+    args: &ControllerArgs,
+    cache: &Arc<ClusterCache>,
+) -> tokio::task::JoinHandle<Result<(), String>> {
+    let (reader, lister) = (cache.clone(), client.clone());
+    let current: crate::webhook::Current = Arc::new(move || {
+        let (cache, client) = (reader.clone(), lister.clone());
+        Box::pin(async move {
+            if !cache.is_ready() {
+                return Err("still listing Nodes and Namespaces; retry in a moment".into());
+            }
+            crate::k8s::cache::live_objects(&client, &cache).await.map_err(|e| e.to_string())
+        })
+    });
+    tokio::spawn(crate::webhook::run(client.clone(), args.namespace.clone(), args.webhook.clone(), current))
 }
 
 /// Renews the lease a few times per lease duration; resolves when it could not be renewed in

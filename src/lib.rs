@@ -15,3 +15,4 @@ pub mod plan;
 pub mod service;
 pub mod speaker;
 pub mod topology;
+pub mod webhook;

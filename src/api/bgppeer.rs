@@ -1,7 +1,10 @@
 //! BGPPeer is served in two versions: v1beta2 is stored, v1beta1 is kept for old manifests and
-//! converted on the way in (the webhook's `/convert` will call [`v1beta1::BGPPeerSpec::upgrade`]).
+//! converted both ways by the webhook's `/convert` (`crate::webhook::conversion`).
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceConversion, CustomResourceDefinition, ServiceReference, WebhookClientConfig,
+    WebhookConversion,
+};
 use kube::core::CustomResourceExt;
 use kube::core::crd::merge_crds;
 
@@ -210,7 +213,45 @@ pub mod v1beta1 {
         }
     }
 
+    impl BGPPeerSpec {
+        /// The closest v1beta1 spelling of a v1beta2 spec. Fields v1beta1 has no place for are
+        /// dropped (the conversion keeps them aside); a peer found by `dynamicASN` or by
+        /// `interface` reads as peerASN 0 or an empty peerAddress, v1beta1's "unset".
+        pub fn downgrade(spec: &super::v1beta2::BGPPeerSpec) -> BGPPeerSpec {
+            BGPPeerSpec {
+                my_asn: spec.my_asn,
+                peer_asn: spec.peer_asn.unwrap_or(0),
+                peer_address: spec.peer_address.clone().unwrap_or_default(),
+                source_address: spec.source_address.clone(),
+                peer_port: spec.peer_port,
+                hold_time: spec.hold_time.clone(),
+                keepalive_time: spec.keepalive_time.clone(),
+                router_id: spec.router_id.clone(),
+                node_selectors: spec.node_selectors.iter().map(NodeSelector::downgrade).collect(),
+                password: spec.password.clone(),
+                bfd_profile: spec.bfd_profile.clone(),
+                ebgp_multi_hop: spec.ebgp_multi_hop,
+            }
+        }
+    }
+
     impl NodeSelector {
+        fn downgrade(s: &LabelSelector) -> NodeSelector {
+            NodeSelector {
+                match_labels: s.match_labels.clone().unwrap_or_default(),
+                match_expressions: s
+                    .match_expressions
+                    .iter()
+                    .flatten()
+                    .map(|e| MatchExpression {
+                        key: e.key.clone(),
+                        operator: e.operator.clone(),
+                        values: e.values.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            }
+        }
+
         fn upgrade(&self) -> LabelSelector {
             LabelSelector {
                 match_labels: (!self.match_labels.is_empty()).then(|| self.match_labels.clone()),
@@ -233,8 +274,26 @@ pub mod v1beta1 {
 pub fn crd() -> CustomResourceDefinition {
     // Both inputs come from our own derives with the same group, kind and scope, which is all
     // merge_crds checks; a failure here is a programming error caught by the CRD tests.
-    merge_crds(vec![v1beta1::BGPPeer::crd(), v1beta2::BGPPeer::crd()], "v1beta2")
-        .expect("BGPPeer versions share group, kind and scope")
+    let mut crd = merge_crds(vec![v1beta1::BGPPeer::crd(), v1beta2::BGPPeer::crd()], "v1beta2")
+        .expect("BGPPeer versions share group, kind and scope");
+    // The API server asks the controller's webhook to convert; ferrolb patches the caBundle in.
+    // The Service is the chart's; installs elsewhere point it at theirs (or at a URL).
+    crd.spec.conversion = Some(CustomResourceConversion {
+        strategy: "Webhook".into(),
+        webhook: Some(WebhookConversion {
+            client_config: Some(WebhookClientConfig {
+                service: Some(ServiceReference {
+                    name: "ferrolb-webhook-service".into(),
+                    namespace: "metallb-system".into(),
+                    path: Some("/convert".into()),
+                    port: Some(443),
+                }),
+                ..Default::default()
+            }),
+            conversion_review_versions: vec!["v1".into()],
+        }),
+    });
+    crd
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use super::K8sError;
 use crate::api;
 use crate::config::ClusterObjects;
 use crate::plan::Inputs;
@@ -32,6 +33,7 @@ pub struct ClusterCache {
     namespaces: Store<Namespace>,
     nodes: Store<Node>,
     changed: Arc<Notify>,
+    listed: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -72,7 +74,8 @@ impl ClusterCache {
         let changed = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let ns = |c: &Client| c.clone();
-        ClusterCache {
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let mut cache = ClusterCache {
             namespace: namespace.to_string(),
             services: reflect(Api::all(ns(client)), &changed, &mut tasks),
             endpoint_slices: with_endpoints.then(|| reflect(Api::all(ns(client)), &changed, &mut tasks)),
@@ -86,26 +89,59 @@ impl ClusterCache {
             namespaces: reflect(Api::all(ns(client)), &changed, &mut tasks),
             nodes: reflect(Api::all(ns(client)), &changed, &mut tasks),
             changed,
+            listed,
             tasks,
+        };
+        // One waiter per store: a store's readiness wakes only the last task that polled it.
+        let stores = cache.readiness();
+        cache.tasks.push(tokio::spawn(async move {
+            for ready in stores {
+                ready.await;
+            }
+            let _ = listed_tx.send(true);
+        }));
+        cache
+    }
+
+    fn readiness(&self) -> Vec<futures::future::BoxFuture<'static, ()>> {
+        fn wait<K>(s: &Store<K>) -> futures::future::BoxFuture<'static, ()>
+        where
+            K: Lookup + Clone + Send + Sync + 'static,
+            K::DynamicType: Eq + Hash + Clone + Send + Sync,
+        {
+            let s = s.clone();
+            Box::pin(async move {
+                let _ = s.wait_until_ready().await;
+            })
         }
+        let mut all = vec![
+            wait(&self.services),
+            wait(&self.pools),
+            wait(&self.l2_advertisements),
+            wait(&self.bgp_advertisements),
+            wait(&self.peers),
+            wait(&self.bfd_profiles),
+            wait(&self.communities),
+            wait(&self.secrets),
+            wait(&self.namespaces),
+            wait(&self.nodes),
+        ];
+        if let Some(e) = &self.endpoint_slices {
+            all.push(wait(e));
+        }
+        all
     }
 
     /// Waits until every watch has listed its objects once: deciding before that could take a
     /// half-listed cluster for the real one and move IPs.
     pub async fn ready(&self) {
-        let _ = self.services.wait_until_ready().await;
-        if let Some(e) = &self.endpoint_slices {
-            let _ = e.wait_until_ready().await;
-        }
-        let _ = self.pools.wait_until_ready().await;
-        let _ = self.l2_advertisements.wait_until_ready().await;
-        let _ = self.bgp_advertisements.wait_until_ready().await;
-        let _ = self.peers.wait_until_ready().await;
-        let _ = self.bfd_profiles.wait_until_ready().await;
-        let _ = self.communities.wait_until_ready().await;
-        let _ = self.secrets.wait_until_ready().await;
-        let _ = self.namespaces.wait_until_ready().await;
-        let _ = self.nodes.wait_until_ready().await;
+        let mut listed = self.listed.clone();
+        let _ = listed.wait_for(|l| *l).await;
+    }
+
+    /// Whether [`ClusterCache::ready`] has returned, without waiting.
+    pub fn is_ready(&self) -> bool {
+        *self.listed.borrow()
     }
 
     /// Wakes after the next change to any watched object.
@@ -113,9 +149,9 @@ impl ClusterCache {
         self.changed.notified().await;
     }
 
-    /// A snapshot in the shape `plan` takes.
-    pub fn inputs(&self) -> Inputs {
-        let objects = ClusterObjects {
+    /// The configuration objects and what they refer to, without Services.
+    pub fn objects(&self) -> ClusterObjects {
+        ClusterObjects {
             namespace: self.namespace.clone(),
             pools: owned(&self.pools),
             l2_advertisements: owned(&self.l2_advertisements),
@@ -126,9 +162,13 @@ impl ClusterCache {
             secrets: owned(&self.secrets),
             namespaces: owned(&self.namespaces),
             nodes: owned(&self.nodes),
-        };
+        }
+    }
+
+    /// A snapshot in the shape `plan` takes.
+    pub fn inputs(&self) -> Inputs {
         Inputs {
-            objects,
+            objects: self.objects(),
             services: owned(&self.services),
             endpoint_slices: self.endpoint_slices.as_ref().map(owned).unwrap_or_default(),
             ..Default::default()
@@ -140,4 +180,40 @@ impl Drop for ClusterCache {
     fn drop(&mut self) {
         self.tasks.iter().for_each(|t| t.abort());
     }
+}
+
+/// The configuration kinds read straight from the API server, the rest from `cache`: admission
+/// must see an object created a moment ago (`kubectl apply -f dir/` sends them back to back),
+/// and a watch that is relisting after a CRD change can lag by a second.
+pub async fn live_objects(client: &Client, cache: &ClusterCache) -> Result<ClusterObjects, K8sError> {
+    async fn list<K>(client: &Client, ns: &str) -> Result<Vec<K>, K8sError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), ns);
+        api.list(&Default::default()).await.map(|l| l.items).map_err(|e| K8sError::Api {
+            action: "listing",
+            object: format!("{} in {ns}", K::kind(&Default::default())),
+            message: e.to_string(),
+        })
+    }
+    let ns = cache.namespace.as_str();
+    let (pools, l2_advertisements, bgp_advertisements, peers, bfd_profiles, communities) = futures::try_join!(
+        list(client, ns),
+        list(client, ns),
+        list(client, ns),
+        list(client, ns),
+        list(client, ns),
+        list(client, ns)
+    )?;
+    Ok(ClusterObjects {
+        pools,
+        l2_advertisements,
+        bgp_advertisements,
+        peers,
+        bfd_profiles,
+        communities,
+        ..cache.objects()
+    })
 }

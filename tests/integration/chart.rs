@@ -234,7 +234,7 @@ fn the_controller_works_with_only_the_rights_the_chart_grants() {
         }
         let log = lab.dir.join("controller-sa.log");
         let mut controller = std::process::Command::new(crate::ferrolb_bin())
-            .args(["controller", "--kubeconfig"])
+            .args(["controller", "--webhook-port", "0", "--kubeconfig"])
             .arg(&kubeconfig)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -59,7 +59,7 @@ fn every_example_gets_the_ips_plan_predicted() {
         let log = lab.dir.join("controller.log");
         let _controller = Running(
             Command::new(crate::ferrolb_bin())
-                .args(["controller", "--kubeconfig"])
+                .args(["controller", "--webhook-port", "0", "--kubeconfig"])
                 .arg(lab.kubeconfig())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
@@ -240,7 +240,14 @@ fn start_replica(lab: &KubeLab, n: usize, replica: usize) -> Running {
     let log = std::fs::File::create(lab.dir.join(format!("controller-{n}.log"))).unwrap();
     Running(
         Command::new(crate::ferrolb_bin())
-            .args(["controller", "--identity", &format!("replica-{replica}"), "--kubeconfig"])
+            .args([
+                "controller",
+                "--webhook-port",
+                "0",
+                "--identity",
+                &format!("replica-{replica}"),
+                "--kubeconfig",
+            ])
             .arg(lab.kubeconfig())
             .stdout(Stdio::null())
             .stderr(log)

@@ -63,7 +63,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
         let log = |name: &str| std::fs::File::create(kube.dir.join(name)).unwrap();
         let _controller = Running(
             Command::new(crate::ferrolb_bin())
-                .args(["controller", "--kubeconfig"])
+                .args(["controller", "--webhook-port", "0", "--kubeconfig"])
                 .arg(kube.kubeconfig())
                 .stdout(Stdio::null())
                 .stderr(log("controller.log"))

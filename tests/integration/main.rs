@@ -18,6 +18,7 @@ mod fabric;
 mod frr_golden;
 mod kube_controller;
 mod kube_speaker;
+mod kube_webhook;
 mod l2_lab;
 mod purity;
 mod speaker_offline;

@@ -1,0 +1,155 @@
+//! The webhook role, served by every controller replica (a standby answers as well as the
+//! leader: admission only reads). Validation and conversion are pure (`admission`,
+//! `conversion`); this file keeps the certificate current and serves them.
+
+pub mod admission;
+pub mod cert;
+pub mod conversion;
+pub mod server;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+
+use crate::k8s::webhook_cert;
+use server::CertSlot;
+pub use server::Current;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// HTTPS port of the validating and conversion webhooks; 0 turns them off.
+    #[arg(long, default_value_t = 9443)]
+    pub webhook_port: u16,
+    /// Address the webhook listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub webhook_address: IpAddr,
+    /// The Service the API server reaches the webhook through (names in the certificate).
+    #[arg(long, default_value = "ferrolb-webhook-service")]
+    pub webhook_service: String,
+    /// The Secret ferrolb keeps the webhook certificate in.
+    #[arg(long, default_value = "ferrolb-webhook-cert")]
+    pub webhook_secret: String,
+    /// The ValidatingWebhookConfiguration that gets the CA bundle.
+    #[arg(long, default_value = "ferrolb-webhook-configuration")]
+    pub webhook_configuration: String,
+    /// More names (DNS or IP) the certificate must be valid for.
+    #[arg(long)]
+    pub webhook_host: Vec<String>,
+    /// Serve tls.crt/tls.key from this directory (cert-manager) instead of issuing our own;
+    /// the CA bundle is then cert-manager's to inject.
+    #[arg(long)]
+    pub webhook_cert_dir: Option<PathBuf>,
+}
+
+/// How often the certificate is checked (renewal, a bundle wiped by `helm upgrade`, new files).
+const CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// Serves until an error makes serving impossible (the port is taken).
+pub async fn run(
+    client: Client,
+    namespace: String,
+    args: WebhookArgs,
+    current: Current,
+) -> Result<(), String> {
+    let slot = Arc::new(CertSlot::default());
+    let bind = SocketAddr::new(args.webhook_address, args.webhook_port);
+    match args.webhook_cert_dir.clone() {
+        Some(dir) => {
+            load_files(&dir, &slot).await?;
+            let slot = slot.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(CHECK_EVERY).await;
+                    if let Err(e) = load_files(&dir, &slot).await {
+                        tracing::warn!(error = %e, "webhook certificate files; serving the previous ones");
+                    }
+                }
+            });
+        }
+        None => {
+            let names = names(&args, &namespace);
+            // The first certificate before the port opens, so the first handshake succeeds.
+            let mut served = loop {
+                match keep_certificate(&client, &namespace, &args, &names, &slot, None).await {
+                    Ok(c) => break c,
+                    Err(e) => tracing::warn!(error = %e, "webhook certificate; retrying"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            };
+            let (client, slot) = (client.clone(), slot.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(CHECK_EVERY).await;
+                    match keep_certificate(&client, &namespace, &args, &names, &slot, Some(&served)).await {
+                        Ok(c) => served = c,
+                        Err(e) => tracing::warn!(error = %e, "webhook certificate"),
+                    }
+                }
+            });
+        }
+    }
+    server::serve(bind, slot, current).await
+}
+
+fn names(args: &WebhookArgs, ns: &str) -> Vec<String> {
+    let svc = &args.webhook_service;
+    let mut names = vec![
+        format!("{svc}.{ns}.svc"),
+        format!("{svc}.{ns}.svc.cluster.local"),
+        format!("{svc}.{ns}"),
+        svc.clone(),
+    ];
+    names.extend(args.webhook_host.iter().cloned());
+    names
+}
+
+/// Makes sure the Secret holds a certificate for `names` that is not due for renewal, serves
+/// it, and publishes its CA bundle. Returns the certificate now served.
+async fn keep_certificate(
+    client: &Client,
+    ns: &str,
+    args: &WebhookArgs,
+    names: &[String],
+    slot: &CertSlot,
+    served: Option<&cert::ServingCert>,
+) -> Result<cert::ServingCert, String> {
+    let now = time::OffsetDateTime::now_utc();
+    let chosen = loop {
+        let stored = webhook_cert::read(client, ns, &args.webhook_secret).await.map_err(|e| e.to_string())?;
+        let (current, stored_names, secret) = match stored {
+            Some(s) => (s.cert, s.names, Some(s.secret)),
+            None => (None, vec![], None),
+        };
+        let fits = |c: &&cert::ServingCert| !cert::needs_issue(Some(c), stored_names == names, now);
+        if let Some(c) = current.as_ref().filter(fits) {
+            break c.clone();
+        }
+        let fresh = cert::issue(names, current.as_ref(), now).map_err(|e| e.to_string())?;
+        if webhook_cert::write(client, ns, &args.webhook_secret, &fresh, names, secret)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            tracing::info!(secret = %args.webhook_secret, not_after = fresh.not_after, "issued a webhook certificate");
+            break fresh;
+        }
+        // Another replica renewed at the same moment: take theirs.
+    };
+    if served != Some(&chosen) {
+        slot.set_pem(&chosen.cert_pem, &chosen.key_pem)?;
+    }
+    webhook_cert::publish_ca_bundle(client, &args.webhook_configuration, &chosen.ca_bundle_pem)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(chosen)
+}
+
+async fn load_files(dir: &std::path::Path, slot: &CertSlot) -> Result<(), String> {
+    let read = |f: &str| {
+        let p = dir.join(f);
+        async move { tokio::fs::read_to_string(&p).await.map_err(|e| format!("reading {}: {e}", p.display())) }
+    };
+    slot.set_pem(&read("tls.crt").await?, &read("tls.key").await?)
+}
