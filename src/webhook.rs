@@ -58,13 +58,18 @@ pub async fn run(
     let bind = SocketAddr::new(args.webhook_address, args.webhook_port);
     match args.webhook_cert_dir.clone() {
         Some(dir) => {
-            load_files(&dir, &slot).await?;
+            let (client, configuration) = (client.clone(), args.webhook_configuration.clone());
+            let ca = load_files(&dir, &slot).await?;
+            publish_files_ca(&client, &configuration, ca.as_deref()).await;
             let slot = slot.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(CHECK_EVERY).await;
-                    if let Err(e) = load_files(&dir, &slot).await {
-                        tracing::warn!(error = %e, "webhook certificate files; serving the previous ones");
+                    match load_files(&dir, &slot).await {
+                        Ok(ca) => publish_files_ca(&client, &configuration, ca.as_deref()).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "webhook certificate files; serving the previous ones")
+                        }
                     }
                 }
             });
@@ -146,10 +151,20 @@ async fn keep_certificate(
     Ok(chosen)
 }
 
-async fn load_files(dir: &std::path::Path, slot: &CertSlot) -> Result<(), String> {
+/// Serves tls.crt/tls.key from `dir`; returns ca.crt when cert-manager wrote one.
+async fn load_files(dir: &std::path::Path, slot: &CertSlot) -> Result<Option<String>, String> {
     let read = |f: &str| {
         let p = dir.join(f);
         async move { tokio::fs::read_to_string(&p).await.map_err(|e| format!("reading {}: {e}", p.display())) }
     };
-    slot.set_pem(&read("tls.crt").await?, &read("tls.key").await?)
+    slot.set_pem(&read("tls.crt").await?, &read("tls.key").await?)?;
+    Ok(read("ca.crt").await.ok().filter(|c| !c.trim().is_empty()))
+}
+
+/// cert-manager's CA goes where ours would: its cainjector cannot reach the CRD in crds/.
+async fn publish_files_ca(client: &Client, configuration: &str, ca: Option<&str>) {
+    let Some(ca) = ca else { return };
+    if let Err(e) = webhook_cert::publish_ca_bundle(client, configuration, ca).await {
+        tracing::warn!(error = %e, "publishing cert-manager's CA bundle");
+    }
 }

@@ -96,6 +96,42 @@ fn default_values_render_lint_clean_and_least_privileged() {
     for rule in role["rules"].as_array().unwrap() {
         assert!(!rule["verbs"].as_array().unwrap().iter().any(|v| v == "delete" || v == "*"), "{rule}");
     }
+
+    // Every configuration kind is validated; only BFDProfile deletion is checked.
+    let vwc = find(&objects, "ValidatingWebhookConfiguration", "ferrolb-webhook-configuration");
+    let webhooks = vwc["webhooks"].as_array().unwrap();
+    let resources: Vec<&str> =
+        webhooks.iter().filter_map(|w| w["rules"][0]["resources"][0].as_str()).collect();
+    assert_eq!(
+        resources,
+        ["ipaddresspools", "l2advertisements", "bgpadvertisements", "bgppeers", "bfdprofiles", "communities"]
+    );
+    for w in webhooks {
+        let deletes = w["rules"][0]["operations"].as_array().unwrap().iter().any(|o| o == "DELETE");
+        assert_eq!(deletes, w["rules"][0]["resources"][0] == "bfdprofiles", "{w}");
+        assert_eq!(w["clientConfig"]["service"]["name"], "ferrolb-webhook-service");
+        assert_eq!(w["failurePolicy"], "Fail");
+    }
+    assert_eq!(c["ports"][0]["containerPort"], 9443);
+    find(&objects, "Service", "ferrolb-webhook-service");
+}
+
+#[test]
+fn cert_manager_mode_mounts_its_certificate() {
+    require_helm!();
+    let (objects, lint) =
+        render(r#"{"webhook": {"certManager": {"enabled": true}, "failurePolicy": "Ignore"}}"#);
+    assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
+    let cert = find(&objects, "Certificate", "ferrolb-webhook");
+    assert_eq!(cert["spec"]["secretName"], "ferrolb-webhook-cert-manager");
+    let controller = find(&objects, "Deployment", "ferrolb-controller");
+    let c = container(controller, "controller").unwrap();
+    let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(args.contains(&"--webhook-cert-dir=/run/ferrolb/webhook-cert"), "{args:?}");
+    let vwc = find(&objects, "ValidatingWebhookConfiguration", "ferrolb-webhook-configuration");
+    assert_eq!(vwc["webhooks"][0]["failurePolicy"], "Ignore");
+    let (off, _) = render(r#"{"webhook": {"enabled": false}}"#);
+    assert!(!off.iter().any(|o| o["kind"] == "ValidatingWebhookConfiguration"));
 }
 
 #[test]
@@ -232,9 +268,19 @@ fn the_controller_works_with_only_the_rights_the_chart_grants() {
             .unwrap();
             services.create(&PostParams::default(), &svc).await.unwrap();
         }
+        // The webhook objects after the pool: nothing can reach the webhook in this lab until the
+        // controller has published its CA, and the chart's failurePolicy is Fail.
+        create_cluster::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>(
+            &admin,
+            &objects,
+            "ValidatingWebhookConfiguration",
+        )
+        .await;
+        create_namespaced::<k8s_openapi::api::core::v1::Service>(&admin, &objects, "Service").await;
         let log = lab.dir.join("controller-sa.log");
+        let port = crate::kube_lab::free_port().to_string();
         let mut controller = std::process::Command::new(crate::ferrolb_bin())
-            .args(["controller", "--webhook-port", "0", "--kubeconfig"])
+            .args(["controller", "--webhook-address", "127.0.0.1", "--webhook-port", &port, "--kubeconfig"])
             .arg(&kubeconfig)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -249,10 +295,25 @@ fn the_controller_works_with_only_the_rights_the_chart_grants() {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        // ... and the webhook's certificate issued and its CA published with the chart's rights.
+        let vwc: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+            Api::all(admin.clone());
+        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(admin.clone());
+        let mut published = false;
+        while t.elapsed() < std::time::Duration::from_secs(30) && !published {
+            let w = vwc.get("ferrolb-webhook-configuration").await.unwrap();
+            let c = crds.get("bgppeers.metallb.io").await.unwrap();
+            let conversion_ca = c.spec.conversion.and_then(|c| c.webhook).and_then(|w| w.client_config).and_then(|c| c.ca_bundle);
+            published = w.webhooks.unwrap_or_default().iter().all(|w| w.client_config.ca_bundle.is_some())
+                && conversion_ca.is_some();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         let _ = controller.kill();
         let _ = controller.wait();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(allocated, 3, "{text}");
+        assert!(published, "the CA bundle was not published:\n{text}");
         assert!(!text.to_lowercase().contains("forbidden"), "the chart's RBAC is missing a right:\n{text}");
     });
 }

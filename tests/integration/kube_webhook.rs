@@ -202,3 +202,59 @@ fn the_webhook_refuses_bad_config_guards_bfd_profiles_and_converts_peers() {
         drop(controller);
     });
 }
+
+#[test]
+fn certificates_from_cert_manager_files_are_served_and_their_ca_published() {
+    require_kube!();
+    let lab = KubeLab::start();
+    let rt = crate::threaded_runtime();
+    rt.block_on(async {
+        let client = lab.prepared(&[NS]).await;
+        let port = free_port();
+        Api::<ValidatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &configuration(port))
+            .await
+            .unwrap();
+        // What cert-manager's Certificate would leave in the mounted Secret.
+        let now = time::OffsetDateTime::now_utc();
+        let issued = ferrolb::webhook::cert::issue(&["127.0.0.1".into()], None, now).unwrap();
+        let dir = lab.dir.join("cert-manager");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tls.crt"), &issued.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &issued.key_pem).unwrap();
+        std::fs::write(dir.join("ca.crt"), &issued.ca_bundle_pem).unwrap();
+        let _controller = Running(
+            Command::new(crate::ferrolb_bin())
+                .args(["controller", "--webhook-address", "127.0.0.1", "--webhook-port", &port.to_string()])
+                .arg("--webhook-cert-dir")
+                .arg(&dir)
+                .arg("--kubeconfig")
+                .arg(lab.kubeconfig())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(lab.dir.join("controller.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let pools = dynamic(&client, "v1beta1", "IPAddressPool", "ipaddresspools");
+        let t = Instant::now();
+        let mut last = Some(String::new());
+        while t.elapsed() < Duration::from_secs(30) && last.is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            last = refusal(
+                &pools,
+                &object("v1beta1", "IPAddressPool", "front", json!({"addresses": ["192.0.2.0/24"]})),
+            )
+            .await;
+        }
+        assert!(last.is_none(), "{last:?}\n{}", lab.log("controller.log"));
+        let why = refusal(
+            &pools,
+            &object("v1beta1", "IPAddressPool", "bad", json!({"addresses": ["192.0.2.0/40"]})),
+        )
+        .await;
+        assert!(why.is_some_and(|w| w.contains("IPAddressPool \"bad\"")));
+        // No Secret of our own: the files are the certificate.
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        assert!(secrets.get_opt("ferrolb-webhook-cert").await.unwrap().is_none());
+    });
+}
