@@ -16,8 +16,11 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
+mod status;
+
 use crate::allocator::EventType as PlanEventType;
 use crate::k8s::lease::LeaseLock;
+use crate::k8s::node_status::write_configuration_state;
 use crate::k8s::{self, K8sError, cache::ClusterCache};
 use crate::plan::writeback::{self, Change, POOL_ANNOTATION, key};
 use crate::plan::{self, Options};
@@ -51,12 +54,12 @@ pub struct ControllerArgs {
 }
 
 /// API writes in flight at once.
-const WRITERS: usize = 16;
+pub(crate) const WRITERS: usize = 16;
 
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let client = k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
     // A standby keeps its cache warm, so taking over costs only the lease.
-    let cache = Arc::new(ClusterCache::start(&client, &args.namespace, false));
+    let cache = Arc::new(ClusterCache::start(&client, &args.namespace, true));
     let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, &cache));
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "ferrolb".into())
@@ -92,6 +95,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let reporter = Reporter { controller: "ferrolb-controller".into(), instance: Some(identity.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
     let mut warned: HashMap<String, String> = HashMap::new();
+    let mut config_state: Option<Option<String>> = None;
     let options = Options { lb_class: args.lb_class.clone(), ..Default::default() };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
@@ -132,6 +136,29 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             .await;
         for service in written {
             warned.remove(&service);
+        }
+        let (l2, bgp) = cache.reports();
+        let wanted = plan::condition::conditions(&decided, &inputs, &l2, &bgp);
+        status::write_conditions(&client, &by_key, &wanted).await;
+        status::write_pool_counts(&client, &args.namespace, &inputs, &decided).await;
+        let errors = (!decided.errors.is_empty())
+            .then(|| decided.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+        if config_state.as_ref() != Some(&errors) {
+            let labels = [("metallb.io/component-type", "controller")];
+            match write_configuration_state(
+                &client,
+                &args.namespace,
+                "controller",
+                &labels,
+                None,
+                "poolReconcilerValid",
+                errors.as_deref(),
+            )
+            .await
+            {
+                Ok(()) => config_state = Some(errors),
+                Err(e) => tracing::warn!(error = %e, "writing the ConfigurationState"),
+            }
         }
         // Pending Services with nothing to clear get their warning once per reason.
         for p in &decided.pending {

@@ -6,6 +6,7 @@
 //! layer 2 plans and drives frr-agent and the ARP/NDP responder.
 
 pub mod bgp_backend;
+mod report;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -115,9 +116,14 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut seen = None;
     let mut inputs = None;
     let mut replan = true;
+    let (report_tx, report_rx) = tokio::sync::watch::channel(None);
     let cluster = if args.manifests.is_empty() {
         let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
-        let cache = ClusterCache::start(&client, &args.namespace, true);
+        let cache = ClusterCache::start(&client, &args.namespace, false);
+        let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
+        let reporter =
+            crate::k8s::node_status::NodeReporter::new(client.clone(), &args.namespace, &args.node, pod);
+        report::start(reporter, report_rx, backend.as_ref().map(BgpBackend::report));
         tracing::info!("waiting for the first full listing of the cluster");
         cache.ready().await;
         tracing::info!("cluster listed; announcing");
@@ -161,10 +167,29 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 live_nodes: live,
             };
             let p = plan::plan(inputs, &options);
+            // Fenced: a speaker that cannot see a majority of its peers may be the one cut
+            // off, so it stops answering rather than risk answering beside the new owner.
+            let fenced = current.as_ref().is_some_and(|v| !v.has_quorum());
+            if cluster.is_some() {
+                // Only what this speaker really does: BGP with an agent, layer 2 with a
+                // responder that is not fenced.
+                let announcements = p.announcements.as_deref().unwrap_or_default();
+                let errors = (!p.errors.is_empty())
+                    .then(|| p.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+                let bgp = if backend.is_some() {
+                    plan::node_status::desired_bgp(announcements)
+                } else {
+                    Default::default()
+                };
+                let l2 = if responder.is_some() && !fenced {
+                    plan::node_status::desired_l2(announcements)
+                } else {
+                    Default::default()
+                };
+                let sessions = backend.as_ref().and(p.sessions.clone());
+                report_tx.send_replace(Some(report::NodeReport { bgp, l2, errors, sessions }));
+            }
             if let (Some(r), true) = (&responder, p.is_valid()) {
-                // Fenced: a speaker that cannot see a majority of its peers may be the one cut
-                // off, so it stops answering rather than risk answering beside the new owner.
-                let fenced = current.as_ref().is_some_and(|v| !v.has_quorum());
                 let l2 = if fenced { Announced::new() } else { layer2_announcements(&p) };
                 tracing::info!(ips = l2.len(), fenced, live = ?current.map(|v| v.live), "layer 2 announcements planned");
                 r.set(l2);

@@ -118,9 +118,33 @@ pub mod v1beta2 {
         pub namespace: Option<String>,
     }
 
-    /// Empty: session state is reported on the Service and by the speaker, not here.
+    /// How the sessions to this peer are doing: one entry per node, each written by that
+    /// node's speaker (server-side apply, one field manager per node, so they never collide).
     #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-    pub struct BGPPeerStatus {}
+    pub struct BGPPeerStatus {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
+        pub sessions: Vec<PeerSession>,
+    }
+
+    #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PeerSession {
+        pub node: String,
+        /// FRR's state: Idle, Connect, Active, OpenSent, OpenConfirm, Established; Unknown when
+        /// frr-agent cannot be asked, NotConfigured before FRR runs the session.
+        pub state: String,
+        pub established: bool,
+        /// Why it is not established, in FRR's words (last reset, last NOTIFICATION).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub reason: String,
+        /// Up, Down or Unknown when BFD protects the session.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub bfd_status: String,
+        /// When `state` last changed, as seen by the speaker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub last_transition_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    }
 }
 
 pub mod v1beta1 {

@@ -32,6 +32,8 @@ pub struct ClusterCache {
     secrets: Store<Secret>,
     namespaces: Store<Namespace>,
     nodes: Store<Node>,
+    l2_statuses: Option<Store<api::ServiceL2Status>>,
+    bgp_statuses: Option<Store<api::ServiceBGPStatus>>,
     changed: Arc<Notify>,
     listed: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -68,9 +70,9 @@ where
 }
 
 impl ClusterCache {
-    /// Starts watching. `with_endpoints` adds EndpointSlices (the speaker needs them, the
-    /// controller does not).
-    pub fn start(client: &Client, namespace: &str, with_endpoints: bool) -> ClusterCache {
+    /// Starts watching. `with_reports` adds the speakers' ServiceL2Status and ServiceBGPStatus
+    /// (the controller turns them into Service conditions).
+    pub fn start(client: &Client, namespace: &str, with_reports: bool) -> ClusterCache {
         let changed = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let ns = |c: &Client| c.clone();
@@ -78,7 +80,7 @@ impl ClusterCache {
         let mut cache = ClusterCache {
             namespace: namespace.to_string(),
             services: reflect(Api::all(ns(client)), &changed, &mut tasks),
-            endpoint_slices: with_endpoints.then(|| reflect(Api::all(ns(client)), &changed, &mut tasks)),
+            endpoint_slices: Some(reflect(Api::all(ns(client)), &changed, &mut tasks)),
             pools: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
             l2_advertisements: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
             bgp_advertisements: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
@@ -88,6 +90,10 @@ impl ClusterCache {
             secrets: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
             namespaces: reflect(Api::all(ns(client)), &changed, &mut tasks),
             nodes: reflect(Api::all(ns(client)), &changed, &mut tasks),
+            l2_statuses: with_reports
+                .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks)),
+            bgp_statuses: with_reports
+                .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks)),
             changed,
             listed,
             tasks,
@@ -129,6 +135,12 @@ impl ClusterCache {
         if let Some(e) = &self.endpoint_slices {
             all.push(wait(e));
         }
+        if let Some(e) = &self.l2_statuses {
+            all.push(wait(e));
+        }
+        if let Some(e) = &self.bgp_statuses {
+            all.push(wait(e));
+        }
         all
     }
 
@@ -163,6 +175,14 @@ impl ClusterCache {
             namespaces: owned(&self.namespaces),
             nodes: owned(&self.nodes),
         }
+    }
+
+    /// The speakers' reports: (ServiceL2Status, ServiceBGPStatus); empty without `with_reports`.
+    pub fn reports(&self) -> (Vec<api::ServiceL2Status>, Vec<api::ServiceBGPStatus>) {
+        (
+            self.l2_statuses.as_ref().map(owned).unwrap_or_default(),
+            self.bgp_statuses.as_ref().map(owned).unwrap_or_default(),
+        )
     }
 
     /// A snapshot in the shape `plan` takes.

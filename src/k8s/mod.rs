@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod lease;
+pub mod node_status;
 pub mod webhook_cert;
 
 use std::path::Path;

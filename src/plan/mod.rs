@@ -3,8 +3,10 @@
 //! Pure: manifests in ([`manifest::Inputs`]), a [`Plan`] out. The same config parser and the
 //! same allocator replay the controller uses at start-up, so what `plan` shows is what happens.
 
+pub mod condition;
 mod legacy;
 pub mod manifest;
+pub mod node_status;
 mod render;
 pub mod writeback;
 
@@ -34,6 +36,9 @@ pub struct Plan {
     /// With `--node`: Services with IPs that node does not announce, and why.
     #[serde(rename = "notAnnounced", skip_serializing_if = "Option::is_none")]
     pub not_announced: Option<Vec<NotAnnounced>>,
+    /// With `--node`: the BGP sessions that node should have.
+    #[serde(skip)]
+    pub sessions: Option<Vec<node_status::PlannedSession>>,
     /// With `--node`: that node's FRR configuration.
     #[serde(skip)]
     pub frr_config: Option<String>,
@@ -234,6 +239,19 @@ fn plan_node(
         })
         .collect();
     let node_plan = bgp::plan_node(config, &node, &services, &endpoints);
+    plan.sessions = Some(
+        bgp::announce::node_peers(config, &node)
+            .into_iter()
+            .map(|p| node_status::PlannedSession {
+                peer: p.name.clone(),
+                vrf: p.vrf.clone(),
+                neighbor: match &p.endpoint {
+                    config::PeerEndpoint::Address(ip) => ip.to_string(),
+                    config::PeerEndpoint::Interface(i) => i.clone(),
+                },
+            })
+            .collect(),
+    );
     plan.announcements = Some(
         node_plan
             .announcements

@@ -16,6 +16,131 @@ use crate::fabric::Running;
 use crate::frr_lab::wait_for;
 use crate::kube_lab::KubeLab;
 
+/// Polls `check` for up to ten seconds; the last failure message if it never passes.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let t = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(e) if t.elapsed() > Duration::from_secs(10) => return Err(format!("{what}: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn announced(svc: &Service) -> Option<(String, String, String)> {
+    let c = svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "ferrolb.io/Announced")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// The Service condition, ServiceBGPStatus, the peer's session list and the ConfigurationStates
+/// say what happens, and why when it does not.
+async fn reports_say_where_and_why(
+    client: &kube::Client,
+    services: &Api<Service>,
+    slices: &Api<EndpointSlice>,
+    speaker_log: &dyn Fn() -> String,
+) {
+    use ferrolb::api::{BGPPeer, ConfigurationState, ServiceBGPStatus};
+    let statuses: Api<ServiceBGPStatus> = Api::namespaced(client.clone(), "metallb-system");
+    let peers: Api<BGPPeer> = Api::namespaced(client.clone(), "metallb-system");
+    let states: Api<ConfigurationState> = Api::namespaced(client.clone(), "metallb-system");
+    // A Service without a ready endpoint: allocated, not announced, and it says why.
+    let svc = |name: &str| -> Service {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        ))
+        .unwrap()
+    };
+    services.create(&PostParams::default(), &svc("idle")).await.unwrap();
+    let r = eventually("idle's condition", || async {
+        match services.get("idle").await.ok().as_ref().and_then(announced) {
+            Some((s, r, _)) if s == "False" && r == "NoServingEndpoint" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "{r:?}\n{}", speaker_log());
+    // Given an endpoint on node1, it is sent to the ToR, and everything says so.
+    let slice: EndpointSlice = serde_saphyr::from_str(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: idle-1, namespace: shop, labels: {kubernetes.io/service-name: idle}}\n\
+         addressType: IPv4\nendpoints: [{addresses: [203.0.113.99], nodeName: node1, conditions: {ready: true}}]\nports: [{port: 80}]\n",
+    )
+    .unwrap();
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    let r = eventually("idle announced", || async {
+        match services.get("idle").await.ok().as_ref().and_then(announced) {
+            Some((s, r, m)) if s == "True" && r == "Announced" && m.contains("node1->tor") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "{r:?}\n{}", speaker_log());
+    let list = statuses.list(&Default::default()).await.unwrap().items;
+    let mine: Vec<_> = list
+        .iter()
+        .filter_map(|o| o.status.as_ref())
+        .filter(|s| s.service_name.as_deref() == Some("idle"))
+        .collect();
+    assert_eq!(mine.len(), 1, "{list:?}");
+    assert_eq!((mine[0].node.as_deref(), mine[0].peers.clone()), (Some("node1"), vec!["tor".to_string()]));
+    let tor = peers.get("tor").await.unwrap();
+    let sessions = tor.status.unwrap().sessions;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(
+        (sessions[0].node.as_str(), sessions[0].state.as_str(), sessions[0].established),
+        ("node1", "Established", true)
+    );
+    for name in ["controller", "speaker-node1"] {
+        let state = states.get(name).await.unwrap().status.unwrap();
+        assert_eq!(state.result, Some(ferrolb::api::ConfigurationResult::Valid), "{name}");
+    }
+    // A peer nobody answers for: its session says so on the peer, and on the Service.
+    let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
+    inputs.add_yaml(
+        "silent",
+        "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: silent, namespace: metallb-system}\n\
+         spec: {myASN: 64512, peerASN: 64501, peerAddress: 192.0.2.99, connectTime: 1s, routerID: 192.0.2.11}\n",
+    )
+    .unwrap();
+    crate::kube_controller::create_all(client, &inputs.objects.peers).await;
+    let r = eventually("the silent peer reported", || async {
+        let p = peers.get("silent").await.map_err(|e| e.to_string())?;
+        let s = p.status.map(|s| s.sessions).unwrap_or_default();
+        match s.first() {
+            Some(s) if !s.established && s.state != "Unknown" && s.state != "NotConfigured" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "{r:?}\n{}", speaker_log());
+    let r = eventually("idle names the silent peer", || async {
+        match services.get("idle").await.ok().as_ref().and_then(announced) {
+            Some((s, _, m)) if s == "True" && m.contains("sessions down: node1->silent") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+    // Deleted: the node's status object goes with it.
+    services.delete("idle", &DeleteParams::default()).await.unwrap();
+    let r = eventually("idle's ServiceBGPStatus removed", || async {
+        let list = statuses.list(&Default::default()).await.map_err(|e| e.to_string())?.items;
+        let left = list
+            .iter()
+            .filter_map(|o| o.status.as_ref())
+            .filter(|s| s.service_name.as_deref() == Some("idle"))
+            .count();
+        if left == 0 { Ok(()) } else { Err(format!("{left} left")) }
+    })
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+}
+
 const CONFIG: &str = "
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
@@ -127,6 +252,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
             }
             down.push(t.elapsed().as_secs_f64() * 1000.0);
         }
+        reports_say_where_and_why(&client, &services, &slices, &speaker_log).await;
         println!(
             "Service created -> prefix in the ToR's routing table: p50={:.0}ms p99={:.0}ms; deleted -> gone: p50={:.0}ms p99={:.0}ms (n=20)",
             pct(&mut up, 0.5),

@@ -1,0 +1,106 @@
+//! What the controller says besides IPs: the `ferrolb.io/Announced` condition on Services, the
+//! address counts on IPAddressPools, and its ConfigurationState. Each is written only when it
+//! differs from what the cluster holds, so a quiet cluster costs no writes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::api::{IPAddressPool, IPAddressPoolStatus};
+use crate::k8s::K8sError;
+use crate::plan::condition::{self, Announced};
+use crate::plan::{Inputs, Plan};
+
+fn failed(action: &'static str, object: String) -> impl FnOnce(kube::Error) -> K8sError {
+    move |e| K8sError::Api { action, object, message: e.to_string() }
+}
+
+/// Writes the conditions that changed; returns how many were written.
+pub async fn write_conditions(
+    client: &Client,
+    services: &HashMap<String, &Service>,
+    wanted: &BTreeMap<String, Announced>,
+) -> usize {
+    let changed: Vec<(&String, &Announced, &Service)> = wanted
+        .iter()
+        .filter_map(|(key, want)| {
+            let svc = *services.get(key)?;
+            let current = svc
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == condition::TYPE));
+            let same = current.is_some_and(|c| {
+                (c.status == "True") == want.status && c.reason == want.reason && c.message == want.message
+            });
+            (!same).then_some((key, want, svc))
+        })
+        .collect();
+    let n = changed.len();
+    futures::stream::iter(changed)
+        .for_each_concurrent(super::WRITERS, |(key, want, svc)| async move {
+            if let Err(e) = write_condition(client, svc, want).await {
+                tracing::warn!(service = %key, error = %e, "writing the Announced condition; retried on the next change");
+            }
+        })
+        .await;
+    n
+}
+
+async fn write_condition(client: &Client, svc: &Service, want: &Announced) -> Result<(), K8sError> {
+    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+    let name = svc.metadata.name.as_deref().unwrap_or_default();
+    let previous = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == condition::TYPE));
+    // The transition time moves only when the status flips, as the condition convention asks.
+    let since = match previous {
+        Some(p) if (p.status == "True") == want.status => p.last_transition_time.clone(),
+        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    let patch = json!({"status": {"conditions": [{
+        "type": condition::TYPE,
+        "status": if want.status { "True" } else { "False" },
+        "reason": want.reason,
+        "message": want.message,
+        "lastTransitionTime": since,
+        "observedGeneration": svc.metadata.generation,
+    }]}});
+    // Strategic merge: Service conditions merge by type, so other writers' conditions stay.
+    Api::<Service>::namespaced(client.clone(), ns)
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .map_err(failed("writing the condition of", format!("Service {ns}/{name}")))?;
+    Ok(())
+}
+
+/// Address counts for each pool whose status differs from the plan's.
+pub async fn write_pool_counts(client: &Client, ns: &str, inputs: &Inputs, plan: &Plan) {
+    let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+    for usage in &plan.pools {
+        let want = IPAddressPoolStatus {
+            assigned_ipv4: clamp(usage.stats.assigned_v4),
+            assigned_ipv6: clamp(usage.stats.assigned_v6),
+            available_ipv4: clamp(usage.stats.available_v4),
+            available_ipv6: clamp(usage.stats.available_v6),
+        };
+        let current = inputs.objects.pools.iter().find(|p| p.metadata.name.as_deref() == Some(&usage.pool));
+        if current.and_then(|p| p.status.as_ref()) == Some(&want) {
+            continue;
+        }
+        let api: Api<IPAddressPool> = Api::namespaced(client.clone(), ns);
+        if let Err(e) = api
+            .patch_status(&usage.pool, &PatchParams::default(), &Patch::Merge(json!({"status": want})))
+            .await
+        {
+            tracing::warn!(pool = %usage.pool, error = %e, "writing pool counts");
+        }
+    }
+}

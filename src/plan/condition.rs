@@ -1,0 +1,205 @@
+//! The `ferrolb.io/Announced` condition on each Service (pure): whether its IPs are reachable
+//! from outside and, when they are not, the one reason a user should act on.
+//!
+//! Written by the controller, the single writer of Service status, from what the speakers
+//! report (ServiceL2Status, ServiceBGPStatus, BGPPeer session entries) and what it knows
+//! itself (allocation, advertisements, endpoints).
+
+use std::collections::BTreeMap;
+
+pub const TYPE: &str = "ferrolb.io/Announced";
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceFacts {
+    pub ips: Vec<String>,
+    /// Why it has no IP, when it has none.
+    pub pending: Option<String>,
+    pub pool: Option<String>,
+    /// Some L2Advertisement or BGPAdvertisement selects its pool.
+    pub advertised: bool,
+    /// Some endpoint is ready to serve.
+    pub serving: bool,
+    /// Nodes answering ARP/NDP for it.
+    pub l2_nodes: Vec<String>,
+    /// Nodes sending it over BGP, each with the peers it goes to.
+    pub bgp_nodes: Vec<(String, Vec<String>)>,
+}
+
+/// (peer, node) -> (FRR state, established)
+pub type Sessions = BTreeMap<(String, String), (String, bool)>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+pub fn announced(f: &ServiceFacts, sessions: &Sessions) -> Announced {
+    let no = |reason, message: String| Announced { status: false, reason, message };
+    if f.ips.is_empty() {
+        return no("NotAllocated", f.pending.clone().unwrap_or_else(|| "no IP allocated yet".into()));
+    }
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for (node, peers) in &f.bgp_nodes {
+        for peer in peers {
+            match sessions.get(&(peer.clone(), node.clone())) {
+                Some((_, true)) => up.push(format!("{node}->{peer}")),
+                Some((state, false)) => down.push(format!("{node}->{peer} {state}")),
+                None => down.push(format!("{node}->{peer} unreported")),
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    if !f.l2_nodes.is_empty() {
+        parts.push(format!("layer 2 from {}", f.l2_nodes.join(", ")));
+    }
+    if !up.is_empty() {
+        parts.push(format!("BGP over {}", up.join(", ")));
+    }
+    if !parts.is_empty() {
+        if !down.is_empty() {
+            parts.push(format!("sessions down: {}", down.join(", ")));
+        }
+        return Announced { status: true, reason: "Announced", message: parts.join("; ") };
+    }
+    if !down.is_empty() {
+        return no(
+            "PeerDown",
+            format!("announced, but no BGP session carrying it is established: {}", down.join(", ")),
+        );
+    }
+    if !f.advertised {
+        let pool = f.pool.as_deref().unwrap_or("?");
+        return no("NotAdvertised", format!("no L2Advertisement or BGPAdvertisement selects pool {pool:?}"));
+    }
+    if !f.serving {
+        return no("NoServingEndpoint", "no endpoint is ready, so no node announces it".into());
+    }
+    no(
+        "NoEligibleNode",
+        "no speaker announces it: no node is both selected by its advertisements and eligible \
+         (speaker running, not excluded, endpoint there for externalTrafficPolicy Local)"
+            .into(),
+    )
+}
+
+/// The condition of every Service the plan allocated or left pending, from the speakers'
+/// reports in the cluster.
+pub fn conditions(
+    plan: &super::Plan,
+    inputs: &super::Inputs,
+    l2: &[crate::api::ServiceL2Status],
+    bgp: &[crate::api::ServiceBGPStatus],
+) -> BTreeMap<String, Announced> {
+    let advertised_pools: std::collections::BTreeSet<String> =
+        match crate::config::parse(&inputs.objects).result {
+            Ok(c) => c
+                .l2_advertisements
+                .iter()
+                .flat_map(|a| a.pools.iter().cloned())
+                .chain(c.bgp_advertisements.iter().flat_map(|a| a.pools.iter().cloned()))
+                .collect(),
+            // Invalid configuration: the speakers keep the last good one; judge by their reports.
+            Err(_) => inputs.objects.pools.iter().filter_map(|p| p.metadata.name.clone()).collect(),
+        };
+    let endpoints = crate::topology::Endpoints::from_slices(&inputs.endpoint_slices);
+    let mut sessions = Sessions::new();
+    for p in &inputs.objects.peers {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        for s in p.status.iter().flat_map(|s| &s.sessions) {
+            sessions.insert((name.clone(), s.node.clone()), (s.state.clone(), s.established));
+        }
+    }
+    let key = |ns: &Option<String>, name: &Option<String>| {
+        format!("{}/{}", ns.as_deref().unwrap_or(""), name.as_deref().unwrap_or(""))
+    };
+    let mut l2_nodes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in l2.iter().filter_map(|o| o.status.as_ref()) {
+        if let Some(node) = &s.node {
+            l2_nodes.entry(key(&s.service_namespace, &s.service_name)).or_default().push(node.clone());
+        }
+    }
+    let mut bgp_nodes: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
+    for s in bgp.iter().filter_map(|o| o.status.as_ref()) {
+        if let Some(node) = &s.node {
+            bgp_nodes
+                .entry(key(&s.service_namespace, &s.service_name))
+                .or_default()
+                .push((node.clone(), s.peers.clone()));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for a in &plan.allocations {
+        let mut facts = ServiceFacts {
+            ips: a.ips.clone(),
+            pending: None,
+            pool: Some(a.pool.clone()),
+            advertised: advertised_pools.contains(&a.pool),
+            serving: endpoints.served_anywhere(&a.service),
+            l2_nodes: l2_nodes.remove(&a.service).unwrap_or_default(),
+            bgp_nodes: bgp_nodes.remove(&a.service).unwrap_or_default(),
+        };
+        facts.l2_nodes.sort();
+        facts.bgp_nodes.sort();
+        out.insert(a.service.clone(), announced(&facts, &sessions));
+    }
+    for p in &plan.pending {
+        let facts = ServiceFacts { pending: Some(p.reason.clone()), ..Default::default() };
+        out.insert(p.service.clone(), announced(&facts, &sessions));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> ServiceFacts {
+        ServiceFacts {
+            ips: vec!["192.0.2.10".into()],
+            pool: Some("front".into()),
+            advertised: true,
+            serving: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_reason_in_the_order_a_user_would_fix_it() {
+        let none = Sessions::new();
+        let pending = ServiceFacts { ips: vec![], pending: Some("pool front is full".into()), ..facts() };
+        assert_eq!(announced(&pending, &none).reason, "NotAllocated");
+        assert_eq!(announced(&pending, &none).message, "pool front is full");
+        assert_eq!(announced(&ServiceFacts { advertised: false, ..facts() }, &none).reason, "NotAdvertised");
+        assert_eq!(announced(&ServiceFacts { serving: false, ..facts() }, &none).reason, "NoServingEndpoint");
+        assert_eq!(announced(&facts(), &none).reason, "NoEligibleNode");
+    }
+
+    #[test]
+    fn bgp_counts_only_with_an_established_session() {
+        let f = ServiceFacts { bgp_nodes: vec![("node1".into(), vec!["tor".into()])], ..facts() };
+        let mut sessions = Sessions::new();
+        sessions.insert(("tor".into(), "node1".into()), ("Active".into(), false));
+        let a = announced(&f, &sessions);
+        assert_eq!((a.status, a.reason), (false, "PeerDown"));
+        assert!(a.message.contains("node1->tor Active"), "{}", a.message);
+        sessions.insert(("tor".into(), "node1".into()), ("Established".into(), true));
+        let a = announced(&f, &sessions);
+        assert_eq!((a.status, a.reason), (true, "Announced"));
+        assert_eq!(a.message, "BGP over node1->tor");
+    }
+
+    #[test]
+    fn layer_2_and_partial_bgp_are_both_said() {
+        let f = ServiceFacts {
+            l2_nodes: vec!["node2".into()],
+            bgp_nodes: vec![("node1".into(), vec!["tor".into()])],
+            ..facts()
+        };
+        let a = announced(&f, &Sessions::new());
+        assert!(a.status);
+        assert_eq!(a.message, "layer 2 from node2; sessions down: node1->tor unreported");
+    }
+}

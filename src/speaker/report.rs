@@ -1,0 +1,100 @@
+//! Keeps the cluster told what this node announces and how its BGP sessions are doing, apart
+//! from the announcing loop: a slow or absent API server never delays an announcement.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::bgp_backend::BackendReport;
+use crate::k8s::node_status::NodeReporter;
+use crate::plan::node_status::{self, PlannedSession, SessionFact};
+use crate::service::ServiceKey;
+
+/// What the latest plan says this node reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeReport {
+    pub bgp: BTreeMap<ServiceKey, Vec<String>>,
+    pub l2: BTreeMap<ServiceKey, Vec<String>>,
+    /// The configuration's problems, None when it is valid.
+    pub errors: Option<String>,
+    /// None when this speaker does not run BGP (no frr-agent).
+    pub sessions: Option<Vec<PlannedSession>>,
+}
+
+pub fn start(
+    mut reporter: NodeReporter,
+    mut desired: watch::Receiver<Option<NodeReport>>,
+    mut backend: Option<watch::Receiver<BackendReport>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut services_done: Option<NodeReport> = None;
+        loop {
+            let want = desired.borrow_and_update().clone();
+            let agent = backend.as_mut().map(|b| b.borrow_and_update().clone());
+            let mut ok = true;
+            if let Some(want) = &want {
+                if services_done.as_ref().map(|d| (&d.bgp, &d.l2, &d.errors))
+                    != Some((&want.bgp, &want.l2, &want.errors))
+                {
+                    let done = async {
+                        reporter.sync_config_state(want.errors.clone()).await?;
+                        // An invalid configuration changes no announcement, so no status either.
+                        if want.errors.is_none() {
+                            reporter.sync_services(&want.bgp, &want.l2).await?;
+                        }
+                        Ok::<_, crate::k8s::K8sError>(())
+                    };
+                    match done.await {
+                        Ok(()) => services_done = Some(want.clone()),
+                        Err(e) => {
+                            ok = false;
+                            tracing::warn!(error = %e, "reporting announcements; retrying");
+                        }
+                    }
+                }
+                if let (Some(planned), Some(agent)) = (&want.sessions, &agent) {
+                    let reports = node_status::session_reports(planned, facts(agent).as_deref());
+                    if let Err(e) = reporter.sync_sessions(reports).await {
+                        ok = false;
+                        tracing::warn!(error = %e, "reporting BGP sessions; retrying");
+                    }
+                }
+            }
+            let retry = async {
+                if ok {
+                    std::future::pending().await
+                } else {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                }
+            };
+            tokio::select! {
+                r = desired.changed() => if r.is_err() { return },
+                r = async { match backend.as_mut() { Some(b) => b.changed().await, None => std::future::pending().await } } => {
+                    if r.is_err() { backend = None; }
+                }
+                _ = retry => {}
+            }
+        }
+    })
+}
+
+/// The agent's sessions, or None while it cannot be asked.
+fn facts(report: &BackendReport) -> Option<Vec<SessionFact>> {
+    let agent = report.agent.as_ref().filter(|_| report.agent_reachable)?;
+    Some(
+        agent
+            .neighbors
+            .iter()
+            .map(|n| SessionFact {
+                vrf: n.vrf.clone(),
+                neighbor: n.peer.clone(),
+                state: n.state.clone(),
+                established: n.established,
+                last_reset: n.last_reset.clone(),
+                last_notification: n.last_notification.clone(),
+                bfd_status: n.bfd_status.clone(),
+            })
+            .collect(),
+    )
+}
