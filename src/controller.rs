@@ -22,6 +22,7 @@ use crate::allocator::EventType as PlanEventType;
 use crate::k8s::lease::LeaseLock;
 use crate::k8s::node_status::write_configuration_state;
 use crate::k8s::{self, K8sError, cache::ClusterCache};
+use crate::metrics::METRICS;
 use crate::plan::writeback::{self, Change, POOL_ANNOTATION, key};
 use crate::plan::{self, Options};
 
@@ -51,6 +52,9 @@ pub struct ControllerArgs {
     pub identity: Option<String>,
     #[command(flatten)]
     pub webhook: crate::webhook::WebhookArgs,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP); port 0 turns it off.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    pub metrics_bind: std::net::SocketAddr,
 }
 
 /// API writes in flight at once.
@@ -59,6 +63,7 @@ pub(crate) const WRITERS: usize = 16;
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let client = k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
     // A standby keeps its cache warm, so taking over costs only the lease.
+    crate::metrics::start(Some(args.metrics_bind).filter(|b| b.port() != 0));
     let cache = Arc::new(ClusterCache::start(&client, &args.namespace, true));
     let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, &cache));
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -99,9 +104,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let options = Options { lb_class: args.lb_class.clone(), ..Default::default() };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
+    let mut woke = tokio::time::Instant::now();
     loop {
         let inputs = cache.inputs();
         let decided = plan::plan(&inputs, &options);
+        record_plan(&decided);
         let by_key: HashMap<String, &Service> = inputs.services.iter().map(|s| (key(s), s)).collect();
         for e in &decided.errors {
             tracing::error!(error = %e, "configuration invalid; nothing changes until it is fixed");
@@ -117,6 +124,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                     let svc = *by_key.get(&service)?;
                     match write(client, svc, &change).await {
                         Ok(()) => {
+                            METRICS.k8s_updates.inc();
+                            if matches!(change, Change::Assign { .. }) {
+                                METRICS.allocation_seconds.observe(woke.elapsed().as_secs_f64());
+                            }
                             tracing::info!(?change, "written");
                             for ev in decided.events.get(&service).into_iter().flatten() {
                                 publish(recorder, svc, ev).await;
@@ -124,6 +135,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                             Some(service)
                         }
                         Err(e) => {
+                            METRICS.k8s_update_errors.inc();
                             tracing::warn!(error = %e, "write failed; retried on the next change");
                             None
                         }
@@ -187,6 +199,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                 return Err("lost the leader lease".into());
             }
         }
+        woke = tokio::time::Instant::now();
         // Let a burst of changes land before deciding again.
         tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
     }
@@ -194,6 +207,35 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         lock.release().await;
     }
     Ok(())
+}
+
+/// Pool usage and configuration health, as MetalLB's gauges report them.
+fn record_plan(decided: &plan::Plan) {
+    use crate::metrics::PoolLabels;
+    let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+    if decided.errors.is_empty() {
+        METRICS.config_loaded.set(1);
+        METRICS.config_stale.set(0);
+    } else {
+        METRICS.config_stale.set(1);
+    }
+    for u in &decided.pools {
+        let l = PoolLabels { pool: u.pool.clone() };
+        let s = &u.stats;
+        let (v4, v6) = (
+            clamp(s.assigned_v4.saturating_add(s.available_v4)),
+            clamp(s.assigned_v6.saturating_add(s.available_v6)),
+        );
+        METRICS.ipv4_addresses_total.get_or_create(&l).set(v4);
+        METRICS.ipv6_addresses_total.get_or_create(&l).set(v6);
+        METRICS.addresses_total.get_or_create(&l).set(v4.saturating_add(v6));
+        METRICS.ipv4_addresses_in_use_total.get_or_create(&l).set(clamp(s.assigned_v4));
+        METRICS.ipv6_addresses_in_use_total.get_or_create(&l).set(clamp(s.assigned_v6));
+        METRICS
+            .addresses_in_use_total
+            .get_or_create(&l)
+            .set(clamp(s.assigned_v4.saturating_add(s.assigned_v6)));
+    }
 }
 
 /// Serves admission and conversion from this replica's cache (standbys too: it only reads).

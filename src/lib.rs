@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod k8s;
 pub mod l2;
+pub mod metrics;
 pub mod plan;
 pub mod service;
 pub mod speaker;

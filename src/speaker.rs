@@ -71,6 +71,9 @@ pub struct SpeakerArgs {
     /// Changes arriving within this many milliseconds go to FRR as one Apply.
     #[arg(long, default_value_t = 50)]
     pub coalesce_ms: u64,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP, on the host network); port 0 turns it off.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    pub metrics_bind: std::net::SocketAddr,
     /// How often the manifests are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub rescan_ms: u64,
@@ -78,6 +81,7 @@ pub struct SpeakerArgs {
 
 /// Runs until interrupted.
 pub async fn run(args: SpeakerArgs) -> Result<(), String> {
+    crate::metrics::start(Some(args.metrics_bind).filter(|b| b.port() != 0));
     let backend = args.frr_agent_socket.as_ref().map(|socket| {
         let mut settings = BackendSettings::new(socket);
         settings.window = Duration::from_millis(args.coalesce_ms);
@@ -116,6 +120,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut seen = None;
     let mut inputs = None;
     let mut replan = true;
+    let mut view_changed: Option<std::time::Instant> = None;
+    let mut answering = Announced::new();
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
     let cluster = if args.manifests.is_empty() {
         let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
@@ -170,6 +176,9 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             // Fenced: a speaker that cannot see a majority of its peers may be the one cut
             // off, so it stops answering rather than risk answering beside the new owner.
             let fenced = current.as_ref().is_some_and(|v| !v.has_quorum());
+            if p.is_valid() {
+                record_announced(&p, &args.node, backend.is_some(), responder.is_some() && !fenced);
+            }
             if cluster.is_some() {
                 // Only what this speaker really does: BGP with an agent, layer 2 with a
                 // responder that is not fenced.
@@ -191,6 +200,13 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             }
             if let (Some(r), true) = (&responder, p.is_valid()) {
                 let l2 = if fenced { Announced::new() } else { layer2_announcements(&p) };
+                // A takeover: the membership changed and this node gained IPs because of it.
+                if let Some(at) = view_changed.take()
+                    && l2.keys().any(|ip| !answering.contains_key(ip))
+                {
+                    crate::metrics::METRICS.layer2_takeover_seconds.observe(at.elapsed().as_secs_f64());
+                }
+                answering = l2.clone();
                 tracing::info!(ips = l2.len(), fenced, live = ?current.map(|v| v.live), "layer 2 announcements planned");
                 r.set(l2);
             }
@@ -218,6 +234,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             v = async { match view.as_mut() { Some(v) => v.changed().await, None => std::future::pending().await } } => {
                 if v.is_err() { return Err("membership stopped".into()); }
                 if let Some(v) = view.as_mut() { v.borrow_and_update(); }
+                view_changed = Some(std::time::Instant::now());
                 replan = true;
             }
             r = async { match reports.as_mut() { Some(r) => r.changed().await, None => std::future::pending().await } } => {
@@ -246,6 +263,23 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
 fn announced_by_controller(mut inputs: crate::plan::Inputs) -> crate::plan::Inputs {
     inputs.services.retain(|s| !crate::plan::writeback::current_ips(s).is_empty());
     inputs
+}
+
+/// `metallb_speaker_announced`: one series per IP this node really announces.
+fn record_announced(p: &plan::Plan, node: &str, bgp: bool, layer2: bool) {
+    let m = &crate::metrics::METRICS.announced;
+    m.clear();
+    for a in p.announcements.iter().flatten() {
+        if (a.protocol == "bgp" && bgp) || (a.protocol == "layer2" && layer2) {
+            let labels = crate::metrics::AnnouncedLabels {
+                ip: a.ip.clone(),
+                node: node.to_string(),
+                protocol: a.protocol.to_string(),
+                service: a.service.clone(),
+            };
+            m.get_or_create(&labels).set(1);
+        }
+    }
 }
 
 /// The layer 2 part of a node's plan, as the responder wants it.

@@ -114,6 +114,10 @@ impl NodeReporter {
         }
     }
 
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Makes the Service status objects say what `bgp` and `l2` (from `plan::node_status`) say.
     pub async fn sync_services(
         &self,

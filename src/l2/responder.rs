@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
+use crate::metrics::{IpLabels, METRICS};
 use etherparse::ArpOperation;
 use regex::Regex;
 use tokio::sync::watch;
@@ -168,8 +169,13 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repe
                     let Ok(req) = arp::parse_request(&arp_buf[..n]) else { continue };
                     let ours = req.addressed_to(&iface.mac)
                         && allowed(&announced.borrow(), IpAddr::V4(req.target_ip), &iface.name);
-                    if ours && let Err(e) = arp_socket.send(&arp::reply(&req, iface.mac)).await {
-                        tracing::warn!(interface = %iface.name, error = %e, "sending an ARP reply");
+                    if ours {
+                        let ip = IpAddr::V4(req.target_ip);
+                        count(&METRICS.layer2_requests, ip);
+                        match arp_socket.send(&arp::reply(&req, iface.mac)).await {
+                            Ok(()) => count(&METRICS.layer2_responses, ip),
+                            Err(e) => tracing::warn!(interface = %iface.name, error = %e, "sending an ARP reply"),
+                        }
                     }
                 }
                 Err(e) => {
@@ -188,11 +194,13 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repe
                     };
                     // Decide before awaiting: the watch guard must not be held across a send.
                     let ours = allowed(&announced.borrow(), IpAddr::V6(s.target), &iface.name);
-                    if ours
-                        && let Some(sock) = &ndp_socket
-                        && let Err(e) = sock.send(&ndp::advertisement(s.target, iface.mac, true, false), s.target, r.source).await
-                    {
-                        tracing::warn!(interface = %iface.name, error = %e, "sending a neighbor advertisement");
+                    if ours && let Some(sock) = &ndp_socket {
+                        let ip = IpAddr::V6(s.target);
+                        count(&METRICS.layer2_requests, ip);
+                        match sock.send(&ndp::advertisement(s.target, iface.mac, true, false), s.target, r.source).await {
+                            Ok(()) => count(&METRICS.layer2_responses, ip),
+                            Err(e) => tracing::warn!(interface = %iface.name, error = %e, "sending a neighbor advertisement"),
+                        }
                     }
                 }
                 Err(e) => {
@@ -228,7 +236,20 @@ async fn gratuitous(iface: &Interface, ip: IpAddr, arp_socket: &ArpSocket, ndp_s
             None => Ok(()),
         },
     };
-    if let Err(e) = sent {
-        tracing::warn!(interface = %iface.name, %ip, error = %e, "sending a gratuitous announcement");
+    match sent {
+        Ok(()) => count(&METRICS.layer2_gratuitous, ip),
+        Err(e) => {
+            tracing::warn!(interface = %iface.name, %ip, error = %e, "sending a gratuitous announcement")
+        }
     }
+}
+
+fn count(
+    family: &prometheus_client::metrics::family::Family<
+        IpLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    ip: IpAddr,
+) {
+    family.get_or_create(&IpLabels { ip: ip.to_string() }).inc();
 }

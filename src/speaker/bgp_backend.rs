@@ -148,7 +148,10 @@ async fn run(
                     continue;
                 }
                 generation += 1;
-                match apply(&mut client, &config, generation).await {
+                let started = Instant::now();
+                let outcome = apply(&mut client, &config, generation).await;
+                crate::metrics::METRICS.apply_seconds.observe(started.elapsed().as_secs_f64());
+                match outcome {
                     Ok(()) => {
                         backoff = settings.min_backoff;
                         sent = Some((generation, config));

@@ -37,6 +37,36 @@ fn announced(svc: &Service) -> Option<(String, String, String)> {
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+fn scrape(at: &str) -> String {
+    let out = Command::new("curl").args(["-sf", &format!("http://{at}/metrics")]).output().unwrap();
+    assert!(out.status.success(), "scraping {at}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The value of the first sample whose line starts with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(series))?.rsplit(' ').next()?.parse().ok()
+}
+
+/// MetalLB's metric names with what just happened in them, and ferrolb's latency histograms.
+fn metrics_say_so(controller: &str, speaker: &str) {
+    let c = scrape(controller);
+    assert_eq!(sample(&c, "metallb_k8s_client_config_stale_bool"), Some(0.0), "{c}");
+    assert_eq!(sample(&c, "metallb_allocator_addresses_total{pool=\"lab\"}"), Some(256.0), "{c}");
+    let allocations = sample(&c, "ferrolb_allocation_seconds_count").unwrap_or(0.0);
+    assert!(allocations >= 20.0, "{c}");
+    let s = scrape(speaker);
+    assert_eq!(sample(&s, "metallb_bgp_session_up{peer=\"tor\",node=\"node1\"}"), Some(1.0), "{s}");
+    assert_eq!(sample(&s, "metallb_bgp_session_up{peer=\"silent\",node=\"node1\"}"), Some(0.0), "{s}");
+    let applies = sample(&s, "ferrolb_frr_apply_seconds_count").unwrap_or(0.0);
+    assert!(applies >= 1.0, "{s}");
+    println!(
+        "metrics: {allocations} allocations, mean {:.1} ms from change seen to IP written; {applies} Applies, mean {:.1} ms",
+        sample(&c, "ferrolb_allocation_seconds_sum").unwrap_or(0.0) / allocations * 1000.0,
+        sample(&s, "ferrolb_frr_apply_seconds_sum").unwrap_or(0.0) / applies * 1000.0,
+    );
+}
+
 /// The Service condition, ServiceBGPStatus, the peer's session list and the ConfigurationStates
 /// say what happens, and why when it does not.
 async fn reports_say_where_and_why(
@@ -186,9 +216,11 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
         crate::kube_controller::create_all(&client, &inputs.objects.bgp_advertisements).await;
 
         let log = |name: &str| std::fs::File::create(kube.dir.join(name)).unwrap();
+        let controller_metrics = format!("127.0.0.1:{}", crate::kube_lab::free_port());
+        let speaker_metrics = format!("127.0.0.1:{}", crate::kube_lab::free_port());
         let _controller = Running(
             Command::new(crate::ferrolb_bin())
-                .args(["controller", "--webhook-port", "0", "--kubeconfig"])
+                .args(["controller", "--webhook-port", "0", "--metrics-bind", &controller_metrics, "--kubeconfig"])
                 .arg(kube.kubeconfig())
                 .stdout(Stdio::null())
                 .stderr(log("controller.log"))
@@ -197,7 +229,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
         );
         let _speaker = Running(
             Command::new(crate::ferrolb_bin())
-                .args(["speaker", "--node", "node1", "--kubeconfig"])
+                .args(["speaker", "--node", "node1", "--metrics-bind", &speaker_metrics, "--kubeconfig"])
                 .arg(kube.kubeconfig())
                 .arg("--frr-agent-socket")
                 .arg(&agent.socket)
@@ -253,6 +285,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
             down.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         reports_say_where_and_why(&client, &services, &slices, &speaker_log).await;
+        metrics_say_so(&controller_metrics, &speaker_metrics);
         println!(
             "Service created -> prefix in the ToR's routing table: p50={:.0}ms p99={:.0}ms; deleted -> gone: p50={:.0}ms p99={:.0}ms (n=20)",
             pct(&mut up, 0.5),

@@ -1,0 +1,228 @@
+//! Prometheus metrics: MetalLB's names where MetalLB has the metric (so its dashboards and
+//! alert rules keep working), `ferrolb_` histograms for what MetalLB does not measure.
+//!
+//! One process-wide set: the roles and the responder count where things happen, without
+//! threading a handle through every layer. Counters carry OpenMetrics' `_total` suffix.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnnouncedLabels {
+    pub ip: String,
+    pub node: String,
+    pub protocol: String,
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IpLabels {
+    pub ip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+    pub node: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub addresses_total: Family<PoolLabels, Gauge>,
+    pub addresses_in_use_total: Family<PoolLabels, Gauge>,
+    pub ipv4_addresses_total: Family<PoolLabels, Gauge>,
+    pub ipv4_addresses_in_use_total: Family<PoolLabels, Gauge>,
+    pub ipv6_addresses_total: Family<PoolLabels, Gauge>,
+    pub ipv6_addresses_in_use_total: Family<PoolLabels, Gauge>,
+    pub config_loaded: Gauge,
+    pub config_stale: Gauge,
+    pub k8s_updates: Counter,
+    pub k8s_update_errors: Counter,
+    pub announced: Family<AnnouncedLabels, Gauge>,
+    pub layer2_requests: Family<IpLabels, Counter>,
+    pub layer2_responses: Family<IpLabels, Counter>,
+    pub layer2_gratuitous: Family<IpLabels, Counter>,
+    pub bgp_session_up: Family<PeerLabels, Gauge>,
+    pub allocation_seconds: Histogram,
+    pub apply_seconds: Histogram,
+    pub layer2_takeover_seconds: Histogram,
+}
+
+/// 1 ms .. ~33 s, doubling.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::default();
+    let m = Metrics {
+        registry: Registry::default(),
+        addresses_total: Family::default(),
+        addresses_in_use_total: Family::default(),
+        ipv4_addresses_total: Family::default(),
+        ipv4_addresses_in_use_total: Family::default(),
+        ipv6_addresses_total: Family::default(),
+        ipv6_addresses_in_use_total: Family::default(),
+        config_loaded: Gauge::default(),
+        config_stale: Gauge::default(),
+        k8s_updates: Counter::default(),
+        k8s_update_errors: Counter::default(),
+        announced: Family::default(),
+        layer2_requests: Family::default(),
+        layer2_responses: Family::default(),
+        layer2_gratuitous: Family::default(),
+        bgp_session_up: Family::default(),
+        allocation_seconds: latency(),
+        apply_seconds: latency(),
+        layer2_takeover_seconds: latency(),
+    };
+    {
+        let r = registry.sub_registry_with_prefix("metallb");
+        let a = r.sub_registry_with_prefix("allocator");
+        a.register("addresses_total", "Usable addresses per pool", m.addresses_total.clone());
+        a.register(
+            "addresses_in_use_total",
+            "Addresses allocated per pool",
+            m.addresses_in_use_total.clone(),
+        );
+        a.register("ipv4_addresses_total", "Usable IPv4 addresses per pool", m.ipv4_addresses_total.clone());
+        a.register(
+            "ipv4_addresses_in_use_total",
+            "IPv4 addresses allocated per pool",
+            m.ipv4_addresses_in_use_total.clone(),
+        );
+        a.register("ipv6_addresses_total", "Usable IPv6 addresses per pool", m.ipv6_addresses_total.clone());
+        a.register(
+            "ipv6_addresses_in_use_total",
+            "IPv6 addresses allocated per pool",
+            m.ipv6_addresses_in_use_total.clone(),
+        );
+        let k = r.sub_registry_with_prefix("k8s_client");
+        k.register(
+            "config_loaded_bool",
+            "1 once a valid configuration has been loaded",
+            m.config_loaded.clone(),
+        );
+        k.register(
+            "config_stale_bool",
+            "1 while the newest configuration is invalid and the previous one runs",
+            m.config_stale.clone(),
+        );
+        k.register("updates", "Writes to the API server", m.k8s_updates.clone());
+        k.register("update_errors", "Failed writes to the API server", m.k8s_update_errors.clone());
+        let s = r.sub_registry_with_prefix("speaker");
+        s.register("announced", "1 for each IP this node announces, by protocol", m.announced.clone());
+        let l = r.sub_registry_with_prefix("layer2");
+        l.register("requests_received", "ARP/NDP requests for an announced IP", m.layer2_requests.clone());
+        l.register("responses_sent", "ARP/NDP replies sent", m.layer2_responses.clone());
+        l.register("gratuitous_sent", "Gratuitous ARP/unsolicited NA sent", m.layer2_gratuitous.clone());
+        let b = r.sub_registry_with_prefix("bgp");
+        b.register(
+            "session_up",
+            "1 while the BGP session to the peer is established",
+            m.bgp_session_up.clone(),
+        );
+    }
+    {
+        let f = registry.sub_registry_with_prefix("ferrolb");
+        f.register(
+            "allocation_seconds",
+            "From a Service change seen to its IP written",
+            m.allocation_seconds.clone(),
+        );
+        f.register(
+            "frr_apply_seconds",
+            "One Apply to frr-agent, validation and vtysh included",
+            m.apply_seconds.clone(),
+        );
+        f.register(
+            "layer2_takeover_seconds",
+            "From membership declaring a speaker gone to this node answering for the IPs it gained",
+            m.layer2_takeover_seconds.clone(),
+        );
+    }
+    Metrics { registry, ..m }
+});
+
+/// The OpenMetrics text of every metric.
+pub fn render() -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &METRICS.registry);
+    out
+}
+
+/// Serves `GET /metrics` (and `/healthz`) over plain HTTP until the process ends.
+pub async fn serve(bind: SocketAddr) -> Result<(), String> {
+    let listener = TcpListener::bind(bind).await.map_err(|e| format!("metrics: binding {bind}: {e}"))?;
+    tracing::info!(%bind, "metrics serving");
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let (status, body, kind) = match req.uri().path() {
+                    "/metrics" => (
+                        StatusCode::OK,
+                        render(),
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                    "/healthz" => (StatusCode::OK, "ok".to_string(), "text/plain"),
+                    _ => (StatusCode::NOT_FOUND, String::new(), "text/plain"),
+                };
+                let mut r = Response::new(Full::new(Bytes::from(body)));
+                *r.status_mut() = status;
+                r.headers_mut()
+                    .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(kind));
+                Ok::<_, std::convert::Infallible>(r)
+            });
+            let _ =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+        });
+    }
+}
+
+/// Starts [`serve`] in the background unless `bind` is None; a port that cannot be bound is
+/// logged, not fatal: metrics must never stop an announcement.
+pub fn start(bind: Option<SocketAddr>) {
+    if let Some(bind) = bind {
+        tokio::spawn(async move {
+            if let Err(e) = serve(bind).await {
+                tracing::error!(error = %e, "metrics endpoint");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metallb_names_are_kept() {
+        METRICS.addresses_in_use_total.get_or_create(&PoolLabels { pool: "front".into() }).set(3);
+        METRICS.config_stale.set(0);
+        METRICS.allocation_seconds.observe(0.004);
+        let text = render();
+        assert!(text.contains("metallb_allocator_addresses_in_use_total{pool=\"front\"} 3"), "{text}");
+        assert!(text.contains("metallb_k8s_client_config_stale_bool 0"), "{text}");
+        assert!(text.contains("ferrolb_allocation_seconds_bucket"), "{text}");
+        assert!(text.contains("metallb_k8s_client_updates_total"), "{text}");
+    }
+}
