@@ -112,8 +112,39 @@ fn default_values_render_lint_clean_and_least_privileged() {
         assert_eq!(w["clientConfig"]["service"]["name"], "ferrolb-webhook-service");
         assert_eq!(w["failurePolicy"], "Fail");
     }
-    assert_eq!(c["ports"][0]["containerPort"], 9443);
+    let ports: Vec<(&str, u64)> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["containerPort"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(ports, [("metrics", 7472), ("webhook", 9443)]);
     find(&objects, "Service", "ferrolb-webhook-service");
+}
+
+#[test]
+fn metrics_are_scraped_from_both_roles_when_asked() {
+    require_helm!();
+    let (objects, lint) =
+        render(r#"{"metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}}"#);
+    assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
+    for component in ["controller", "speaker"] {
+        let monitor = find(&objects, "ServiceMonitor", &format!("ferrolb-{component}"));
+        assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+        let svc = find(&objects, "Service", &format!("ferrolb-{component}-metrics"));
+        assert_eq!(svc["spec"]["clusterIP"], "None");
+        assert_eq!(svc["spec"]["selector"]["app.kubernetes.io/component"], component);
+    }
+    let speaker = find(&objects, "DaemonSet", "ferrolb-speaker");
+    let args: Vec<&str> = container(speaker, "speaker").unwrap()["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(args.contains(&"--metrics-bind=$(NODE_IP):7472"), "{args:?}");
+    let (plain, _) = render("{}");
+    assert!(!plain.iter().any(|o| o["kind"] == "ServiceMonitor"));
 }
 
 #[test]

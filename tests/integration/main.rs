@@ -16,6 +16,7 @@ mod crds;
 mod examples;
 mod fabric;
 mod frr_golden;
+mod frr_image;
 mod kube_controller;
 mod kube_speaker;
 mod kube_webhook;
