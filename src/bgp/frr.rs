@@ -282,14 +282,12 @@ pub fn build(
     // One bgpd router per (VRF, ASN, router ID); the default VRF sorts first.
     let mut routers: BTreeMap<(String, u32, String), Router> = BTreeMap::new();
     for peer in &peers {
-        let key = (
-            peer.vrf_name().to_string(),
-            peer.my_asn,
-            peer.router_id.map(|r| r.to_string()).unwrap_or_default(),
-        );
+        let router_id = peer.router_id.or(node.router_id);
+        let key =
+            (peer.vrf_name().to_string(), peer.my_asn, router_id.map(|r| r.to_string()).unwrap_or_default());
         let router = routers.entry(key).or_insert_with(|| Router {
             asn: peer.my_asn,
-            router_id: peer.router_id.map(|r| r.to_string()),
+            router_id: router_id.map(|r| r.to_string()),
             vrf: peer.vrf.clone(),
             neighbors: Vec::new(),
             families: Vec::new(),

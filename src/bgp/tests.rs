@@ -156,3 +156,28 @@ fn pools_without_bgp_advertisements_are_not_announced() {
     );
     assert!(p.withheld["shop/web"].contains("no BGPAdvertisement"));
 }
+
+#[test]
+fn the_router_id_falls_back_to_the_nodes_internal_ip() {
+    let k8s_node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "node1"},
+        "status": {"addresses": [
+            {"type": "Hostname", "address": "node1"},
+            {"type": "InternalIP", "address": "2001:db8::11"},
+            {"type": "InternalIP", "address": "192.0.2.11"}
+        ]}
+    }))
+    .unwrap();
+    let n = NodeInfo::from_node(&k8s_node, false);
+    assert_eq!(n.router_id, Some("192.0.2.11".parse().unwrap()));
+    let view = super::frr::build(&config(AD), &n, &[], "info", super::Secrets::Show);
+    assert_eq!(view.routers[0].router_id.as_deref(), Some("192.0.2.11"));
+    // A routerID in the BGPPeers wins.
+    let with_id = "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, routerID: 198.51.100.254}\n";
+    let mut i = Inputs::new("metallb-system");
+    i.add_yaml("t", &format!("{BASE}---\n{with_id}")).unwrap();
+    i.objects.peers.retain(|p| p.metadata.name.as_deref() == Some("tor") && p.spec.router_id.is_some());
+    let c = config::parse(&i.objects).result.expect("valid");
+    let view = super::frr::build(&c, &n, &[], "info", super::Secrets::Show);
+    assert_eq!(view.routers[0].router_id.as_deref(), Some("198.51.100.254"));
+}

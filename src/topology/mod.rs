@@ -20,6 +20,10 @@ pub struct NodeInfo {
     pub labels: Labels,
     /// Why the node may not announce anything, if it may not.
     pub ineligible: Option<String>,
+    /// The node's first IPv4 InternalIP: the BGP router ID when no BGPPeer sets one. Left to
+    /// FRR, every node would pick the highest loopback address, which is the same Service IP
+    /// on every node where kube-proxy or the user puts Service IPs on lo.
+    pub router_id: Option<std::net::Ipv4Addr>,
 }
 
 impl NodeInfo {
@@ -40,13 +44,21 @@ impl NodeInfo {
         } else {
             None
         };
-        NodeInfo { name, labels, ineligible }
+        let router_id = node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .find_map(|a| a.address.parse().ok());
+        NodeInfo { name, labels, ineligible, router_id }
     }
 
     /// A node known only by name, as Kubernetes labels every node.
     pub fn named(name: &str) -> NodeInfo {
         let labels = [("kubernetes.io/hostname".to_string(), name.to_string())].into();
-        NodeInfo { name: name.to_string(), labels, ineligible: None }
+        NodeInfo { name: name.to_string(), labels, ineligible: None, router_id: None }
     }
 }
 
