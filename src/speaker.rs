@@ -51,6 +51,10 @@ pub struct SpeakerArgs {
     /// Node in the manifests (or --live-nodes) counts as alive.
     #[arg(long, value_delimiter = ',')]
     pub members: Option<Vec<String>>,
+    /// In a cluster without --members: the label selector of the speaker pods (in the
+    /// namespace) whose node addresses seed the membership; empty turns membership off.
+    #[arg(long, default_value = "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker")]
+    pub speaker_selector: String,
     /// Where this speaker's membership listens.
     #[arg(long, default_value = "0.0.0.0:7946")]
     pub membership_bind: std::net::SocketAddr,
@@ -99,23 +103,6 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     } else {
         None
     };
-    let membership = match &args.members {
-        Some(members) => {
-            let mut settings = MembershipSettings::new(&args.node, args.membership_bind);
-            settings.seeds = parse_seeds(members)?;
-            if let Some(file) = &args.membership_secret_file {
-                settings.secret = Some(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
-            }
-            if let Some(ms) = args.membership_probe_ms {
-                settings.probe_period = Duration::from_millis(ms);
-                settings.probe_rtt = Duration::from_millis(ms * 2 / 5);
-                settings.suspect_to_down = Duration::from_millis(ms * 4 / 3);
-            }
-            Some(Membership::start(settings).await.map_err(|e| e.to_string())?)
-        }
-        None => None,
-    };
-    let mut view = membership.as_ref().map(Membership::view);
     let mut reports = backend.as_ref().map(BgpBackend::report);
     let mut seen = None;
     let mut inputs = None;
@@ -133,10 +120,44 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         tracing::info!("waiting for the first full listing of the cluster");
         cache.ready().await;
         tracing::info!("cluster listed; announcing");
-        Some(cache)
+        Some((client, cache))
     } else {
         None
     };
+    let seeds = match (&args.members, &cluster) {
+        (Some(members), _) => Some(parse_seeds(members)?),
+        // In a cluster the other speakers are the pods of the DaemonSet: found, not listed.
+        (None, Some((client, _))) if args.layer2 && !args.speaker_selector.is_empty() => Some(
+            speaker_pods(
+                client,
+                &args.namespace,
+                &args.speaker_selector,
+                &args.node,
+                args.membership_bind.port(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    let membership = match seeds {
+        Some(seeds) => {
+            let mut settings = MembershipSettings::new(&args.node, args.membership_bind);
+            settings.seeds = seeds;
+            if let Some(file) = &args.membership_secret_file {
+                settings.secret = Some(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
+            }
+            if let Some(ms) = args.membership_probe_ms {
+                settings.probe_period = Duration::from_millis(ms);
+                settings.probe_rtt = Duration::from_millis(ms * 2 / 5);
+                settings.suspect_to_down = Duration::from_millis(ms * 4 / 3);
+            }
+            tracing::info!(seeds = ?settings.seeds, "joining the speakers' membership");
+            Some(Membership::start(settings).await.map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let mut view = membership.as_ref().map(Membership::view);
+    let cluster = cluster.map(|(_, cache)| cache);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
     loop {
@@ -256,6 +277,31 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         m.leave().await;
     }
     Ok(())
+}
+
+/// The other speakers, from their pods: (node, pod IP:port). Host network, so the pod IP is
+/// the node's; pods without one yet will find this speaker themselves.
+async fn speaker_pods(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    me: &str,
+    port: u16,
+) -> Result<Vec<(String, std::net::SocketAddr)>, String> {
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .map_err(|e| format!("listing the speaker pods ({selector}) in {ns}: {e}"))?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.clone()?;
+            let ip: std::net::IpAddr = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+            (node != me).then_some((node, std::net::SocketAddr::new(ip, port)))
+        })
+        .collect())
 }
 
 /// In a cluster the controller decides the IPs: only Services whose status carries them are
