@@ -50,6 +50,15 @@ trait NodeStatusKind:
     fn empty(meta: kube::api::ObjectMeta) -> Self;
 }
 
+/// (node, "namespace/name") of a status object, when all three are written.
+fn identity(
+    node: &Option<String>,
+    ns: &Option<String>,
+    name: &Option<String>,
+) -> Option<(String, ServiceKey)> {
+    Some((node.clone()?, format!("{}/{}", ns.as_deref()?, name.as_deref()?)))
+}
+
 fn split(service: &ServiceKey) -> (&str, &str) {
     service.split_once('/').unwrap_or(("default", service.as_str()))
 }
@@ -58,7 +67,7 @@ impl NodeStatusKind for ServiceBGPStatus {
     const PREFIX: &'static str = "bgp-";
     fn identity(&self) -> Option<(String, ServiceKey)> {
         let s = self.status.as_ref()?;
-        Some((s.node.clone()?, format!("{}/{}", s.service_namespace.as_deref()?, s.service_name.as_deref()?)))
+        identity(&s.node, &s.service_namespace, &s.service_name)
     }
     fn items(&self) -> Vec<String> {
         self.status.as_ref().map(|s| s.peers.clone()).unwrap_or_default()
@@ -76,7 +85,7 @@ impl NodeStatusKind for ServiceL2Status {
     const PREFIX: &'static str = "l2-";
     fn identity(&self) -> Option<(String, ServiceKey)> {
         let s = self.status.as_ref()?;
-        Some((s.node.clone()?, format!("{}/{}", s.service_namespace.as_deref()?, s.service_name.as_deref()?)))
+        identity(&s.node, &s.service_namespace, &s.service_name)
     }
     fn items(&self) -> Vec<String> {
         self.status

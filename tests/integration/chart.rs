@@ -49,6 +49,13 @@ pub fn render(values: &str) -> (Vec<Value>, Value) {
     (objects, v["lint"].clone())
 }
 
+/// The objects for `values`, after checking Helm's lint found no error.
+fn render_clean(values: &str) -> Vec<Value> {
+    let (objects, lint) = render(values);
+    assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
+    objects
+}
+
 pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
         .iter()
@@ -125,9 +132,8 @@ fn default_values_render_lint_clean_and_least_privileged() {
 #[test]
 fn metrics_are_scraped_from_both_roles_when_asked() {
     require_helm!();
-    let (objects, lint) =
-        render(r#"{"metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}}"#);
-    assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
+    let objects =
+        render_clean(r#"{"metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}}"#);
     for component in ["controller", "speaker"] {
         let monitor = find(&objects, "ServiceMonitor", &format!("ferrolb-{component}"));
         assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
@@ -150,9 +156,8 @@ fn metrics_are_scraped_from_both_roles_when_asked() {
 #[test]
 fn cert_manager_mode_mounts_its_certificate() {
     require_helm!();
-    let (objects, lint) =
-        render(r#"{"webhook": {"certManager": {"enabled": true}, "failurePolicy": "Ignore"}}"#);
-    assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
+    let objects =
+        render_clean(r#"{"webhook": {"certManager": {"enabled": true}, "failurePolicy": "Ignore"}}"#);
     let cert = find(&objects, "Certificate", "ferrolb-webhook");
     assert_eq!(cert["spec"]["secretName"], "ferrolb-webhook-cert-manager");
     let controller = find(&objects, "Deployment", "ferrolb-controller");
@@ -168,9 +173,8 @@ fn cert_manager_mode_mounts_its_certificate() {
 #[test]
 fn frr_enabled_adds_frr_and_its_agent_sharing_a_socket() {
     require_helm!();
-    let (objects, lint) =
-        render(r#"{"frr": {"enabled": true}, "speaker": {"memberlist": {"secretName": "ml"}}}"#);
-    assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
+    let objects =
+        render_clean(r#"{"frr": {"enabled": true}, "speaker": {"memberlist": {"secretName": "ml"}}}"#);
     let speaker = find(&objects, "DaemonSet", "ferrolb-speaker");
     let s = container(speaker, "speaker").unwrap();
     let agent = container(speaker, "frr-agent").expect("frr-agent container");

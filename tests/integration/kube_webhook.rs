@@ -53,6 +53,17 @@ fn configuration(port: u16) -> ValidatingWebhookConfiguration {
     .unwrap()
 }
 
+/// A prepared cluster with the webhook configuration pointing at a free local port.
+async fn webhook_cluster(lab: &KubeLab) -> (Client, u16) {
+    let client = lab.prepared(&[NS]).await;
+    let port = free_port();
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &configuration(port))
+        .await
+        .unwrap();
+    (client, port)
+}
+
 fn dynamic(client: &Client, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let ar = ApiResource {
         group: "metallb.io".into(),
@@ -100,10 +111,8 @@ fn the_webhook_refuses_bad_config_guards_bfd_profiles_and_converts_peers() {
     let lab = KubeLab::start();
     let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = lab.prepared(&[NS]).await;
-        let port = free_port();
+        let (client, port) = webhook_cluster(&lab).await;
         let vwc: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-        vwc.create(&PostParams::default(), &configuration(port)).await.unwrap();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         let to_url = json!({"spec": {"conversion": {"webhook": {"clientConfig": {"service": null, "url": format!("https://127.0.0.1:{port}/convert")}}}}});
         crds.patch("bgppeers.metallb.io", &PatchParams::default(), &Patch::Merge(to_url)).await.unwrap();
@@ -209,12 +218,7 @@ fn certificates_from_cert_manager_files_are_served_and_their_ca_published() {
     let lab = KubeLab::start();
     let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = lab.prepared(&[NS]).await;
-        let port = free_port();
-        Api::<ValidatingWebhookConfiguration>::all(client.clone())
-            .create(&PostParams::default(), &configuration(port))
-            .await
-            .unwrap();
+        let (client, port) = webhook_cluster(&lab).await;
         // What cert-manager's Certificate would leave in the mounted Secret.
         let now = time::OffsetDateTime::now_utc();
         let issued = ferrolb::webhook::cert::issue(&["127.0.0.1".into()], None, now).unwrap();
