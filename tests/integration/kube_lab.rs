@@ -60,13 +60,26 @@ macro_rules! require_kube {
     };
 }
 
+fn spawn_apiserver(args: &[String], dir: &Path) -> Child {
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join("kube-apiserver.log")).unwrap();
+    Command::new(find("kube-apiserver").unwrap())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("kube-apiserver starts")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct KubeLab {
     etcd: Child,
-    apiserver: Child,
+    /// Behind a lock so a test holding the lab shared can still bounce it.
+    apiserver: std::sync::Mutex<Child>,
+    apiserver_args: Vec<String>,
     pub dir: PathBuf,
     pub url: String,
 }
@@ -115,33 +128,61 @@ impl KubeLab {
                 .success();
         assert!(ok, "openssl could not make the service account key");
         std::fs::write(dir.join("tokens.csv"), format!("{TOKEN},admin,admin,\"system:masters\"\n")).unwrap();
-        let apiserver = Command::new(find("kube-apiserver").unwrap())
-            .args(["--etcd-servers", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--bind-address", "127.0.0.1", "--secure-port", &api_port.to_string()])
-            .args(["--cert-dir", dir.join("certs").to_str().unwrap()])
-            .args(["--service-account-issuer", "https://kubernetes.default.svc"])
-            .args(["--service-account-key-file", dir.join("sa.pub").to_str().unwrap()])
-            .args(["--service-account-signing-key-file", key.to_str().unwrap()])
-            .args(["--token-auth-file", dir.join("tokens.csv").to_str().unwrap()])
-            .args(["--authorization-mode", "RBAC"])
+        let apiserver_args: Vec<String> = [
+            "--etcd-servers".into(),
+            format!("http://127.0.0.1:{etcd_port}"),
+            "--bind-address".into(),
+            "127.0.0.1".into(),
+            "--secure-port".into(),
+            api_port.to_string(),
+            "--cert-dir".into(),
+            dir.join("certs").display().to_string(),
+            "--service-account-issuer".into(),
+            "https://kubernetes.default.svc".into(),
+            "--service-account-key-file".into(),
+            dir.join("sa.pub").display().to_string(),
+            "--service-account-signing-key-file".into(),
+            key.display().to_string(),
+            "--token-auth-file".into(),
+            dir.join("tokens.csv").display().to_string(),
+            "--authorization-mode".into(),
+            "RBAC".into(),
             // Cluster IPs are only bookkeeping here: nothing is ever sent to them.
-            .args(["--service-cluster-ip-range", "198.18.0.0/16,2001:db8:ffff::/112"])
-            .args(["--disable-admission-plugins", "ServiceAccount"])
-            .stdout(Stdio::null())
-            .stderr(log("kube-apiserver.log"))
-            .spawn()
-            .expect("kube-apiserver starts");
+            "--service-cluster-ip-range".into(),
+            "198.18.0.0/16,2001:db8:ffff::/112".into(),
+            "--disable-admission-plugins".into(),
+            "ServiceAccount".into(),
+        ]
+        .into();
+        let apiserver = spawn_apiserver(&apiserver_args, &dir);
         let url = format!("https://127.0.0.1:{api_port}");
-        let lab = KubeLab { etcd, apiserver, dir, url };
+        let lab = KubeLab { etcd, apiserver: std::sync::Mutex::new(apiserver), apiserver_args, dir, url };
         lab.write_kubeconfig();
+        lab.wait_ready();
+        lab
+    }
+
+    fn wait_ready(&self) {
         let up = wait_for(Duration::from_secs(60), || {
             Command::new("sh")
-                .args(["-c", &format!("curl -sk -H 'Authorization: Bearer {TOKEN}' {}/readyz", lab.url)])
+                .args(["-c", &format!("curl -sk -H 'Authorization: Bearer {TOKEN}' {}/readyz", self.url)])
                 .output()
                 .is_ok_and(|o| o.stdout == b"ok")
         });
-        assert!(up.is_some(), "kube-apiserver not ready:\n{}", lab.log("kube-apiserver.log"));
-        lab
+        assert!(up.is_some(), "kube-apiserver not ready:\n{}", self.log("kube-apiserver.log"));
+    }
+
+    /// Stops the API server (etcd keeps the data) until `restart_apiserver`.
+    pub fn stop_apiserver(&self) {
+        let mut child = self.apiserver.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts it again on the same address and waits until it is ready.
+    pub fn restart_apiserver(&self) {
+        *self.apiserver.lock().unwrap() = spawn_apiserver(&self.apiserver_args, &self.dir);
+        self.wait_ready();
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -224,8 +265,7 @@ async fn install_crds(client: &Client) {
 
 impl Drop for KubeLab {
     fn drop(&mut self) {
-        let _ = self.apiserver.kill();
-        let _ = self.apiserver.wait();
+        self.stop_apiserver();
         let _ = self.etcd.kill();
         let _ = self.etcd.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

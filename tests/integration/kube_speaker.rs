@@ -37,6 +37,80 @@ fn announced(svc: &Service) -> Option<(String, String, String)> {
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// A Service with a ready endpoint on node1, as the tests create them.
+async fn create_served(services: &Api<Service>, slices: &Api<EndpointSlice>, name: &str, endpoint: &str) {
+    let svc: Service = serde_saphyr::from_str(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+    ))
+    .unwrap();
+    let slice: EndpointSlice = serde_saphyr::from_str(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+         addressType: IPv4\nendpoints: [{{addresses: [{endpoint}], nodeName: node1, conditions: {{ready: true}}}}]\nports: [{{port: 80}}]\n"
+    ))
+    .unwrap();
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+}
+
+/// The IP the controller gave `name`, once it has one.
+async fn ip_of(services: &Api<Service>, name: &str) -> String {
+    let t = Instant::now();
+    loop {
+        if let Ok(s) = services.get(name).await
+            && let Some(ip) = ferrolb::plan::writeback::current_ips(&s).first().cloned()
+        {
+            return ip;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{name} got no IP");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// With the API server gone the speaker keeps announcing what it has, without touching the
+/// session; when it is back the speaker catches up with what changed meanwhile.
+async fn survives_the_api_server_going_away(
+    kube: &KubeLab,
+    lab: &Lab,
+    services: &Api<Service>,
+    slices: &Api<EndpointSlice>,
+    speaker_log: &dyn Fn() -> String,
+) {
+    create_served(services, slices, "steady", "203.0.113.120").await;
+    let steady = ip_of(services, "steady").await;
+    assert!(wait_for(Duration::from_secs(10), || route_at_tor(lab, &steady)).is_some(), "{}", speaker_log());
+    // The IP may be the one "idle" just gave back: let its withdrawal and this announcement
+    // both land before watching the route stay.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(wait_for(Duration::from_secs(10), || route_at_tor(lab, &steady)).is_some(), "{}", speaker_log());
+    let established =
+        || lab.tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["connectionsEstablished"].clone();
+    let sessions_before = established();
+    kube.stop_apiserver();
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(5) {
+        if !route_at_tor(lab, &steady) {
+            let tor = Command::new("ip").args(["-n", &lab.tor.ns, "route"]).output().unwrap();
+            panic!(
+                "{steady} withdrawn while the API server was away after {:?}\nToR routes:\n{}\nToR BGP: {}\n{}",
+                down.elapsed(),
+                String::from_utf8_lossy(&tor.stdout),
+                lab.tor.json("show bgp ipv4 unicast json"),
+                speaker_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kube.restart_apiserver();
+    println!("API server away for {:.1}s: the prefix stayed at the ToR", down.elapsed().as_secs_f64());
+    // Changes made once it is back reach the ToR: the watches resumed.
+    create_served(services, slices, "after", "203.0.113.121").await;
+    let after = ip_of(services, "after").await;
+    assert!(wait_for(Duration::from_secs(20), || route_at_tor(lab, &after)).is_some(), "{}", speaker_log());
+    services.delete("steady", &DeleteParams::default()).await.unwrap();
+    assert!(wait_for(Duration::from_secs(20), || !route_at_tor(lab, &steady)).is_some(), "{}", speaker_log());
+    assert_eq!(established(), sessions_before, "the BGP session was reset");
+}
+
 fn scrape(at: &str) -> String {
     let out = Command::new("curl").args(["-sf", &format!("http://{at}/metrics")]).output().unwrap();
     assert!(out.status.success(), "scraping {at}");
@@ -220,7 +294,10 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
         let speaker_metrics = format!("127.0.0.1:{}", crate::kube_lab::free_port());
         let _controller = Running(
             Command::new(crate::ferrolb_bin())
-                .args(["controller", "--webhook-port", "0", "--metrics-bind", &controller_metrics, "--kubeconfig"])
+                // No leader election: the test stops the API server for longer than a lease, and a
+                // leader that cannot renew steps down (a Deployment would restart it).
+                .args(["controller", "--webhook-port", "0", "--leader-elect", "false"])
+                .args(["--metrics-bind", &controller_metrics, "--kubeconfig"])
                 .arg(kube.kubeconfig())
                 .stdout(Stdio::null())
                 .stderr(log("controller.log"))
@@ -286,6 +363,9 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
         }
         reports_say_where_and_why(&client, &services, &slices, &speaker_log).await;
         metrics_say_so(&controller_metrics, &speaker_metrics);
+        survives_the_api_server_going_away(&kube, &lab, &services, &slices, &speaker_log).await;
+        let slowest = up.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+        println!("slowest create was Service #{slowest} (0 = the first after the session came up)");
         println!(
             "Service created -> prefix in the ToR's routing table: p50={:.0}ms p99={:.0}ms; deleted -> gone: p50={:.0}ms p99={:.0}ms (n=20)",
             pct(&mut up, 0.5),
