@@ -20,7 +20,6 @@ mod status;
 
 use crate::allocator::EventType as PlanEventType;
 use crate::k8s::lease::LeaseLock;
-use crate::k8s::node_status::write_configuration_state;
 use crate::k8s::{self, K8sError, cache::ClusterCache};
 use crate::metrics::METRICS;
 use crate::plan::writeback::{self, Change, POOL_ANNOTATION, key};
@@ -157,7 +156,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             .then(|| decided.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
         if config_state.as_ref() != Some(&errors) {
             let labels = [("metallb.io/component-type", "controller")];
-            match write_configuration_state(
+            match crate::k8s::config_state::write(
                 &client,
                 &args.namespace,
                 "controller",

@@ -2,6 +2,7 @@
 //! writes the roles make. No decisions are taken here.
 
 pub mod cache;
+pub mod config_state;
 pub mod lease;
 pub mod node_status;
 pub mod webhook_cert;

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::K8sError;
-use crate::api::{self, ConfigurationState, ServiceBGPStatus, ServiceL2Status};
+use crate::api::{self, ServiceBGPStatus, ServiceL2Status};
 use crate::plan::node_status::{self, SessionReport, StatusObject};
 use crate::service::ServiceKey;
 
@@ -219,7 +219,7 @@ impl NodeReporter {
         }
         let name = format!("speaker-{}", self.node);
         let labels = [("metallb.io/component-type", "speaker"), ("metallb.io/node-name", self.node.as_str())];
-        write_configuration_state(
+        super::config_state::write(
             &self.client,
             &self.ns,
             &name,
@@ -287,49 +287,4 @@ async fn apply_peer_status(
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(failed("reporting sessions on", format!("BGPPeer {peer}"))(e)),
     }
-}
-
-/// Creates `name` if missing and sets its result, summary and the one condition it carries.
-pub async fn write_configuration_state(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    labels: &[(&str, &str)],
-    owner: Option<OwnerReference>,
-    condition: &str,
-    errors: Option<&str>,
-) -> Result<(), K8sError> {
-    let api: Api<ConfigurationState> = Api::namespaced(client.clone(), ns);
-    if api.get_opt(name).await.map_err(failed("reading", format!("ConfigurationState {name}")))?.is_none() {
-        let object = ConfigurationState {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(ns.into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-                owner_references: owner.map(|o| vec![o]),
-                ..Default::default()
-            },
-            spec: Default::default(),
-            status: None,
-        };
-        match api.create(&PostParams::default(), &object).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(failed("creating", format!("ConfigurationState {name}"))(e)),
-        }
-    }
-    let (result, status, reason, message) = match errors {
-        None => ("Valid", "True", "Reconciled", "the configuration is valid and in use".to_string()),
-        Some(e) => ("Invalid", "False", "ConfigurationError", e.to_string()),
-    };
-    let status = json!({"status": {
-        "result": result,
-        "errorSummary": errors.unwrap_or(""),
-        "conditions": [{"type": condition, "status": status, "reason": reason, "message": message,
-                        "lastTransitionTime": Time(k8s_openapi::jiff::Timestamp::now())}],
-    }});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .map_err(failed("writing the status of", format!("ConfigurationState {name}")))?;
-    Ok(())
 }

@@ -203,6 +203,49 @@ async fn reports_say_where_and_why(
         let state = states.get(name).await.unwrap().status.unwrap();
         assert_eq!(state.result, Some(ferrolb::api::ConfigurationResult::Valid), "{name}");
     }
+    // The pool counts what it gave out: "idle" holds one address of the /24.
+    let pools: Api<ferrolb::api::IPAddressPool> = Api::namespaced(client.clone(), "metallb-system");
+    let r = eventually("pool counts", || async {
+        let st = pools.get("lab").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        if (st.assigned_ipv4, st.available_ipv4) == (1, 255) { Ok(()) } else { Err(format!("{st:?}")) }
+    })
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+    // An invalid object that got past no webhook (none runs here): both roles say so, naming it,
+    // and keep the last good configuration; removing it makes them Valid again.
+    let overlap: ferrolb::api::IPAddressPool = serde_saphyr::from_str(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: overlap, namespace: metallb-system}\nspec: {addresses: [198.51.100.128/25]}\n",
+    )
+    .unwrap();
+    pools.create(&PostParams::default(), &overlap).await.unwrap();
+    for name in ["controller", "speaker-node1"] {
+        let r = eventually("Invalid reported", || async {
+            let st = states.get(name).await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+            let summary = st.error_summary.unwrap_or_default();
+            match st.result {
+                Some(ferrolb::api::ConfigurationResult::Invalid)
+                    if summary.contains("IPAddressPool \"overlap\"") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?} {summary}")),
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "{name}: {r:?}");
+    }
+    pools.delete("overlap", &DeleteParams::default()).await.unwrap();
+    for name in ["controller", "speaker-node1"] {
+        let r = eventually("Valid again", || async {
+            let st = states.get(name).await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+            match st.result {
+                Some(ferrolb::api::ConfigurationResult::Valid) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "{name}: {r:?}");
+    }
     // A peer nobody answers for: its session says so on the peer, and on the Service.
     let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
     inputs.add_yaml(
