@@ -61,8 +61,8 @@ pub(crate) const WRITERS: usize = 16;
 
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let client = k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
-    // A standby keeps its cache warm, so taking over costs only the lease.
     crate::metrics::start(Some(args.metrics_bind).filter(|b| b.port() != 0));
+    // A standby keeps its cache warm, so taking over costs only the lease.
     let cache = Arc::new(ClusterCache::start(&client, &args.namespace, true));
     let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, &cache));
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -99,7 +99,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let reporter = Reporter { controller: "ferrolb-controller".into(), instance: Some(identity.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
     let mut warned: HashMap<String, String> = HashMap::new();
-    let mut config_state: Option<Option<String>> = None;
+    let mut config_state = crate::k8s::config_state::ConfigStateReport::new(
+        client.clone(),
+        &args.namespace,
+        "controller",
+        &[("metallb.io/component-type", "controller")],
+        None,
+        "poolReconcilerValid",
+    );
     let options = Options { lb_class: args.lb_class.clone(), ..Default::default() };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
@@ -152,24 +159,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         let wanted = plan::condition::conditions(&decided, &inputs, &l2, &bgp);
         status::write_conditions(&client, &by_key, &wanted).await;
         status::write_pool_counts(&client, &args.namespace, &inputs, &decided).await;
-        let errors = (!decided.errors.is_empty())
-            .then(|| decided.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
-        if config_state.as_ref() != Some(&errors) {
-            let labels = [("metallb.io/component-type", "controller")];
-            match crate::k8s::config_state::write(
-                &client,
-                &args.namespace,
-                "controller",
-                &labels,
-                None,
-                "poolReconcilerValid",
-                errors.as_deref(),
-            )
-            .await
-            {
-                Ok(()) => config_state = Some(errors),
-                Err(e) => tracing::warn!(error = %e, "writing the ConfigurationState"),
-            }
+        if let Err(e) = config_state.sync(decided.error_summary()).await {
+            tracing::warn!(error = %e, "writing the ConfigurationState");
         }
         // Pending Services with nothing to clear get their warning once per reason.
         for p in &decided.pending {
@@ -211,7 +202,6 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
 /// Pool usage and configuration health, as MetalLB's gauges report them.
 fn record_plan(decided: &plan::Plan) {
     use crate::metrics::PoolLabels;
-    let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
     if decided.errors.is_empty() {
         METRICS.config_loaded.set(1);
         METRICS.config_stale.set(0);
@@ -220,20 +210,15 @@ fn record_plan(decided: &plan::Plan) {
     }
     for u in &decided.pools {
         let l = PoolLabels { pool: u.pool.clone() };
-        let s = &u.stats;
-        let (v4, v6) = (
-            clamp(s.assigned_v4.saturating_add(s.available_v4)),
-            clamp(s.assigned_v6.saturating_add(s.available_v6)),
-        );
+        let s = status::pool_status(&u.stats);
+        let v4 = s.assigned_ipv4.saturating_add(s.available_ipv4);
+        let v6 = s.assigned_ipv6.saturating_add(s.available_ipv6);
         METRICS.ipv4_addresses_total.get_or_create(&l).set(v4);
         METRICS.ipv6_addresses_total.get_or_create(&l).set(v6);
         METRICS.addresses_total.get_or_create(&l).set(v4.saturating_add(v6));
-        METRICS.ipv4_addresses_in_use_total.get_or_create(&l).set(clamp(s.assigned_v4));
-        METRICS.ipv6_addresses_in_use_total.get_or_create(&l).set(clamp(s.assigned_v6));
-        METRICS
-            .addresses_in_use_total
-            .get_or_create(&l)
-            .set(clamp(s.assigned_v4.saturating_add(s.assigned_v6)));
+        METRICS.ipv4_addresses_in_use_total.get_or_create(&l).set(s.assigned_ipv4);
+        METRICS.ipv6_addresses_in_use_total.get_or_create(&l).set(s.assigned_ipv6);
+        METRICS.addresses_in_use_total.get_or_create(&l).set(s.assigned_ipv4.saturating_add(s.assigned_ipv6));
     }
 }
 
@@ -290,13 +275,7 @@ async fn write(client: &Client, svc: &Service, change: &Change) -> Result<(), K8
         }
         Change::Clear { .. } => (serde_json::Value::Null, serde_json::Value::Null),
     };
-    let fail = |action: &'static str| {
-        move |e: kube::Error| K8sError::Api {
-            action,
-            object: format!("Service {ns}/{name}"),
-            message: e.to_string(),
-        }
-    };
+    let fail = |action: &'static str| k8s::api_error(action, format!("Service {ns}/{name}"));
     // The annotation first: if the status write fails, the next pass writes both again.
     api.patch(
         name,

@@ -197,27 +197,32 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             // Fenced: a speaker that cannot see a majority of its peers may be the one cut
             // off, so it stops answering rather than risk answering beside the new owner.
             let fenced = current.as_ref().is_some_and(|v| !v.has_quorum());
+            // Only what this speaker really does: BGP with an agent, layer 2 with a responder
+            // that is not fenced.
+            let (bgp_here, l2_here) = (backend.is_some(), responder.is_some() && !fenced);
+            let done_here: Vec<&plan::PlannedAnnouncement> = p
+                .announcements
+                .iter()
+                .flatten()
+                .filter(|a| match a.protocol {
+                    "bgp" => bgp_here,
+                    "layer2" => l2_here,
+                    _ => false,
+                })
+                .collect();
             if p.is_valid() {
-                record_announced(&p, &args.node, backend.is_some(), responder.is_some() && !fenced);
+                record_announced(&done_here, &args.node);
             }
             if cluster.is_some() {
-                // Only what this speaker really does: BGP with an agent, layer 2 with a
-                // responder that is not fenced.
-                let announcements = p.announcements.as_deref().unwrap_or_default();
-                let errors = (!p.errors.is_empty())
-                    .then(|| p.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
-                let bgp = if backend.is_some() {
-                    plan::node_status::desired_bgp(announcements)
-                } else {
-                    Default::default()
-                };
-                let l2 = if responder.is_some() && !fenced {
-                    plan::node_status::desired_l2(announcements)
-                } else {
-                    Default::default()
-                };
+                let bgp = plan::node_status::desired_bgp(done_here.iter().copied());
+                let l2 = plan::node_status::desired_l2(done_here.iter().copied());
                 let sessions = backend.as_ref().and(p.sessions.clone());
-                report_tx.send_replace(Some(report::NodeReport { bgp, l2, errors, sessions }));
+                report_tx.send_replace(Some(report::NodeReport {
+                    bgp,
+                    l2,
+                    errors: p.error_summary(),
+                    sessions,
+                }));
             }
             if let (Some(r), true) = (&responder, p.is_valid()) {
                 let l2 = if fenced { Announced::new() } else { layer2_announcements(&p) };
@@ -312,19 +317,17 @@ fn announced_by_controller(mut inputs: crate::plan::Inputs) -> crate::plan::Inpu
 }
 
 /// `metallb_speaker_announced`: one series per IP this node really announces.
-fn record_announced(p: &plan::Plan, node: &str, bgp: bool, layer2: bool) {
+fn record_announced(done_here: &[&plan::PlannedAnnouncement], node: &str) {
     let m = &crate::metrics::METRICS.announced;
     m.clear();
-    for a in p.announcements.iter().flatten() {
-        if (a.protocol == "bgp" && bgp) || (a.protocol == "layer2" && layer2) {
-            let labels = crate::metrics::AnnouncedLabels {
-                ip: a.ip.clone(),
-                node: node.to_string(),
-                protocol: a.protocol.to_string(),
-                service: a.service.clone(),
-            };
-            m.get_or_create(&labels).set(1);
-        }
+    for a in done_here {
+        let labels = crate::metrics::AnnouncedLabels {
+            ip: a.ip.clone(),
+            node: node.to_string(),
+            protocol: a.protocol.to_string(),
+            service: a.service.clone(),
+        };
+        m.get_or_create(&labels).set(1);
     }
 }
 

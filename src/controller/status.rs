@@ -12,13 +12,9 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::api::{IPAddressPool, IPAddressPoolStatus};
-use crate::k8s::K8sError;
+use crate::k8s::{K8sError, api_error};
 use crate::plan::condition::{self, Announced};
 use crate::plan::{Inputs, Plan};
-
-fn failed(action: &'static str, object: String) -> impl FnOnce(kube::Error) -> K8sError {
-    move |e| K8sError::Api { action, object, message: e.to_string() }
-}
 
 /// Writes the conditions that changed; returns how many were written.
 pub async fn write_conditions(
@@ -77,20 +73,26 @@ async fn write_condition(client: &Client, svc: &Service, want: &Announced) -> Re
     Api::<Service>::namespaced(client.clone(), ns)
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await
-        .map_err(failed("writing the condition of", format!("Service {ns}/{name}")))?;
+        .map_err(api_error("writing the condition of", format!("Service {ns}/{name}")))?;
     Ok(())
+}
+
+/// A pool's counts as its status (and MetalLB's gauges) carry them: signed 64-bit, so an IPv6
+/// range beyond that reads as i64::MAX, as MetalLB's does.
+pub(super) fn pool_status(stats: &crate::allocator::PoolStats) -> IPAddressPoolStatus {
+    let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+    IPAddressPoolStatus {
+        assigned_ipv4: clamp(stats.assigned_v4),
+        assigned_ipv6: clamp(stats.assigned_v6),
+        available_ipv4: clamp(stats.available_v4),
+        available_ipv6: clamp(stats.available_v6),
+    }
 }
 
 /// Address counts for each pool whose status differs from the plan's.
 pub async fn write_pool_counts(client: &Client, ns: &str, inputs: &Inputs, plan: &Plan) {
-    let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
     for usage in &plan.pools {
-        let want = IPAddressPoolStatus {
-            assigned_ipv4: clamp(usage.stats.assigned_v4),
-            assigned_ipv6: clamp(usage.stats.assigned_v6),
-            available_ipv4: clamp(usage.stats.available_v4),
-            available_ipv6: clamp(usage.stats.available_v6),
-        };
+        let want = pool_status(&usage.stats);
         let current = inputs.objects.pools.iter().find(|p| p.metadata.name.as_deref() == Some(&usage.pool));
         if current.and_then(|p| p.status.as_ref()) == Some(&want) {
             continue;

@@ -212,11 +212,8 @@ pub async fn live_objects(client: &Client, cache: &ClusterCache) -> Result<Clust
         K::DynamicType: Default,
     {
         let api: Api<K> = Api::namespaced(client.clone(), ns);
-        api.list(&Default::default()).await.map(|l| l.items).map_err(|e| K8sError::Api {
-            action: "listing",
-            object: format!("{} in {ns}", K::kind(&Default::default())),
-            message: e.to_string(),
-        })
+        let what = format!("{} in {ns}", K::kind(&Default::default()));
+        api.list(&Default::default()).await.map(|l| l.items).map_err(super::api_error("listing", what))
     }
     let ns = cache.namespace.as_str();
     let (pools, l2_advertisements, bgp_advertisements, peers, bfd_profiles, communities) = futures::try_join!(

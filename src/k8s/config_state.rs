@@ -6,30 +6,80 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::K8sError;
+use super::{K8sError, api_error};
 use crate::api::ConfigurationState;
 
-fn failed(action: &'static str, object: String) -> impl FnOnce(kube::Error) -> K8sError {
-    move |e| K8sError::Api { action, object, message: e.to_string() }
+/// One component's ConfigurationState, written only when what it says changes.
+pub struct ConfigStateReport {
+    client: Client,
+    ns: String,
+    name: String,
+    labels: Vec<(String, String)>,
+    owner: Option<OwnerReference>,
+    /// `poolReconcilerValid` (controller) or `configReconcilerValid` (speaker), as MetalLB.
+    condition: &'static str,
+    /// The errors last written (None inside: valid); None until the first write.
+    written: Option<Option<String>>,
+}
+
+impl ConfigStateReport {
+    pub fn new(
+        client: Client,
+        ns: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        owner: Option<OwnerReference>,
+        condition: &'static str,
+    ) -> ConfigStateReport {
+        ConfigStateReport {
+            client,
+            ns: ns.into(),
+            name: name.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            owner,
+            condition,
+            written: None,
+        }
+    }
+
+    /// Says the configuration is valid (`errors` None) or invalid with these errors.
+    pub async fn sync(&mut self, errors: Option<String>) -> Result<(), K8sError> {
+        if self.written.as_ref() == Some(&errors) {
+            return Ok(());
+        }
+        write(
+            &self.client,
+            &self.ns,
+            &self.name,
+            &self.labels,
+            self.owner.clone(),
+            self.condition,
+            errors.as_deref(),
+        )
+        .await?;
+        self.written = Some(errors);
+        Ok(())
+    }
 }
 
 /// Creates `name` if missing and sets its result, summary and the one condition it carries.
-pub async fn write(
+async fn write(
     client: &Client,
     ns: &str,
     name: &str,
-    labels: &[(&str, &str)],
+    labels: &[(String, String)],
     owner: Option<OwnerReference>,
     condition: &str,
     errors: Option<&str>,
 ) -> Result<(), K8sError> {
     let api: Api<ConfigurationState> = Api::namespaced(client.clone(), ns);
-    if api.get_opt(name).await.map_err(failed("reading", format!("ConfigurationState {name}")))?.is_none() {
+    if api.get_opt(name).await.map_err(api_error("reading", format!("ConfigurationState {name}")))?.is_none()
+    {
         let object = ConfigurationState {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(ns.into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                labels: Some(labels.iter().cloned().collect()),
                 owner_references: owner.map(|o| vec![o]),
                 ..Default::default()
             },
@@ -39,7 +89,7 @@ pub async fn write(
         match api.create(&PostParams::default(), &object).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(failed("creating", format!("ConfigurationState {name}"))(e)),
+            Err(e) => return Err(api_error("creating", format!("ConfigurationState {name}"))(e)),
         }
     }
     let (result, status, reason, message) = match errors {
@@ -54,6 +104,6 @@ pub async fn write(
     }});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
         .await
-        .map_err(failed("writing the status of", format!("ConfigurationState {name}")))?;
+        .map_err(api_error("writing the status of", format!("ConfigurationState {name}")))?;
     Ok(())
 }

@@ -69,11 +69,7 @@ impl LeaseLock {
     /// One round: whether we hold the lease afterwards. Conflicting writes mean someone else
     /// moved first, which is an answer, not an error.
     pub async fn try_hold(&self) -> Result<bool, K8sError> {
-        let fail = |e: kube::Error| K8sError::Api {
-            action: "updating",
-            object: format!("Lease {}", self.name),
-            message: e.to_string(),
-        };
+        let fail = |e: kube::Error| super::api_error("updating", format!("Lease {}", self.name))(e);
         let current = self.api.get_opt(&self.name).await.map_err(fail)?;
         let now = Timestamp::now().as_microsecond();
         match step(current.as_ref().and_then(|l| l.spec.as_ref()), &self.identity, now) {

@@ -24,6 +24,12 @@ pub enum K8sError {
     Api { action: &'static str, object: String, message: String },
 }
 
+/// Turns a kube error into [`K8sError::Api`] saying what was being done to which object.
+pub fn api_error(action: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> K8sError {
+    let object = object.into();
+    move |e| K8sError::Api { action, object, message: e.to_string() }
+}
+
 /// A client for the cluster: from `kubeconfig` when given, else in-cluster or `KUBECONFIG`.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, K8sError> {
     let config = match kubeconfig {

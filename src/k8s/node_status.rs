@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::K8sError;
+use super::config_state::ConfigStateReport;
+use super::{K8sError, api_error};
 use crate::api::{self, ServiceBGPStatus, ServiceL2Status};
 use crate::plan::node_status::{self, SessionReport, StatusObject};
 use crate::service::ServiceKey;
@@ -20,11 +21,6 @@ pub const NODE_LABEL: &str = "metallb.io/node";
 pub const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
 pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
 
-fn failed(action: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> K8sError {
-    let object = object.into();
-    move |e| K8sError::Api { action, object, message: e.to_string() }
-}
-
 pub struct NodeReporter {
     client: Client,
     ns: String,
@@ -32,7 +28,7 @@ pub struct NodeReporter {
     /// The speaker's pod, so its objects go when the pod goes.
     owner: Option<OwnerReference>,
     sessions: BTreeMap<String, (SessionReport, Time)>,
-    config_state: Option<Option<String>>,
+    config_state: ConfigStateReport,
 }
 
 /// What ServiceBGPStatus and ServiceL2Status have in common here.
@@ -113,13 +109,22 @@ impl NodeReporter {
             uid,
             ..Default::default()
         });
+        let labels = [("metallb.io/component-type", "speaker"), ("metallb.io/node-name", node)];
+        let config_state = ConfigStateReport::new(
+            client.clone(),
+            ns,
+            &format!("speaker-{node}"),
+            &labels,
+            owner.clone(),
+            "configReconcilerValid",
+        );
         NodeReporter {
             client,
             ns: ns.into(),
             node: node.into(),
             owner,
             sessions: BTreeMap::new(),
-            config_state: None,
+            config_state,
         }
     }
 
@@ -148,7 +153,7 @@ impl NodeReporter {
         let all = api
             .list(&ListParams::default())
             .await
-            .map_err(failed("listing", format!("{kind} in {}", self.ns)))?
+            .map_err(api_error("listing", format!("{kind} in {}", self.ns)))?
             .items;
         let mut mine = Vec::new();
         for o in &all {
@@ -167,11 +172,11 @@ impl NodeReporter {
         for name in &diff.delete {
             self.delete::<K>(&api, name).await?;
         }
-        for (name, items) in &diff.update {
-            let status = json!({"status": K::status(&self.node, &desired_key(&mine, name), items)});
+        for (name, service, items) in &diff.update {
+            let status = json!({"status": K::status(&self.node, service, items)});
             api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
                 .await
-                .map_err(failed("updating", format!("{kind} {name}")))?;
+                .map_err(api_error("updating", format!("{kind} {name}")))?;
         }
         for (service, items) in &diff.create {
             let (svc_ns, svc_name) = split(service);
@@ -191,7 +196,7 @@ impl NodeReporter {
             let created = api
                 .create(&PostParams::default(), &K::empty(meta))
                 .await
-                .map_err(failed("creating", format!("{kind} for {service}")))?;
+                .map_err(api_error("creating", format!("{kind} for {service}")))?;
             let name = created.name_any();
             api.patch_status(
                 &name,
@@ -199,7 +204,7 @@ impl NodeReporter {
                 &Patch::Merge(json!({"status": K::status(&self.node, service, items)})),
             )
             .await
-            .map_err(failed("writing the status of", format!("{kind} {name}")))?;
+            .map_err(api_error("writing the status of", format!("{kind} {name}")))?;
         }
         Ok(())
     }
@@ -208,29 +213,13 @@ impl NodeReporter {
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(failed("deleting", format!("{} {name}", K::kind(&())))(e)),
+            Err(e) => Err(api_error("deleting", format!("{} {name}", K::kind(&())))(e)),
         }
     }
 
     /// `speaker-<node>`: whether this node's speaker accepted the configuration (`errors` None).
     pub async fn sync_config_state(&mut self, errors: Option<String>) -> Result<(), K8sError> {
-        if self.config_state.as_ref() == Some(&errors) {
-            return Ok(());
-        }
-        let name = format!("speaker-{}", self.node);
-        let labels = [("metallb.io/component-type", "speaker"), ("metallb.io/node-name", self.node.as_str())];
-        super::config_state::write(
-            &self.client,
-            &self.ns,
-            &name,
-            &labels,
-            self.owner.clone(),
-            "configReconcilerValid",
-            errors.as_deref(),
-        )
-        .await?;
-        self.config_state = Some(errors);
-        Ok(())
+        self.config_state.sync(errors).await
     }
 
     /// This node's entry in each BGPPeer's status; peers no longer reported lose the entry.
@@ -271,10 +260,6 @@ impl NodeReporter {
     }
 }
 
-fn desired_key(mine: &[StatusObject], name: &str) -> ServiceKey {
-    mine.iter().find(|o| o.name == name).map(|o| o.service.clone()).unwrap_or_default()
-}
-
 async fn apply_peer_status(
     api: &Api<api::BGPPeer>,
     peer: &str,
@@ -285,6 +270,6 @@ async fn apply_peer_status(
         Ok(_) => Ok(()),
         // The peer was deleted meanwhile: nothing to report on.
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(failed("reporting sessions on", format!("BGPPeer {peer}"))(e)),
+        Err(e) => Err(api_error("reporting sessions on", format!("BGPPeer {peer}"))(e)),
     }
 }

@@ -12,15 +12,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::K8sError;
+use super::{K8sError, api_error};
 use crate::webhook::cert::ServingCert;
 
 const NOT_AFTER: &str = "ferrolb.io/not-after";
 const NAMES: &str = "ferrolb.io/names";
-
-fn api_error(action: &'static str, object: String) -> impl FnOnce(kube::Error) -> K8sError {
-    move |e| K8sError::Api { action, object, message: e.to_string() }
-}
 
 /// What the Secret holds now.
 pub struct Stored {

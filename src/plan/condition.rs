@@ -93,17 +93,6 @@ pub fn conditions(
     l2: &[crate::api::ServiceL2Status],
     bgp: &[crate::api::ServiceBGPStatus],
 ) -> BTreeMap<String, Announced> {
-    let advertised_pools: std::collections::BTreeSet<String> =
-        match crate::config::parse(&inputs.objects).result {
-            Ok(c) => c
-                .l2_advertisements
-                .iter()
-                .flat_map(|a| a.pools.iter().cloned())
-                .chain(c.bgp_advertisements.iter().flat_map(|a| a.pools.iter().cloned()))
-                .collect(),
-            // Invalid configuration: the speakers keep the last good one; judge by their reports.
-            Err(_) => inputs.objects.pools.iter().filter_map(|p| p.metadata.name.clone()).collect(),
-        };
     let endpoints = crate::topology::Endpoints::from_slices(&inputs.endpoint_slices);
     let mut sessions = Sessions::new();
     for p in &inputs.objects.peers {
@@ -136,7 +125,7 @@ pub fn conditions(
             ips: a.ips.clone(),
             pending: None,
             pool: Some(a.pool.clone()),
-            advertised: advertised_pools.contains(&a.pool),
+            advertised: plan.advertised_pools.contains(&a.pool),
             serving: endpoints.served_anywhere(&a.service),
             l2_nodes: l2_nodes.remove(&a.service).unwrap_or_default(),
             bgp_nodes: bgp_nodes.remove(&a.service).unwrap_or_default(),

@@ -45,6 +45,9 @@ pub struct Plan {
     /// With `--node`: the IPs that node answers ARP/NDP for, as the responder takes them.
     #[serde(skip)]
     pub layer2: Option<Vec<l2::L2Announcement>>,
+    /// Pools some L2Advertisement or BGPAdvertisement selects (the Announced condition).
+    #[serde(skip)]
+    pub advertised_pools: std::collections::BTreeSet<String>,
     /// Notes about assumptions `plan` made (printed on stderr).
     #[serde(skip)]
     pub notes: Vec<String>,
@@ -112,6 +115,11 @@ impl Plan {
     pub fn is_valid(&self) -> bool {
         self.errors.is_empty()
     }
+
+    /// Every error, one per line (a ConfigurationState's errorSummary); None when valid.
+    pub fn error_summary(&self) -> Option<String> {
+        (!self.is_valid()).then(|| self.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    }
 }
 
 pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
@@ -170,6 +178,12 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
         return plan;
     };
 
+    plan.advertised_pools = config
+        .l2_advertisements
+        .iter()
+        .flat_map(|a| a.pools.iter().cloned())
+        .chain(config.bgp_advertisements.iter().flat_map(|a| a.pools.iter().cloned()))
+        .collect();
     let mut alloc = Allocator::new(&config.pools);
     let outcomes = allocator::rebuild(&mut alloc, &requests);
     if let Some(node) = &options.node {

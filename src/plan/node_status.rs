@@ -23,8 +23,8 @@ pub struct StatusObject {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusDiff {
     pub create: Vec<(ServiceKey, Vec<String>)>,
-    /// (object name, new items)
-    pub update: Vec<(String, Vec<String>)>,
+    /// (object name, its Service, new items)
+    pub update: Vec<(String, ServiceKey, Vec<String>)>,
     /// Object names: Services no longer announced here, and duplicates (a create that was
     /// retried after its answer was lost).
     pub delete: Vec<String>,
@@ -37,23 +37,27 @@ impl StatusDiff {
 }
 
 /// Services this node sends over BGP, each with the peers its prefixes go to.
-pub fn desired_bgp(announcements: &[PlannedAnnouncement]) -> BTreeMap<ServiceKey, Vec<String>> {
+pub fn desired_bgp<'a>(
+    announcements: impl IntoIterator<Item = &'a PlannedAnnouncement>,
+) -> BTreeMap<ServiceKey, Vec<String>> {
     collect(announcements, "bgp", |a| a.peers.clone())
 }
 
 /// Services this node answers ARP/NDP for, each with its interfaces (empty: all of them, which
 /// MetalLB's ServiceL2Status also leaves empty).
-pub fn desired_l2(announcements: &[PlannedAnnouncement]) -> BTreeMap<ServiceKey, Vec<String>> {
+pub fn desired_l2<'a>(
+    announcements: impl IntoIterator<Item = &'a PlannedAnnouncement>,
+) -> BTreeMap<ServiceKey, Vec<String>> {
     collect(announcements, "layer2", |a| a.interfaces.clone().unwrap_or_default())
 }
 
-fn collect(
-    announcements: &[PlannedAnnouncement],
+fn collect<'a>(
+    announcements: impl IntoIterator<Item = &'a PlannedAnnouncement>,
     protocol: &str,
     items: impl Fn(&PlannedAnnouncement) -> Vec<String>,
 ) -> BTreeMap<ServiceKey, Vec<String>> {
     let mut out: BTreeMap<ServiceKey, Vec<String>> = BTreeMap::new();
-    for a in announcements.iter().filter(|a| a.protocol == protocol) {
+    for a in announcements.into_iter().filter(|a| a.protocol == protocol) {
         out.entry(a.service.clone()).or_default().extend(items(a));
     }
     for items in out.values_mut() {
@@ -78,7 +82,7 @@ pub fn diff(desired: &BTreeMap<ServiceKey, Vec<String>>, existing: &[StatusObjec
     for (service, items) in desired {
         match kept.get(service) {
             None => d.create.push((service.clone(), items.clone())),
-            Some(o) if o.items != *items => d.update.push((o.name.clone(), items.clone())),
+            Some(o) if o.items != *items => d.update.push((o.name.clone(), service.clone(), items.clone())),
             Some(_) => {}
         }
     }
@@ -220,7 +224,10 @@ mod tests {
         ];
         let d = diff(&desired, &existing);
         assert_eq!(d.create, vec![("shop/c".to_string(), vec!["tor".to_string()])]);
-        assert_eq!(d.update, vec![("bgp-2".to_string(), vec!["rr".to_string(), "tor".to_string()])]);
+        assert_eq!(
+            d.update,
+            vec![("bgp-2".to_string(), "shop/b".to_string(), vec!["rr".to_string(), "tor".to_string()])]
+        );
         assert_eq!(d.delete, vec!["bgp-3".to_string(), "bgp-4".to_string()]);
         let settled = [
             obj("bgp-1", "shop/a", &["tor"]),
