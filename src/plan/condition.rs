@@ -93,6 +93,11 @@ pub fn conditions(
     l2: &[crate::api::ServiceL2Status],
     bgp: &[crate::api::ServiceBGPStatus],
 ) -> BTreeMap<String, Announced> {
+    // An invalid configuration moves no IP and the speakers keep the last good one: what the
+    // conditions said still holds, so nothing is said until it is fixed.
+    if !plan.is_valid() {
+        return BTreeMap::new();
+    }
     let endpoints = crate::topology::Endpoints::from_slices(&inputs.endpoint_slices);
     let mut sessions = Sessions::new();
     for p in &inputs.objects.peers {
@@ -144,6 +149,19 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_configuration_rewrites_no_condition() {
+        let yaml = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.0/24]}\n---\n\
+                    apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: b}\nspec: {addresses: [192.0.2.0/25]}\n---\n\
+                    apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {type: LoadBalancer}\n\
+                    status: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}\n";
+        let mut inputs = crate::plan::Inputs::new("metallb-system");
+        inputs.add_yaml("t", yaml).unwrap();
+        let p = crate::plan::plan(&inputs, &Default::default());
+        assert!(!p.is_valid() && !p.pending.is_empty());
+        assert!(conditions(&p, &inputs, &[], &[]).is_empty());
+    }
 
     fn facts() -> ServiceFacts {
         ServiceFacts {

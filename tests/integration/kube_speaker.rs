@@ -234,6 +234,9 @@ async fn reports_say_where_and_why(
         .await;
         assert!(r.is_ok(), "{name}: {r:?}");
     }
+    // Meanwhile "idle" keeps its IP and stays announced, and its condition says so.
+    let still = services.get("idle").await.ok().as_ref().and_then(announced);
+    assert!(still.as_ref().is_some_and(|(s, r, _)| s == "True" && r == "Announced"), "{still:?}");
     pools.delete("overlap", &DeleteParams::default()).await.unwrap();
     for name in ["controller", "speaker-node1"] {
         let r = eventually("Valid again", || async {
