@@ -57,7 +57,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         lb_class: args.lb_class.clone(),
         node: args.node.clone(),
         show_secrets: args.show_secrets,
-        live_nodes: None,
+        ..Default::default()
     };
     let plan = plan::plan(&inputs, &options);
     for note in &plan.notes {

@@ -111,13 +111,28 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
     let mut woke = tokio::time::Instant::now();
+    // The last configuration that was valid: while objects make it invalid, new Services are
+    // still served from it and nothing held changes (see writeback::changes).
+    let mut last_good = None;
+    let mut config_warnings = plan::invalid_objects::Warned::default();
+    let mut outside_warned: HashMap<String, String> = HashMap::new();
     loop {
         let inputs = cache.inputs();
-        let decided = plan::plan(&inputs, &options);
+        let decided = plan::plan_with_last_good(&inputs, &options, last_good.as_ref());
+        if decided.is_valid() {
+            last_good = decided.config.clone();
+        }
         record_plan(&decided);
         let by_key: HashMap<String, &Service> = inputs.services.iter().map(|s| (key(s), s)).collect();
         for e in &decided.errors {
-            tracing::error!(error = %e, "configuration invalid; nothing changes until it is fixed");
+            if decided.stale {
+                tracing::error!(error = %e, "configuration invalid; deciding with the last valid one, no IP held changes");
+            } else {
+                tracing::error!(error = %e, "configuration invalid and none was valid before; nothing changes until it is fixed");
+            }
+        }
+        for w in config_warnings.update(&inputs.objects, &decided.errors) {
+            publish_to(&recorder, &w.object, PlanEventType::Warning, "InvalidConfiguration", w.message).await;
         }
         // Writes go out concurrently: a thousand new Services are three thousand API calls.
         let written: Vec<String> = futures::stream::iter(writeback::changes(&inputs.services, &decided))
@@ -157,6 +172,25 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         }
         let (l2, bgp) = cache.reports();
         let wanted = plan::condition::conditions(&decided, &inputs, &l2, &bgp);
+        // Said once per Service and message: the condition carries it from then on.
+        outside_warned
+            .retain(|s, _| wanted.get(s).is_some_and(|c| c.reason == plan::condition::OUTSIDE_POOLS));
+        for (service, c) in wanted.iter().filter(|(_, c)| c.reason == plan::condition::OUTSIDE_POOLS) {
+            if outside_warned.get(service) != Some(&c.message)
+                && let Some(svc) = by_key.get(service)
+            {
+                let object = svc.object_ref(&());
+                publish_to(
+                    &recorder,
+                    &object,
+                    PlanEventType::Warning,
+                    plan::condition::OUTSIDE_POOLS,
+                    c.message.clone(),
+                )
+                .await;
+                outside_warned.insert(service.clone(), c.message.clone());
+            }
+        }
         status::write_conditions(&client, &by_key, &wanted).await;
         status::write_pool_counts(&client, &args.namespace, &inputs, &decided).await;
         if let Err(e) = config_state.sync(decided.error_summary()).await {
@@ -202,12 +236,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
 /// Pool usage and configuration health, as MetalLB's gauges report them.
 fn record_plan(decided: &plan::Plan) {
     use crate::metrics::PoolLabels;
-    if decided.errors.is_empty() {
-        METRICS.config_loaded.set(1);
-        METRICS.config_stale.set(0);
-    } else {
-        METRICS.config_stale.set(1);
-    }
+    // Loaded: some configuration decides (maybe the last good one); stale: it is not the
+    // objects' own, or there is none.
+    METRICS.config_loaded.set(i64::from(decided.config.is_some()));
+    METRICS.config_stale.set(i64::from(!decided.is_valid()));
     for u in &decided.pools {
         let l = PoolLabels { pool: u.pool.clone() };
         let s = status::pool_status(&u.stats);
@@ -295,17 +327,27 @@ async fn write(client: &Client, svc: &Service, change: &Change) -> Result<(), K8
 }
 
 async fn publish(recorder: &Recorder, svc: &Service, ev: &crate::allocator::Event) {
+    publish_to(recorder, &svc.object_ref(&()), ev.type_, ev.reason, ev.message.clone()).await;
+}
+
+async fn publish_to(
+    recorder: &Recorder,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: PlanEventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
-        type_: match ev.type_ {
+        type_: match type_ {
             PlanEventType::Normal => EventType::Normal,
             PlanEventType::Warning => EventType::Warning,
         },
-        reason: ev.reason.to_string(),
-        note: Some(ev.message.clone()),
+        reason: reason.to_string(),
+        note: Some(note),
         action: "Allocate".into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, &svc.object_ref(&())).await {
+    if let Err(e) = recorder.publish(&event, object).await {
         tracing::warn!(error = %e, "recording an event");
     }
 }

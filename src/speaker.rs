@@ -109,6 +109,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut replan = true;
     let mut view_changed: Option<std::time::Instant> = None;
     let mut answering = Announced::new();
+    // What the last valid configuration was: a bad object never takes announcements away.
+    let mut last_good = None;
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
     let cluster = if args.manifests.is_empty() {
         let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
@@ -192,8 +194,20 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 node: Some(args.node.clone()),
                 show_secrets: true,
                 live_nodes: live,
+                ips_from_status: cluster.is_some(),
             };
-            let p = plan::plan(inputs, &options);
+            let p = plan::plan_with_last_good(inputs, &options, last_good.as_ref());
+            if p.is_valid() {
+                last_good = p.config.clone();
+            } else {
+                tracing::error!(
+                    errors = ?p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    stale = p.stale,
+                    "configuration invalid; announcing what the last valid one decided"
+                );
+            }
+            // Decided: with the objects' configuration or the last good one.
+            let decided = p.config.is_some();
             // Fenced: a speaker that cannot see a majority of its peers may be the one cut
             // off, so it stops answering rather than risk answering beside the new owner.
             let fenced = current.as_ref().is_some_and(|v| !v.has_quorum());
@@ -210,7 +224,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     _ => false,
                 })
                 .collect();
-            if p.is_valid() {
+            if decided {
                 record_announced(&done_here, &args.node);
             }
             if cluster.is_some() {
@@ -224,7 +238,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     sessions,
                 }));
             }
-            if let (Some(r), true) = (&responder, p.is_valid()) {
+            if let (Some(r), true) = (&responder, decided) {
                 let l2 = if fenced { Announced::new() } else { layer2_announcements(&p) };
                 // A takeover: the membership changed and this node gained IPs because of it.
                 if let Some(at) = view_changed.take()
@@ -244,10 +258,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                         b.set(conf);
                     }
                 }
-                None => tracing::error!(
-                    errors = ?p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "configuration invalid; keeping the last one"
-                ),
+                None => tracing::error!("no valid configuration yet; FRR keeps what it runs"),
             }
         }
         tokio::select! {
@@ -310,7 +321,7 @@ async fn speaker_pods(
 }
 
 /// In a cluster the controller decides the IPs: only Services whose status carries them are
-/// announced, never an IP the speaker would merely predict.
+/// announced (with `ips_from_status`, exactly those IPs); the rest need not be planned.
 fn announced_by_controller(mut inputs: crate::plan::Inputs) -> crate::plan::Inputs {
     inputs.services.retain(|s| !crate::plan::writeback::current_ips(s).is_empty());
     inputs

@@ -93,11 +93,16 @@ pub fn conditions(
     l2: &[crate::api::ServiceL2Status],
     bgp: &[crate::api::ServiceBGPStatus],
 ) -> BTreeMap<String, Announced> {
-    // An invalid configuration moves no IP and the speakers keep the last good one: what the
-    // conditions said still holds, so nothing is said until it is fixed.
-    if !plan.is_valid() {
-        return BTreeMap::new();
-    }
+    // With no configuration at all nothing was decided and nothing moved: what the conditions
+    // said still holds. Decided with the last good one, held IPs stay as they are (the
+    // writeback touches none), so only Services whose plan is what they hold are judged.
+    let Some(config) = plan.config.as_deref() else { return BTreeMap::new() };
+    let held: BTreeMap<String, Vec<String>> = inputs
+        .services
+        .iter()
+        .map(|s| (super::writeback::key(s), super::writeback::current_ips(s)))
+        .filter(|(_, ips)| !ips.is_empty())
+        .collect();
     let endpoints = crate::topology::Endpoints::from_slices(&inputs.endpoint_slices);
     let mut sessions = Sessions::new();
     for p in &inputs.objects.peers {
@@ -126,6 +131,9 @@ pub fn conditions(
     }
     let mut out = BTreeMap::new();
     for a in &plan.allocations {
+        if !plan.is_valid() && held.get(&a.service).is_some_and(|ips| *ips != a.ips) {
+            continue;
+        }
         let mut facts = ServiceFacts {
             ips: a.ips.clone(),
             pending: None,
@@ -140,10 +148,42 @@ pub fn conditions(
         out.insert(a.service.clone(), announced(&facts, &sessions));
     }
     for p in &plan.pending {
+        if !plan.is_valid() && held.contains_key(&p.service) {
+            continue;
+        }
         let facts = ServiceFacts { pending: Some(p.reason.clone()), ..Default::default() };
         out.insert(p.service.clone(), announced(&facts, &sessions));
     }
+    // Decided with the last good configuration, a Service may keep an IP none of its pools
+    // contains (a valid plan would move it): no speaker announces that, so say it.
+    if !plan.is_valid() {
+        let ours = plan.allocations.iter().map(|a| &a.service).chain(plan.pending.iter().map(|p| &p.service));
+        for service in ours {
+            let Some(ips) = held.get(service) else { continue };
+            let outside: Vec<&str> = ips
+                .iter()
+                .filter(|ip| ip.parse().map_or(true, |ip| config.pool_of(ip).is_err()))
+                .map(String::as_str)
+                .collect();
+            if !outside.is_empty() {
+                out.insert(service.clone(), outside_pools(&outside));
+            }
+        }
+    }
     out
+}
+
+pub const OUTSIDE_POOLS: &str = "IPOutsidePools";
+
+fn outside_pools(ips: &[&str]) -> Announced {
+    Announced {
+        status: false,
+        reason: OUTSIDE_POOLS,
+        message: format!(
+            "{} in no IPAddressPool of the configuration in force, so no node announces it",
+            if ips.len() == 1 { format!("{} is", ips[0]) } else { format!("{} are", ips.join(", ")) }
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +201,37 @@ mod tests {
         let p = crate::plan::plan(&inputs, &Default::default());
         assert!(!p.is_valid() && !p.pending.is_empty());
         assert!(conditions(&p, &inputs, &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn decided_with_the_last_good_configuration_held_services_keep_their_word() {
+        let pool = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.0/24]}\n";
+        let svc = |name: &str, ip: Option<&str>| {
+            let status = ip
+                .map(|ip| format!("status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"))
+                .unwrap_or_default();
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{type: LoadBalancer}}\n{status}"
+            )
+        };
+        let good = format!("{pool}{}{}", svc("web", Some("192.0.2.1")), svc("far", Some("203.0.113.1")));
+        let mut inputs = crate::plan::Inputs::new("metallb-system");
+        inputs.add_yaml("t", &good).unwrap();
+        let last_good = crate::plan::plan(&inputs, &Default::default()).config.unwrap();
+        let bad = "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: b}\nspec: {addresses: [192.0.2.0/25]}\n";
+        let mut inputs = crate::plan::Inputs::new("metallb-system");
+        inputs.add_yaml("t", &format!("{good}{bad}{}", svc("new", None))).unwrap();
+        let p = crate::plan::plan_with_last_good(&inputs, &Default::default(), Some(&last_good));
+        assert!(p.stale);
+        let c = conditions(&p, &inputs, &[], &[]);
+        assert_eq!(c["shop/web"].reason, "NotAdvertised", "judged by the last good configuration");
+        assert_eq!(c["shop/far"].reason, OUTSIDE_POOLS);
+        assert!(
+            c["shop/far"].message.starts_with("203.0.113.1 is in no IPAddressPool"),
+            "{}",
+            c["shop/far"].message
+        );
+        assert!(c.contains_key("shop/new"));
     }
 
     fn facts() -> ServiceFacts {

@@ -4,6 +4,7 @@
 //! same allocator replay the controller uses at start-up, so what `plan` shows is what happens.
 
 pub mod condition;
+pub mod invalid_objects;
 mod legacy;
 pub mod manifest;
 pub mod node_status;
@@ -11,6 +12,7 @@ mod render;
 pub mod writeback;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -54,6 +56,16 @@ pub struct Plan {
     /// Events the controller would record, per Service (table output only).
     #[serde(skip)]
     pub events: BTreeMap<ServiceKey, Vec<Event>>,
+    /// The configuration this plan decided with: the objects' own when they are valid, else
+    /// the last good one it was given (then `stale`), else none (nothing decided).
+    #[serde(skip)]
+    pub config: Option<Arc<config::Config>>,
+    /// The objects are invalid and the plan decided with the last good configuration.
+    #[serde(skip)]
+    pub stale: bool,
+    /// With `ips_from_status`: Services holding an IP no pool contains (never announced).
+    #[serde(skip)]
+    pub outside_pools: Vec<NotAnnounced>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -108,6 +120,10 @@ pub struct Options {
     pub show_secrets: bool,
     /// Nodes whose speakers are alive (layer 2 elections); `None`: every known node.
     pub live_nodes: Option<std::collections::BTreeSet<String>>,
+    /// Announce each Service's IPs exactly as its status holds them instead of allocating:
+    /// in a cluster the controller decides IPs, and a speaker that predicted them could
+    /// announce an IP the controller never gave (a pool shrinking, a changed request).
+    pub ips_from_status: bool,
 }
 
 impl Plan {
@@ -123,11 +139,23 @@ impl Plan {
 }
 
 pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
+    plan_with_last_good(inputs, options, None)
+}
+
+/// [`plan`] for the long-lived roles: while the objects do not form a valid configuration, the
+/// plan decides with `last_good` (the one the role last saw valid), so a bad object never
+/// takes away what was working; the errors are still reported and the plan is not valid.
+/// Pass the `config` of a valid plan back in as the next `last_good`.
+pub fn plan_with_last_good(
+    inputs: &Inputs,
+    options: &Options,
+    last_good: Option<&Arc<config::Config>>,
+) -> Plan {
     let parsed = config::parse(&inputs.objects);
     let mut plan = Plan { warnings: parsed.warnings, ..Default::default() };
     plan.errors.extend(inputs.decode_errors.iter().cloned());
     let config = match parsed.result {
-        Ok(c) if plan.errors.is_empty() => Some(c),
+        Ok(c) if plan.errors.is_empty() => Some(Arc::new(c)),
         Ok(_) => None,
         Err(e) => {
             plan.errors.extend(e.0);
@@ -135,6 +163,11 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
         }
     };
     plan.errors.sort();
+    let config = config.or_else(|| {
+        plan.stale = last_good.is_some();
+        last_good.cloned()
+    });
+    plan.config = config.clone();
 
     let mut requests = Vec::new();
     for svc in &inputs.services {
@@ -177,6 +210,7 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
         plan.pending.sort_by(|a, b| a.service.cmp(&b.service));
         return plan;
     };
+    let config = config.as_ref();
 
     plan.advertised_pools = config
         .l2_advertisements
@@ -187,7 +221,12 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
     let mut alloc = Allocator::new(&config.pools);
     let outcomes = allocator::rebuild(&mut alloc, &requests);
     if let Some(node) = &options.node {
-        plan_node(&mut plan, inputs, &config, &requests, &outcomes, node, options);
+        let services = if options.ips_from_status {
+            services_as_allocated(&mut plan, config, &requests)
+        } else {
+            services_as_planned(&requests, &outcomes)
+        };
+        plan_node(&mut plan, inputs, config, &services, node, options);
     }
     for (key, outcome) in outcomes {
         plan.events.entry(key.clone()).or_default().extend(outcome.events);
@@ -212,13 +251,64 @@ pub fn plan(inputs: &Inputs, options: &Options) -> Plan {
     plan
 }
 
-/// A node's BGP announcements and FRR configuration, from the allocations just planned.
+/// The Services to announce as the allocations just planned give them IPs.
+fn services_as_planned(
+    requests: &[service::Request],
+    outcomes: &BTreeMap<ServiceKey, allocator::Outcome>,
+) -> Vec<ServiceState> {
+    requests
+        .iter()
+        .filter_map(|r| {
+            let a = outcomes.get(&r.key)?.allocation.as_ref()?;
+            Some(service_state(r, a.ips.clone()))
+        })
+        .collect()
+}
+
+/// The Services to announce with the IPs their status holds, each IP only when it lies in a
+/// pool of `config` (a speaker must never announce an address no pool grants); the others
+/// are listed as not announced, with the reason.
+fn services_as_allocated(
+    plan: &mut Plan,
+    config: &config::Config,
+    requests: &[service::Request],
+) -> Vec<ServiceState> {
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
+    for r in requests.iter().filter(|r| !r.current_ips.is_empty()) {
+        let (inside, outside): (Vec<_>, Vec<_>) =
+            r.current_ips.iter().partition(|ip| config.pool_of(**ip).is_ok());
+        for ip in outside {
+            refused.push(NotAnnounced {
+                service: r.key.clone(),
+                protocol: "any",
+                reason: format!("{ip} is in no IPAddressPool, so no node announces it"),
+            });
+        }
+        if !inside.is_empty() {
+            out.push(service_state(r, inside.into_iter().copied().collect()));
+        }
+    }
+    plan.outside_pools = refused;
+    out
+}
+
+fn service_state(r: &service::Request, ips: Vec<std::net::IpAddr>) -> ServiceState {
+    ServiceState {
+        key: r.key.clone(),
+        ips,
+        labels: r.labels.clone(),
+        local_traffic: r.local_traffic,
+        shares_ip: r.sharing_key.is_some(),
+    }
+}
+
+/// A node's BGP announcements and FRR configuration, for `services` as they hold their IPs.
 fn plan_node(
     plan: &mut Plan,
     inputs: &Inputs,
     config: &config::Config,
-    requests: &[service::Request],
-    outcomes: &BTreeMap<ServiceKey, allocator::Outcome>,
+    services: &[ServiceState],
     node_name: &str,
     options: &Options,
 ) {
@@ -239,20 +329,7 @@ fn plan_node(
     } else {
         Endpoints::from_slices(&inputs.endpoint_slices)
     };
-    let services: Vec<ServiceState> = requests
-        .iter()
-        .filter_map(|r| {
-            let a = outcomes.get(&r.key)?.allocation.as_ref()?;
-            Some(ServiceState {
-                key: r.key.clone(),
-                ips: a.ips.clone(),
-                labels: r.labels.clone(),
-                local_traffic: r.local_traffic,
-                shares_ip: r.sharing_key.is_some(),
-            })
-        })
-        .collect();
-    let node_plan = bgp::plan_node(config, &node, &services, &endpoints);
+    let node_plan = bgp::plan_node(config, &node, services, &endpoints);
     plan.sessions = Some(
         bgp::announce::node_peers(config, &node)
             .into_iter()
@@ -291,9 +368,10 @@ fn plan_node(
                 protocol: "bgp",
                 reason: reason.clone(),
             })
+            .chain(plan.outside_pools.iter().cloned())
             .collect(),
     );
-    plan_layer2(plan, inputs, config, &services, &endpoints, node_name, options.live_nodes.as_ref());
+    plan_layer2(plan, inputs, config, services, &endpoints, node_name, options.live_nodes.as_ref());
     let secrets = if options.show_secrets { Secrets::Show } else { Secrets::Hide };
     let view = bgp::frr::build(config, &node, &node_plan.announcements, "info", secrets);
     match bgp::render(&view) {
