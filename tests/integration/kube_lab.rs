@@ -271,3 +271,19 @@ impl Drop for KubeLab {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Polls `check` every 50 ms until it passes or 10 s went by (then its last complaint).
+pub async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let t = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(e) if t.elapsed() > Duration::from_secs(10) => return Err(format!("{what}: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}

@@ -14,24 +14,9 @@ use crate::agent_process::AgentProcess;
 use crate::bgp_lab::Lab;
 use crate::fabric::Running;
 use crate::frr_lab::wait_for;
-use crate::kube_lab::KubeLab;
+use crate::kube_lab::{KubeLab, eventually};
 
 /// Polls `check` for up to ten seconds; the last failure message if it never passes.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<(), String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let t = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return Ok(()),
-            Err(e) if t.elapsed() > Duration::from_secs(10) => return Err(format!("{what}: {e}")),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 fn announced(svc: &Service) -> Option<(String, String, String)> {
     let c = svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "ferrolb.io/Announced")?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))

@@ -18,6 +18,7 @@ mod fabric;
 mod frr_golden;
 mod frr_image;
 mod kube_controller;
+mod kube_invalid;
 mod kube_speaker;
 mod kube_webhook;
 mod l2_lab;
