@@ -51,8 +51,9 @@ pub struct ControllerArgs {
     pub identity: Option<String>,
     #[command(flatten)]
     pub webhook: crate::webhook::WebhookArgs,
-    /// Where Prometheus scrapes `/metrics` (plain HTTP); port 0 turns it off.
-    #[arg(long, default_value = "0.0.0.0:7472")]
+    /// Where Prometheus scrapes `/metrics` (plain HTTP); port 0 turns it off. `[::]` listens
+    /// on both families; brackets work around IPv4 addresses too.
+    #[arg(long, default_value = "[::]:7472", value_parser = crate::bind::parse_socket_addr)]
     pub metrics_bind: std::net::SocketAddr,
 }
 

@@ -6,6 +6,7 @@
 pub mod allocator;
 pub mod api;
 pub mod bgp;
+pub mod bind;
 pub mod cli;
 pub mod config;
 pub mod controller;

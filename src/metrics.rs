@@ -17,7 +17,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
@@ -171,7 +170,7 @@ pub fn render() -> String {
 
 /// Serves `GET /metrics` (and `/healthz`) over plain HTTP until the process ends.
 pub async fn serve(bind: SocketAddr) -> Result<(), String> {
-    let listener = TcpListener::bind(bind).await.map_err(|e| format!("metrics: binding {bind}: {e}"))?;
+    let listener = crate::bind::tcp_listener(bind).map_err(|e| format!("metrics: binding {bind}: {e}"))?;
     tracing::info!(%bind, "metrics serving");
     loop {
         let Ok((tcp, _)) = listener.accept().await else { continue };

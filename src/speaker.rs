@@ -55,8 +55,8 @@ pub struct SpeakerArgs {
     /// namespace) whose node addresses seed the membership; empty turns membership off.
     #[arg(long, default_value = "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker")]
     pub speaker_selector: String,
-    /// Where this speaker's membership listens.
-    #[arg(long, default_value = "0.0.0.0:7946")]
+    /// Where this speaker's membership listens (`[IP]:PORT` for either family).
+    #[arg(long, default_value = "0.0.0.0:7946", value_parser = crate::bind::parse_socket_addr)]
     pub membership_bind: std::net::SocketAddr,
     /// A file holding the secret all speakers share; membership traffic is then encrypted and
     /// authenticated.
@@ -75,8 +75,9 @@ pub struct SpeakerArgs {
     /// Changes arriving within this many milliseconds go to FRR as one Apply.
     #[arg(long, default_value_t = 50)]
     pub coalesce_ms: u64,
-    /// Where Prometheus scrapes `/metrics` (plain HTTP, on the host network); port 0 turns it off.
-    #[arg(long, default_value = "0.0.0.0:7472")]
+    /// Where Prometheus scrapes `/metrics` (plain HTTP, on the host network); port 0 turns it
+    /// off. `[::]` listens on both families; brackets work around IPv4 addresses too.
+    #[arg(long, default_value = "[::]:7472", value_parser = crate::bind::parse_socket_addr)]
     pub metrics_bind: std::net::SocketAddr,
     /// How often the manifests are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 200)]

@@ -23,8 +23,8 @@ pub struct WebhookArgs {
     /// HTTPS port of the validating and conversion webhooks; 0 turns them off.
     #[arg(long, default_value_t = 9443)]
     pub webhook_port: u16,
-    /// Address the webhook listens on.
-    #[arg(long, default_value = "0.0.0.0")]
+    /// Address the webhook listens on (`::`: both families).
+    #[arg(long, default_value = "::")]
     pub webhook_address: IpAddr,
     /// The Service the API server reaches the webhook through (names in the certificate).
     #[arg(long, default_value = "ferrolb-webhook-service")]

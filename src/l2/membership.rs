@@ -322,7 +322,7 @@ pub fn parse_seeds(seeds: &[String]) -> Result<Vec<(String, SocketAddr)>, String
     let mut out: BTreeMap<String, SocketAddr> = BTreeMap::new();
     for s in seeds {
         let (node, addr) = s.split_once('=').ok_or_else(|| format!("member {s:?}: expected NODE=IP:PORT"))?;
-        let addr = addr.parse().map_err(|e| format!("member {s:?}: {e}"))?;
+        let addr = crate::bind::parse_socket_addr(addr).map_err(|e| format!("member {s:?}: {e}"))?;
         out.insert(node.to_string(), addr);
     }
     Ok(out.into_iter().collect())

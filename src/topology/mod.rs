@@ -20,10 +20,29 @@ pub struct NodeInfo {
     pub labels: Labels,
     /// Why the node may not announce anything, if it may not.
     pub ineligible: Option<String>,
-    /// The node's first IPv4 InternalIP: the BGP router ID when no BGPPeer sets one. Left to
-    /// FRR, every node would pick the highest loopback address, which is the same Service IP
-    /// on every node where kube-proxy or the user puts Service IPs on lo.
+    /// The BGP router ID when no BGPPeer sets one: the node's first IPv4 InternalIP, or on an
+    /// IPv6-only node (no IPv4 InternalIP) one derived from its name (see
+    /// [`router_id_from_name`]). Left to FRR, every node would pick the highest loopback
+    /// address, which is the same Service IP on every node where Service IPs sit on lo, and
+    /// an IPv6-only node has no IPv4 address to pick at all.
     pub router_id: Option<std::net::Ipv4Addr>,
+}
+
+/// A router ID for a node with no IPv4 address: the first four bytes of
+/// sha256("ferrolb/router-id/" + node name), with the first octet moved into 1-223 (not 127),
+/// so it reads as a unicast address that every BGP implementation accepts in an OPEN.
+/// From the name, not an address: it stays the same when the node is renumbered, and nodes
+/// numbered alike in different racks (`…:1::5`, `…:2::5`) still differ. Two nodes collide
+/// with odds of about n²/7.4e9 (100 nodes: 1 in 740,000); a BGPPeer's routerID overrides it.
+pub fn router_id_from_name(node: &str) -> std::net::Ipv4Addr {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("ferrolb/router-id/{node}").as_bytes());
+    // 222 usable first octets: 1..=223 without 127.
+    let mut first = 1 + h[0] % 222;
+    if first >= 127 {
+        first += 1;
+    }
+    std::net::Ipv4Addr::new(first, h[1], h[2], h[3])
 }
 
 impl NodeInfo {
@@ -44,14 +63,24 @@ impl NodeInfo {
         } else {
             None
         };
-        let router_id = node
+        let internal: Vec<std::net::IpAddr> = node
             .status
             .as_ref()
             .and_then(|s| s.addresses.as_ref())
             .into_iter()
             .flatten()
             .filter(|a| a.type_ == "InternalIP")
-            .find_map(|a| a.address.parse().ok());
+            .filter_map(|a| a.address.parse().ok())
+            .collect();
+        let v4 = internal.iter().find_map(|ip| match ip {
+            std::net::IpAddr::V4(v4) => Some(*v4),
+            std::net::IpAddr::V6(_) => None,
+        });
+        let router_id = match v4 {
+            Some(v4) => Some(v4),
+            None if internal.iter().any(std::net::IpAddr::is_ipv6) => Some(router_id_from_name(&name)),
+            None => None,
+        };
         NodeInfo { name, labels, ineligible, router_id }
     }
 
@@ -162,5 +191,35 @@ mod tests {
         node.status =
             serde_saphyr::from_str("conditions: [{type: NetworkUnavailable, status: 'True'}]").unwrap();
         assert!(NodeInfo::from_node(&node, false).ineligible.unwrap().contains("NetworkUnavailable"));
+    }
+
+    #[test]
+    fn router_ids_on_ipv4_dual_stack_and_ipv6_only_nodes() {
+        let node = |name: &str, addresses: &str| -> Node {
+            serde_saphyr::from_str(&format!(
+                "metadata: {{name: {name}}}\nstatus: {{addresses: [{addresses}]}}\n"
+            ))
+            .unwrap()
+        };
+        let id = |n: &Node| NodeInfo::from_node(n, false).router_id.map(|r| r.to_string());
+        let dual = node(
+            "n1",
+            "{type: InternalIP, address: '2001:db8::11'}, {type: InternalIP, address: 192.0.2.11}",
+        );
+        assert_eq!(id(&dual).as_deref(), Some("192.0.2.11"), "IPv4 wins wherever the node has one");
+        let v6 = node("n1", "{type: InternalIP, address: '2001:db8::11'}");
+        let derived = id(&v6).expect("an IPv6-only node gets a router ID");
+        assert_eq!(derived, router_id_from_name("n1").to_string());
+        assert_eq!(
+            id(&node("n1", "{type: InternalIP, address: '2001:db8:2::99'}")),
+            Some(derived.clone()),
+            "renumbering keeps it"
+        );
+        assert_eq!(id(&node("n1", "")), None, "no address at all: left to FRR, as before");
+        // Unicast-looking and distinct across a large cluster.
+        let ids: std::collections::BTreeSet<_> =
+            (0..1000).map(|i| router_id_from_name(&format!("node{i}"))).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|ip| (1..=223).contains(&ip.octets()[0]) && ip.octets()[0] != 127));
     }
 }

@@ -16,7 +16,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::{self, ConfigObject, Operation, Verdict};
@@ -61,7 +60,7 @@ pub async fn serve(bind: SocketAddr, cert: Arc<CertSlot>, current: Current) -> R
     let mut tls = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let listener = TcpListener::bind(bind).await.map_err(|e| format!("webhook: binding {bind}: {e}"))?;
+    let listener = crate::bind::tcp_listener(bind).map_err(|e| format!("webhook: binding {bind}: {e}"))?;
     tracing::info!(%bind, "webhook serving");
     loop {
         let (tcp, peer) = match listener.accept().await {

@@ -148,7 +148,7 @@ fn metrics_are_scraped_from_both_roles_when_asked() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(args.contains(&"--metrics-bind=$(NODE_IP):7472"), "{args:?}");
+    assert!(args.contains(&"--metrics-bind=[$(NODE_IP)]:7472"), "{args:?}");
     let (plain, _) = render("{}");
     assert!(!plain.iter().any(|o| o["kind"] == "ServiceMonitor"));
 }
