@@ -17,7 +17,7 @@ print(json.dumps({"rendered": rendered, "lint": report}))
 "#;
 
 /// Why the chart tests cannot run here, if they cannot.
-fn unavailable() -> Option<String> {
+pub fn unavailable() -> Option<String> {
     let ok =
         Command::new("python3").args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success());
     (!ok).then(|| "helm-python-sdk missing (pip install helm-python-sdk)".to_string())
@@ -65,6 +65,18 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 fn container<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
     pod["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == name)
+}
+
+/// The speaker container's arguments as the chart renders them for `values`.
+pub fn speaker_args(values: &str) -> Vec<String> {
+    let objects = render_clean(values);
+    let speaker = find(&objects, "DaemonSet", "ferrolb-speaker");
+    container(speaker, "speaker").unwrap()["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
 }
 
 #[test]

@@ -17,6 +17,7 @@ mod examples;
 mod fabric;
 mod frr_golden;
 mod frr_image;
+mod ipv6_node;
 mod kube_controller;
 mod kube_invalid;
 mod kube_speaker;
