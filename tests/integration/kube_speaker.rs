@@ -23,7 +23,7 @@ fn announced(svc: &Service) -> Option<(String, String, String)> {
 }
 
 /// A Service with a ready endpoint on node1, as the tests create them.
-async fn create_served(services: &Api<Service>, slices: &Api<EndpointSlice>, name: &str, endpoint: &str) {
+pub async fn create_served(services: &Api<Service>, slices: &Api<EndpointSlice>, name: &str, endpoint: &str) {
     let svc: Service = serde_saphyr::from_str(&format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
     ))
@@ -276,7 +276,7 @@ async fn reports_say_where_and_why(
     assert!(r.is_ok(), "{r:?}");
 }
 
-const CONFIG: &str = "
+pub const CONFIG: &str = "
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: lab, namespace: metallb-system}
@@ -292,7 +292,7 @@ kind: BGPAdvertisement
 metadata: {name: lab, namespace: metallb-system}
 ";
 
-fn route_at_tor(lab: &Lab, ip: &str) -> bool {
+pub fn route_at_tor(lab: &Lab, ip: &str) -> bool {
     let out = Command::new("ip").args(["-n", &lab.tor.ns, "route", "show", ip]).output().unwrap();
     !out.stdout.is_empty()
 }

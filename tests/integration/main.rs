@@ -18,12 +18,15 @@ mod fabric;
 mod frr_golden;
 mod frr_image;
 mod ipv6_node;
+mod kube_announce;
 mod kube_controller;
 mod kube_invalid;
 mod kube_speaker;
 mod kube_webhook;
 mod l2_lab;
 mod purity;
+mod soak;
+mod soak_lab;
 mod speaker_offline;
 
 use std::path::{Path, PathBuf};
