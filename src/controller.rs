@@ -119,6 +119,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let mut outside_warned: HashMap<String, String> = HashMap::new();
     loop {
         let inputs = cache.inputs();
+        let deciding = std::time::Instant::now();
         let decided = plan::plan_with_last_good(&inputs, &options, last_good.as_ref());
         if decided.is_valid() {
             last_good = decided.config.clone();
@@ -135,8 +136,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         for w in config_warnings.update(&inputs.objects, &decided.errors) {
             publish_to(&recorder, &w.object, PlanEventType::Warning, "InvalidConfiguration", w.message).await;
         }
+        let changes = writeback::changes(&inputs.services, &decided);
+        METRICS.plan_seconds.observe(deciding.elapsed().as_secs_f64());
         // Writes go out concurrently: a thousand new Services are three thousand API calls.
-        let written: Vec<String> = futures::stream::iter(writeback::changes(&inputs.services, &decided))
+        let written: Vec<String> = futures::stream::iter(changes)
             .map(|change| {
                 let (client, recorder, by_key, decided) = (&client, &recorder, &by_key, &decided);
                 async move {

@@ -62,6 +62,7 @@ pub struct Metrics {
     pub allocation_seconds: Histogram,
     pub apply_seconds: Histogram,
     pub layer2_takeover_seconds: Histogram,
+    pub plan_seconds: Histogram,
 }
 
 /// 1 ms .. ~33 s, doubling.
@@ -91,6 +92,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         allocation_seconds: latency(),
         apply_seconds: latency(),
         layer2_takeover_seconds: latency(),
+        plan_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
     };
     {
         let r = registry.sub_registry_with_prefix("metallb");
@@ -155,6 +157,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "layer2_takeover_seconds",
             "From membership declaring a speaker gone to this node answering for the IPs it gained",
             m.layer2_takeover_seconds.clone(),
+        );
+        f.register(
+            "plan_seconds",
+            "One decision pass over the whole cluster (plan and the writes or announcements it implies)",
+            m.plan_seconds.clone(),
         );
     }
     Metrics { registry, ..m }

@@ -197,7 +197,9 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 live_nodes: live,
                 ips_from_status: cluster.is_some(),
             };
+            let planning = std::time::Instant::now();
             let p = plan::plan_with_last_good(inputs, &options, last_good.as_ref());
+            crate::metrics::METRICS.plan_seconds.observe(planning.elapsed().as_secs_f64());
             if p.is_valid() {
                 last_good = p.config.clone();
             } else {

@@ -14,7 +14,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use super::K8sError;
+use super::{K8sError, trim};
 use crate::api;
 use crate::config::ClusterObjects;
 use crate::plan::Inputs;
@@ -39,8 +39,14 @@ pub struct ClusterCache {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Keeps a store of `api`'s objects, notifying `changed` on every event.
-fn reflect<K>(api: Api<K>, changed: &Arc<Notify>, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Store<K>
+/// Keeps a store of `api`'s objects, each trimmed by `trim` before it is stored, notifying
+/// `changed` on every event.
+fn reflect<K>(
+    api: Api<K>,
+    changed: &Arc<Notify>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    trim: fn(&mut K),
+) -> Store<K>
 where
     K: Resource + Lookup + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     <K as Lookup>::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
@@ -48,7 +54,8 @@ where
 {
     let (store, writer) = reflector::store();
     let changed = changed.clone();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff().modify(trim));
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -79,21 +86,31 @@ impl ClusterCache {
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
         let mut cache = ClusterCache {
             namespace: namespace.to_string(),
-            services: reflect(Api::all(ns(client)), &changed, &mut tasks),
-            endpoint_slices: Some(reflect(Api::all(ns(client)), &changed, &mut tasks)),
-            pools: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
-            l2_advertisements: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
-            bgp_advertisements: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
-            peers: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
-            bfd_profiles: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
-            communities: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
-            secrets: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks),
-            namespaces: reflect(Api::all(ns(client)), &changed, &mut tasks),
-            nodes: reflect(Api::all(ns(client)), &changed, &mut tasks),
+            services: reflect(Api::all(ns(client)), &changed, &mut tasks, trim::service),
+            endpoint_slices: Some(reflect(Api::all(ns(client)), &changed, &mut tasks, trim::endpoint_slice)),
+            pools: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
+            l2_advertisements: reflect(
+                Api::namespaced(ns(client), namespace),
+                &changed,
+                &mut tasks,
+                trim::meta,
+            ),
+            bgp_advertisements: reflect(
+                Api::namespaced(ns(client), namespace),
+                &changed,
+                &mut tasks,
+                trim::meta,
+            ),
+            peers: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
+            bfd_profiles: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
+            communities: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
+            secrets: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
+            namespaces: reflect(Api::all(ns(client)), &changed, &mut tasks, trim::meta),
+            nodes: reflect(Api::all(ns(client)), &changed, &mut tasks, trim::node),
             l2_statuses: with_reports
-                .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks)),
+                .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta)),
             bgp_statuses: with_reports
-                .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks)),
+                .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta)),
             changed,
             listed,
             tasks,

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config_state;
 pub mod lease;
 pub mod node_status;
+pub mod trim;
 pub mod webhook_cert;
 
 use std::path::Path;

@@ -25,6 +25,7 @@ mod kube_speaker;
 mod kube_webhook;
 mod l2_lab;
 mod purity;
+mod scale;
 mod soak;
 mod soak_lab;
 mod speaker_offline;

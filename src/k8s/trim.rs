@@ -1,0 +1,117 @@
+//! What the roles never read is dropped before an object enters a cache: a cluster's objects
+//! carry managedFields, `kubectl.kubernetes.io/last-applied-configuration`, every image a node
+//! has pulled and every endpoint address, none of which ferrolb decides with. At 10,000
+//! Services that is most of a role's memory, on every node for the speaker.
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Resource;
+
+/// Annotations ferrolb reads: its own and MetalLB's (current and legacy prefixes).
+fn ours(key: &str) -> bool {
+    key.starts_with(crate::service::ANNOTATION_PREFIX)
+        || key.starts_with(crate::service::LEGACY_PREFIX)
+        || key.starts_with("ferrolb.io/")
+}
+
+/// managedFields alone, for kinds that are small already.
+pub fn meta<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+}
+
+pub fn service(s: &mut Service) {
+    meta(s);
+    if let Some(a) = s.metadata.annotations.as_mut() {
+        a.retain(|k, _| ours(k));
+    }
+    if let Some(spec) = s.spec.as_mut() {
+        spec.session_affinity_config = None;
+        spec.external_ips = None;
+        spec.load_balancer_source_ranges = None;
+        // Ports matter (IP sharing); their names and targets do not.
+        for p in spec.ports.iter_mut().flatten() {
+            p.target_port = None;
+            p.app_protocol = None;
+        }
+    }
+}
+
+pub fn endpoint_slice(e: &mut EndpointSlice) {
+    meta(e);
+    e.metadata.annotations = None;
+    e.ports = None;
+    for ep in &mut e.endpoints {
+        // Where an endpoint runs and whether it serves is what announcements depend on; one
+        // address says it has any.
+        ep.addresses.truncate(1);
+        ep.target_ref = None;
+        ep.hints = None;
+        ep.hostname = None;
+        ep.deprecated_topology = None;
+    }
+}
+
+pub fn node(n: &mut Node) {
+    meta(n);
+    n.metadata.annotations = None;
+    n.spec = None;
+    if let Some(st) = n.status.as_mut() {
+        st.images = None;
+        st.node_info = None;
+        st.capacity = None;
+        st.allocatable = None;
+        st.daemon_endpoints = None;
+        st.volumes_attached = None;
+        st.volumes_in_use = None;
+        st.config = None;
+        st.features = None;
+        st.runtime_handlers = None;
+        if let Some(cs) = st.conditions.as_mut() {
+            cs.retain(|c| c.type_ == "NetworkUnavailable");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_what_decisions_read() {
+        let mut s: Service = serde_saphyr::from_str(
+            "metadata: {name: web, namespace: shop, labels: {app: web}, annotations: {metallb.io/address-pool: a, metallb.universe.tf/allow-shared-ip: k, kubectl.kubernetes.io/last-applied-configuration: '{}'}, managedFields: [{manager: kubectl}]}\n\
+             spec: {type: LoadBalancer, selector: {app: web}, externalTrafficPolicy: Local, ports: [{port: 80, targetPort: 8080, protocol: TCP}]}\n\
+             status: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}\n",
+        )
+        .unwrap();
+        let before = crate::service::intake(&s, None);
+        service(&mut s);
+        assert_eq!(crate::service::intake(&s, None), before, "the request read from it is unchanged");
+        let a = s.metadata.annotations.as_ref().unwrap();
+        assert!(
+            a.contains_key("metallb.io/address-pool")
+                && a.contains_key("metallb.universe.tf/allow-shared-ip")
+        );
+        assert_eq!(a.len(), 2);
+        assert!(s.metadata.managed_fields.is_none());
+        assert_eq!(crate::plan::writeback::current_ips(&s), ["192.0.2.1"]);
+
+        let mut n: Node = serde_saphyr::from_str(
+            "metadata: {name: n1, labels: {rack: a}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}], images: [{names: [big]}], conditions: [{type: Ready, status: 'True'}, {type: NetworkUnavailable, status: 'True'}]}\n",
+        )
+        .unwrap();
+        let before = crate::topology::NodeInfo::from_node(&n, false);
+        node(&mut n);
+        assert_eq!(crate::topology::NodeInfo::from_node(&n, false), before);
+        assert!(n.status.as_ref().unwrap().images.is_none());
+
+        let mut e: EndpointSlice = serde_saphyr::from_str(
+            "metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\n\
+             endpoints: [{addresses: [10.0.0.1], nodeName: n1, conditions: {ready: true}}, {addresses: [10.0.0.2], nodeName: n2, conditions: {ready: false}}]\n",
+        )
+        .unwrap();
+        let before = crate::topology::Endpoints::from_slices(std::slice::from_ref(&e));
+        endpoint_slice(&mut e);
+        assert_eq!(crate::topology::Endpoints::from_slices(&[e]), before);
+    }
+}

@@ -1,0 +1,298 @@
+//! The scale benchmark (`scripts/bench-scale`; ignored in the normal test run): against a real
+//! kube-apiserver, N LoadBalancer Services (`FERROLB_SCALE_SERVICES`, default 10,000) over v4,
+//! v6 and dual-stack pools with 10 % sharing an IP, an EndpointSlice each, 100 Nodes. It prints
+//! one `scale …` line: how long a cold controller takes to give them all IPs beside the floor a
+//! bare client sets for the same number of status writes with the same parallelism, both roles'
+//! resident memory, a restart, the decision time per change, churn latency at 20 Services/s.
+//! Figures, not assertions: the targets are judged from the line.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+use crate::fabric::Running;
+use crate::kube_lab::KubeLab;
+
+const POOLS: &str = "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: v4, namespace: metallb-system}
+spec: {addresses: [198.19.0.0/17]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: v6, namespace: metallb-system}
+spec: {addresses: ['2001:db8:100::/112']}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: dual, namespace: metallb-system}
+spec: {addresses: [198.19.128.0/17, '2001:db8:200::/112']}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: all, namespace: metallb-system}
+";
+
+/// Service `i` of the benchmark: every fifth IPv6, every fifth dual-stack, one in ten sharing
+/// its IP with its neighbour (same pool and key, another port).
+fn service(ns: &str, i: usize, class: Option<&str>) -> Service {
+    let (pool, families) = match i % 5 {
+        0 => ("v6", "ipFamilies: [IPv6]"),
+        1 => ("dual", "ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]"),
+        _ => ("v4", "ipFamilies: [IPv4]"),
+    };
+    let sharing = if i % 20 == 2 || i % 20 == 3 {
+        format!(", metallb.io/allow-shared-ip: k{}", i / 20)
+    } else {
+        String::new()
+    };
+    let class = class.map(|c| format!(", loadBalancerClass: {c}")).unwrap_or_default();
+    serde_saphyr::from_str(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: {ns}, annotations: {{metallb.io/address-pool: {pool}{sharing}}}}}\n\
+         spec: {{type: LoadBalancer, {families}, ports: [{{port: {}}}]{class}}}\n",
+        80 + i % 20
+    ))
+    .unwrap()
+}
+
+fn slice(ns: &str, i: usize) -> EndpointSlice {
+    serde_saphyr::from_str(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s{i}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: s{i}}}}}\n\
+         addressType: IPv4\nendpoints: [{{addresses: [198.18.64.{}], nodeName: node{:03}, conditions: {{ready: true}}}}]\nports: [{{port: 80}}]\n",
+        i % 250 + 1,
+        i % 100
+    ))
+    .unwrap()
+}
+
+async fn each<T, F, Fut>(items: Vec<T>, f: F)
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    futures::stream::iter(items).for_each_concurrent(ferrolb_writers(), f).await;
+}
+
+/// The controller's parallelism, so the floor is measured at the same.
+fn ferrolb_writers() -> usize {
+    16
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn scrape(port: u16) -> String {
+    let out =
+        Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/metrics")]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The binary to measure: `FERROLB_BIN` (the release build, from scripts/bench-scale) or the
+/// test build.
+fn binary() -> std::path::PathBuf {
+    std::env::var_os("FERROLB_BIN").map_or_else(|| crate::ferrolb_bin().to_path_buf(), Into::into)
+}
+
+fn start(lab: &KubeLab, role: &[&str], port: u16, log: &str) -> Running {
+    Running(
+        Command::new(binary())
+            .args(role)
+            .args(["--metrics-bind", &format!("127.0.0.1:{port}"), "--kubeconfig"])
+            .arg(lab.kubeconfig())
+            .env("RUST_LOG", "warn,ferrolb::controller=info,ferrolb::speaker=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(lab.dir.join(log)).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn ips(client: &Client) -> BTreeMap<String, Vec<String>> {
+    let api: Api<Service> = Api::namespaced(client.clone(), "bulk");
+    let mut out = BTreeMap::new();
+    let mut params = ListParams::default().limit(2000);
+    loop {
+        let page = api.list(&params).await.unwrap();
+        for s in &page.items {
+            out.insert(s.metadata.name.clone().unwrap_or_default(), ferrolb::plan::writeback::current_ips(s));
+        }
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => params = params.continue_token(&c),
+            _ => return out,
+        }
+    }
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0)
+}
+
+#[test]
+#[ignore = "a benchmark: scripts/bench-scale"]
+fn scale() {
+    require_kube!();
+    let n: usize =
+        std::env::var("FERROLB_SCALE_SERVICES").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let lab = KubeLab::start();
+    let rt = crate::threaded_runtime();
+    rt.block_on(async {
+        let client = lab.prepared(&["metallb-system", "bulk", "floor", "churn"]).await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        each((0..100).collect(), |i| {
+            let nodes = nodes.clone();
+            async move {
+                let node: Node = serde_saphyr::from_str(&format!("apiVersion: v1\nkind: Node\nmetadata: {{name: node{i:03}}}\n")).unwrap();
+                nodes.create(&PostParams::default(), &node).await.unwrap();
+            }
+        })
+        .await;
+        let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
+        inputs.add_yaml("pools", POOLS).unwrap();
+        crate::kube_controller::create_all(&client, &inputs.objects.pools).await;
+        crate::kube_controller::create_all(&client, &inputs.objects.l2_advertisements).await;
+
+        // The floor: the same number of status writes by a bare client, on Services of a class
+        // ferrolb ignores, removed before ferrolb starts.
+        let floor: Api<Service> = Api::namespaced(client.clone(), "floor");
+        each((0..n).collect(), |i| {
+            let floor = floor.clone();
+            async move {
+                floor.create(&PostParams::default(), &service("floor", i, Some("bench/none"))).await.unwrap();
+            }
+        })
+        .await;
+        let t = Instant::now();
+        each((0..n).collect(), |i| {
+            let floor = floor.clone();
+            async move {
+                let ip = format!("198.19.{}.{}", i / 250, i % 250);
+                let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
+                floor.patch_status(&format!("s{i}"), &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+            }
+        })
+        .await;
+        let api_floor = t.elapsed().as_secs_f64();
+        let _ = floor.delete_collection(&Default::default(), &ListParams::default()).await;
+
+        let services: Api<Service> = Api::namespaced(client.clone(), "bulk");
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "bulk");
+        each((0..n).collect(), |i| {
+            let (services, slices) = (services.clone(), slices.clone());
+            async move {
+                slices.create(&PostParams::default(), &slice("bulk", i)).await.unwrap();
+                services.create(&PostParams::default(), &service("bulk", i, None)).await.unwrap();
+            }
+        })
+        .await;
+
+        let port = crate::kube_lab::free_port();
+        let controller = start(&lab, &["controller", "--webhook-port", "0", "--leader-elect", "false"], port, "controller.log");
+        let t = Instant::now();
+        while sample(&scrape(port), "ferrolb_allocation_seconds_count") < n as f64 {
+            assert!(t.elapsed() < Duration::from_secs(1800), "not allocated in 30 min\n{}", lab.log("controller.log"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let allocate = t.elapsed().as_secs_f64();
+        // Conditions and pool counts follow the IPs; let them land before measuring memory.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let controller_rss = rss_mib(controller.0.id());
+        let writes = sample(&scrape(port), "metallb_k8s_client_updates_total");
+        let before = ips(&client).await;
+        assert_eq!(before.values().filter(|v| !v.is_empty()).count(), n, "every Service holds an IP");
+
+        // The speaker of one node, neither layer 2 nor FRR: what watching and planning cost.
+        let sport = crate::kube_lab::free_port();
+        let speaker = start(&lab, &["speaker", "--node", "node000"], sport, "speaker.log");
+        let t = Instant::now();
+        while sample(&scrape(sport), "ferrolb_plan_seconds_count") < 1.0 {
+            assert!(t.elapsed() < Duration::from_secs(300), "the speaker never planned\n{}", lab.log("speaker.log"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        // Churn: 20 Services a second for 10 s with the N present, create -> status written.
+        let churn: Api<Service> = Api::namespaced(client.clone(), "churn");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, Instant>::new()));
+        let watch = {
+            let (churn, seen) = (churn.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut events = std::pin::pin!(kube::runtime::watcher(churn, Default::default()));
+                while let Some(Ok(e)) = events.next().await {
+                    if let kube::runtime::watcher::Event::Apply(s) = e
+                        && !ferrolb::plan::writeback::current_ips(&s).is_empty()
+                    {
+                        seen.lock().unwrap().entry(s.metadata.name.clone().unwrap_or_default()).or_insert_with(Instant::now);
+                    }
+                }
+            })
+        };
+        let (c0, s0) = (scrape(port), scrape(sport));
+        let mut created = BTreeMap::new();
+        for i in 0..200 {
+            let t = Instant::now();
+            churn.create(&PostParams::default(), &service("churn", i, None)).await.unwrap();
+            created.insert(format!("s{i}"), t);
+            tokio::time::sleep(Duration::from_millis(50).saturating_sub(t.elapsed())).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        watch.abort();
+        let seen = seen.lock().unwrap().clone();
+        let churn_ms: Vec<f64> = created
+            .iter()
+            .filter_map(|(name, t)| seen.get(name).map(|s| s.duration_since(*t).as_secs_f64() * 1000.0))
+            .collect();
+        let (c1, s1) = (scrape(port), scrape(sport));
+        let mean_ms = |a: &str, b: &str| {
+            let count = sample(b, "ferrolb_plan_seconds_count") - sample(a, "ferrolb_plan_seconds_count");
+            (sample(b, "ferrolb_plan_seconds_sum") - sample(a, "ferrolb_plan_seconds_sum")) / count.max(1.0) * 1000.0
+        };
+        let (controller_decide_ms, speaker_plan_ms) = (mean_ms(&c0, &c1), mean_ms(&s0, &s1));
+        let speaker_rss = rss_mib(speaker.0.id());
+        drop(speaker);
+
+        // A restart: how long until it listed, and whether anything moved.
+        drop(controller);
+        let t = Instant::now();
+        let _controller = start(&lab, &["controller", "--webhook-port", "0", "--leader-elect", "false"], port, "controller-2.log");
+        let log = lab.dir.join("controller-2.log");
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("cluster listed") {
+            assert!(t.elapsed() < Duration::from_secs(300));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let listed = t.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = ips(&client).await;
+        let changed = before.iter().filter(|(k, v)| after.get(*k) != Some(v)).count();
+        println!(
+            "scale services={n} controller_allocate_s={allocate:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} controller_rss_mib={controller_rss:.0} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} speaker_rss_mib={speaker_rss:.0} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0}",
+            allocate / api_floor,
+            writes / n as f64,
+            controller_rss * 1048576.0 / n as f64,
+            speaker_rss * 1048576.0 / n as f64,
+            churn_ms.len(),
+            pct(&churn_ms, 0.5),
+            pct(&churn_ms, 0.99),
+        );
+    });
+}
