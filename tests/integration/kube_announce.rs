@@ -5,21 +5,21 @@
 //! is in some Service's status.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 
 use crate::agent_process::AgentProcess;
 use crate::bgp_lab::Lab;
 use crate::fabric::Running;
 use crate::frr_lab::wait_for;
 use crate::kube_lab::{KubeLab, eventually};
-use crate::kube_speaker::{CONFIG, create_served};
+use crate::kube_speaker::{bgp_cluster, create_served};
 
 /// Every IP in the status of a Service in `shop` right now.
 async fn status_ips(services: &Api<Service>) -> BTreeSet<String> {
@@ -31,24 +31,9 @@ async fn status_ips(services: &Api<Service>) -> BTreeSet<String> {
 }
 
 fn controller(kube: &KubeLab, n: usize) -> Running {
-    Running(
-        Command::new(crate::ferrolb_bin())
-            .args([
-                "controller",
-                "--webhook-port",
-                "0",
-                "--leader-elect",
-                "false",
-                "--metrics-bind",
-                "127.0.0.1:0",
-            ])
-            .arg("--kubeconfig")
-            .arg(kube.kubeconfig())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(kube.dir.join(format!("controller-{n}.log"))).unwrap())
-            .spawn()
-            .unwrap(),
-    )
+    let args =
+        ["controller", "--webhook-port", "0", "--leader-elect", "false", "--metrics-bind", "127.0.0.1:0"];
+    kube.run_ferrolb(&args, &format!("controller-{n}.log"))
 }
 
 #[test]
@@ -60,26 +45,11 @@ fn the_speaker_announces_only_what_the_status_holds() {
     let kube = KubeLab::start();
     let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = kube.prepared(&["metallb-system", "shop"]).await;
-        let node: Node = serde_saphyr::from_str("apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n").unwrap();
-        Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
-        let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
-        inputs.add_yaml("config", CONFIG).unwrap();
-        crate::kube_controller::create_all(&client, &inputs.objects.pools).await;
-        crate::kube_controller::create_all(&client, &inputs.objects.peers).await;
-        crate::kube_controller::create_all(&client, &inputs.objects.bgp_advertisements).await;
+        let client = bgp_cluster(&kube).await;
         let mut ctl = Some(controller(&kube, 0));
-        let _speaker = Running(
-            Command::new(crate::ferrolb_bin())
-                .args(["speaker", "--node", "node1", "--metrics-bind", "127.0.0.1:0", "--kubeconfig"])
-                .arg(kube.kubeconfig())
-                .arg("--frr-agent-socket")
-                .arg(&agent.socket)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(kube.dir.join("speaker.log")).unwrap())
-                .spawn()
-                .unwrap(),
-        );
+        let socket = agent.socket.display().to_string();
+        let args = ["speaker", "--node", "node1", "--metrics-bind", "127.0.0.1:0", "--frr-agent-socket", &socket];
+        let _speaker = kube.run_ferrolb(&args, "speaker.log");
         let speaker_log = || kube.log("speaker.log");
         let services: Api<Service> = Api::namespaced(client.clone(), "shop");
         let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "shop");

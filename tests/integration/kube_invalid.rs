@@ -4,7 +4,7 @@
 //! ConfigurationState, a Warning Event on the object, `metallb_k8s_client_config_stale_bool`).
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
@@ -96,14 +96,9 @@ fn stale_metric(at: &str) -> Option<String> {
 }
 
 fn start_controller(lab: &KubeLab, n: usize, metrics: &str) -> Running {
-    Running(
-        Command::new(crate::ferrolb_bin())
-            .args(["controller", "--webhook-port", "0", "--metrics-bind", metrics, "--kubeconfig"])
-            .arg(lab.kubeconfig())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(lab.dir.join(format!("controller-{n}.log"))).unwrap())
-            .spawn()
-            .unwrap(),
+    lab.run_ferrolb(
+        &["controller", "--webhook-port", "0", "--metrics-bind", metrics],
+        &format!("controller-{n}.log"),
     )
 }
 

@@ -185,6 +185,20 @@ impl KubeLab {
         self.wait_ready();
     }
 
+    /// `ferrolb ARGS --kubeconfig <this lab's>`, its stderr in `log` under the lab's directory.
+    pub fn run_ferrolb(&self, args: &[&str], log: &str) -> crate::fabric::Running {
+        crate::fabric::Running(
+            Command::new(crate::ferrolb_bin())
+                .args(args)
+                .arg("--kubeconfig")
+                .arg(self.kubeconfig())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.dir.join(log)).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
     pub fn log(&self, name: &str) -> String {
         let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
         text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")

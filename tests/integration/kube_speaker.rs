@@ -292,6 +292,19 @@ kind: BGPAdvertisement
 metadata: {name: lab, namespace: metallb-system}
 ";
 
+/// node1 and the BGP configuration (one pool, the ToR as peer, one advertisement).
+pub async fn bgp_cluster(kube: &KubeLab) -> kube::Client {
+    let client = kube.prepared(&["metallb-system", "shop"]).await;
+    let node: Node = serde_saphyr::from_str("apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n").unwrap();
+    Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
+    let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
+    inputs.add_yaml("config", CONFIG).unwrap();
+    crate::kube_controller::create_all(&client, &inputs.objects.pools).await;
+    crate::kube_controller::create_all(&client, &inputs.objects.peers).await;
+    crate::kube_controller::create_all(&client, &inputs.objects.bgp_advertisements).await;
+    client
+}
+
 pub fn route_at_tor(lab: &Lab, ip: &str) -> bool {
     let out = Command::new("ip").args(["-n", &lab.tor.ns, "route", "show", ip]).output().unwrap();
     !out.stdout.is_empty()
@@ -311,14 +324,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
     let kube = KubeLab::start();
     let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = kube.prepared(&["metallb-system", "shop"]).await;
-        let node: Node = serde_saphyr::from_str("apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n").unwrap();
-        Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
-        let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
-        inputs.add_yaml("config", CONFIG).unwrap();
-        crate::kube_controller::create_all(&client, &inputs.objects.pools).await;
-        crate::kube_controller::create_all(&client, &inputs.objects.peers).await;
-        crate::kube_controller::create_all(&client, &inputs.objects.bgp_advertisements).await;
+        let client = bgp_cluster(&kube).await;
 
         let log = |name: &str| std::fs::File::create(kube.dir.join(name)).unwrap();
         let controller_metrics = format!("127.0.0.1:{}", crate::kube_lab::free_port());
