@@ -36,7 +36,7 @@ impl L2Lab {
     }
 
     /// A sample of node `i`'s speaker's metrics (scraped inside its namespace).
-    fn metric(&self, i: usize, series: &str) -> Option<f64> {
+    pub fn metric(&self, i: usize, series: &str) -> Option<f64> {
         let url = format!("http://192.0.2.{}:7472/metrics", 11 + i);
         let out = Command::new("ip")
             .args(["netns", "exec", &self.nodes[i].0, "curl", "-sf", "--max-time", "1", &url])
@@ -46,13 +46,13 @@ impl L2Lab {
         text.lines().find(|l| l.starts_with(series))?.rsplit(' ').next()?.parse().ok()
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         (0..self.nodes.len()).map(|i| format!("--- node{}\n{}", i + 1, self.log(i))).collect()
     }
 }
 
 /// Every MAC answering one ARP request for `ip`.
-fn answering(lab: &L2Lab, ip: &str) -> Vec<String> {
+pub fn answering(lab: &L2Lab, ip: &str) -> Vec<String> {
     let mut macs: Vec<String> =
         lab.arping(ip).map(|t| t.lines().map(String::from).collect()).unwrap_or_default();
     macs.sort();
@@ -60,7 +60,7 @@ fn answering(lab: &L2Lab, ip: &str) -> Vec<String> {
     macs
 }
 
-fn all_live(n: usize) -> String {
+pub fn all_live(n: usize) -> String {
     let names: Vec<String> = (1..=n).map(|i| format!("\"node{i}\"")).collect();
     format!("live=Some({{{}}})", names.join(", "))
 }

@@ -22,6 +22,7 @@ mod kube_invalid;
 mod kube_speaker;
 mod kube_webhook;
 mod l2_lab;
+mod l2_lab_kube;
 mod l2_lab_members;
 mod purity;
 mod speaker_offline;
