@@ -49,9 +49,9 @@ pub struct SpeakerArgs {
     /// manifests).
     #[arg(long, value_delimiter = ',')]
     pub live_nodes: Option<Vec<String>>,
-    /// Other speakers, `NODE=IP:PORT`, to form the layer 2 membership with. Without it every
-    /// Node in the manifests (or --live-nodes) counts as alive.
-    /// They are also the quorum base: the speakers that should exist.
+    /// The speakers, `NODE=IP:PORT`, to form the layer 2 membership with; they are also the
+    /// quorum base (the speakers that should exist). Without it every Node in the manifests (or
+    /// --live-nodes) counts as alive.
     #[arg(long, value_delimiter = ',')]
     pub members: Option<Vec<String>>,
     /// Like --members, from a file (`NODE=IP:PORT` separated by commas, spaces or newlines)

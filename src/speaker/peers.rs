@@ -181,6 +181,20 @@ mod tests {
     }
 
     #[test]
+    fn a_members_file_takes_commas_spaces_and_lines() {
+        let path = std::env::temp_dir().join(format!("ferrolb-members-{}", std::process::id()));
+        std::fs::write(&path, "node1=192.0.2.11:7946,node2=192.0.2.12:7946\n\n  node3=[2001:db8::13]:7946\n")
+            .unwrap();
+        let peers = read_file(&path).unwrap();
+        assert_eq!(peers.expected.len(), 3);
+        assert_eq!(peers.seeds[2], ("node3".to_string(), "[2001:db8::13]:7946".parse().unwrap()));
+        std::fs::write(&path, "node1=192.0.2.11:7946 node2").unwrap();
+        let e = read_file(&path).unwrap_err();
+        assert!(e.contains("\"node2\"") && e.contains(path.to_str().unwrap()), "{e}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn members_name_the_expected_nodes() {
         let peers = from_members(&["node2=192.0.2.12:7946".into(), "node1=192.0.2.11:7946".into()]).unwrap();
         assert_eq!(peers.expected.iter().map(String::as_str).collect::<Vec<_>>(), ["node1", "node2"]);
