@@ -173,8 +173,11 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         }
         None => None,
     };
-    // The last fencing decision, logged and exported when it changes.
+    // The last fencing decision, logged and exported when it changes; the speakers membership
+    // ever saw alive; when a starting speaker will count without having joined.
     let mut fencing = None;
+    let mut seen_alive = std::collections::BTreeSet::new();
+    let mut recount_at: Option<SystemTime> = None;
     let mut view = membership.as_ref().map(Membership::view);
     let cluster = cluster.map(|(_, cache)| cache);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -228,10 +231,22 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             // Fenced: a speaker that cannot see a majority of the speakers that should exist
             // may be the one cut off, so it stops answering rather than risk answering beside
             // the new owner.
-            let q = current
-                .as_ref()
-                .zip(peers.as_ref())
-                .map(|(v, peers)| quorum::decide(&args.node, &peers.borrow().expected, &v.live, args.fence));
+            let q = current.as_ref().zip(peers.as_ref()).map(|(v, peers)| {
+                let expected = peers.borrow().expected.clone();
+                // Speakers seen alive once count from then on; forgotten when no longer expected.
+                seen_alive.extend(v.live.iter().cloned());
+                seen_alive.retain(|n| expected.contains_key(n));
+                let (q, next) = quorum::decide(
+                    &args.node,
+                    &expected,
+                    &seen_alive,
+                    &v.live,
+                    SystemTime::now(),
+                    args.fence,
+                );
+                recount_at = next;
+                q
+            });
             if q != fencing {
                 if let Some(q) = &q {
                     fencing_changed(q, fencing.as_ref());
@@ -303,11 +318,20 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 view_changed = Some(std::time::Instant::now());
                 replan = true;
             }
+                        _ = async {
+                match recount_at {
+                    Some(at) => tokio::time::sleep(at.duration_since(SystemTime::now()).unwrap_or_default()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                recount_at = None;
+                replan = true;
+            }
             p = async { match peers.as_mut() { Some(p) => p.changed().await, None => std::future::pending().await } } => {
                 if p.is_err() { return Err("the speaker list stopped".into()); }
                 if let (Some(p), Some(m)) = (peers.as_mut(), &membership) {
                     let now = p.borrow_and_update().clone();
-                    tracing::info!(expected = ?now.expected, "speakers that should exist changed");
+                    tracing::info!(expected = ?now.expected.keys().collect::<Vec<_>>(), "speakers that should exist changed");
                     m.set_seeds(now.seeds);
                 }
                 replan = true;

@@ -11,17 +11,33 @@
 //! speaker with the same secret) could otherwise help a cut-off minority believe it is the
 //! majority. This speaker always counts itself as expected: it runs, so it exists, and a
 //! terminating pod stops answering on SIGTERM anyway.
+//!
+//! A speaker whose pod has only just started counts once membership has seen it, or
+//! [`JOIN_GRACE`] after it started: until it joins it holds no IP, so it cannot be the cut-off
+//! owner fencing guards against, and counting it at once would fence a cluster that is merely
+//! growing (two nodes scaled to five). One that never joins counts after the grace, so a speaker
+//! restarted on the wrong side of a partition still finds itself in the minority.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+/// How long a starting speaker may take to join before it counts anyway.
+pub const JOIN_GRACE: Duration = Duration::from_secs(30);
+
+/// The speakers that should exist: node -> when its speaker started, where that matters
+/// (None: it counts at once).
+pub type Expected = BTreeMap<String, Option<SystemTime>>;
 
 /// The fencing decision for one speaker, with what it was made from (for logs, metrics and the
 /// speaker's ConfigurationState).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quorum {
-    /// The speakers that should exist, this one included.
+    /// The speakers that should exist and count, this one included.
     pub expected: BTreeSet<String>,
     /// The expected speakers membership sees alive, this one included.
     pub live_expected: BTreeSet<String>,
+    /// Speakers that should exist but do not count yet: started recently, never seen alive.
+    pub starting: BTreeSet<String>,
     /// Whether the live expected speakers are a strict majority of the expected ones (always
     /// true below three expected speakers: a majority of two cannot survive any failure).
     pub majority: bool,
@@ -38,26 +54,55 @@ impl Quorum {
     /// One line for people: how many expected speakers are seen, and what follows.
     pub fn describe(&self) -> String {
         let seen = format!("sees {} of {} expected speakers", self.live_expected.len(), self.expected.len());
-        let missing: Vec<&str> = self.expected.difference(&self.live_expected).map(String::as_str).collect();
-        let missing =
-            if missing.is_empty() { String::new() } else { format!(" (not seen: {})", missing.join(", ")) };
+        let list =
+            |s: &mut dyn Iterator<Item = &String>| s.map(String::as_str).collect::<Vec<_>>().join(", ");
+        let mut notes = Vec::new();
+        if self.expected.len() > self.live_expected.len() {
+            notes.push(format!("not seen: {}", list(&mut self.expected.difference(&self.live_expected))));
+        }
+        if !self.starting.is_empty() {
+            notes.push(format!("starting: {}", list(&mut self.starting.iter())));
+        }
+        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
         let outcome = match (self.majority, self.fencing) {
             (true, _) => "answering",
             (false, true) => "no majority: fenced, not answering ARP/NDP",
             (false, false) => "no majority, but fencing is off: answering",
         };
-        format!("{seen}{missing}; {outcome}")
+        format!("{seen}{notes}; {outcome}")
     }
 }
 
-/// Decides from the speakers that should exist and the ones membership sees alive.
-pub fn decide(me: &str, expected: &BTreeSet<String>, live: &BTreeSet<String>, fencing: bool) -> Quorum {
-    let mut expected = expected.clone();
-    expected.insert(me.to_string());
-    let mut live_expected: BTreeSet<String> = live.intersection(&expected).cloned().collect();
+/// Decides from the speakers that should exist, the ones membership ever saw alive (`seen`) and
+/// the ones it sees alive now. Also says when a starting speaker will count, to decide again.
+pub fn decide(
+    me: &str,
+    expected: &Expected,
+    seen: &BTreeSet<String>,
+    live: &BTreeSet<String>,
+    now: SystemTime,
+    fencing: bool,
+) -> (Quorum, Option<SystemTime>) {
+    let mut counted = BTreeSet::new();
+    let mut starting = BTreeSet::new();
+    let mut next = None::<SystemTime>;
+    for (node, started) in expected {
+        let joined = seen.contains(node) || live.contains(node) || node == me;
+        match started.map(|t| t + JOIN_GRACE) {
+            Some(at) if at > now && !joined => {
+                starting.insert(node.clone());
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            _ => {
+                counted.insert(node.clone());
+            }
+        }
+    }
+    counted.insert(me.to_string());
+    let mut live_expected: BTreeSet<String> = live.intersection(&counted).cloned().collect();
     live_expected.insert(me.to_string());
-    let majority = expected.len() < 3 || live_expected.len() * 2 > expected.len();
-    Quorum { expected, live_expected, majority, fencing }
+    let majority = counted.len() < 3 || live_expected.len() * 2 > counted.len();
+    (Quorum { expected: counted, live_expected, starting, majority, fencing }, next)
 }
 
 #[cfg(test)]
@@ -68,8 +113,18 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+    }
+
+    /// Without starting speakers: every expected one counts.
+    fn quorum(me: &str, expected: &[&str], live: &[&str], fencing: bool) -> Quorum {
+        let expected: Expected = expected.iter().map(|s| (s.to_string(), None)).collect();
+        decide(me, &expected, &set(live), &set(live), now(), fencing).0
+    }
+
     fn fenced(expected: &[&str], live: &[&str]) -> bool {
-        decide("a", &set(expected), &set(live), true).fenced()
+        quorum("a", expected, live, true).fenced()
     }
 
     #[test]
@@ -100,7 +155,7 @@ mod tests {
     #[test]
     fn live_speakers_that_are_not_expected_do_not_make_a_majority() {
         // "a" is cut off from b, c, d, e but sees two leftovers of a decommissioned pool.
-        let q = decide("a", &set(&["a", "b", "c", "d", "e"]), &set(&["a", "old1", "old2"]), true);
+        let q = quorum("a", &["a", "b", "c", "d", "e"], &["a", "old1", "old2"], true);
         assert!(q.fenced());
         assert_eq!(q.live_expected, set(&["a"]));
     }
@@ -108,7 +163,7 @@ mod tests {
     #[test]
     fn this_speaker_always_counts_itself() {
         // Its pod is not listed (yet, or any more): it still exists while it runs.
-        let q = decide("a", &set(&["b", "c"]), &set(&["b", "c"]), true);
+        let q = quorum("a", &["b", "c"], &["b", "c"], true);
         assert_eq!(q.expected, set(&["a", "b", "c"]));
         assert_eq!(q.live_expected, set(&["a", "b", "c"]));
         assert!(!q.fenced());
@@ -116,19 +171,42 @@ mod tests {
 
     #[test]
     fn fencing_off_keeps_answering_and_says_so() {
-        let q = decide("a", &set(&["a", "b", "c"]), &set(&["a"]), false);
+        let q = quorum("a", &["a", "b", "c"], &["a"], false);
         assert!(!q.majority);
         assert!(!q.fenced());
         assert_eq!(
             q.describe(),
             "sees 1 of 3 expected speakers (not seen: b, c); no majority, but fencing is off: answering"
         );
-        let q = decide("a", &set(&["a", "b", "c"]), &set(&["a"]), true);
+        let q = quorum("a", &["a", "b", "c"], &["a"], true);
         assert_eq!(
             q.describe(),
             "sees 1 of 3 expected speakers (not seen: b, c); no majority: fenced, not answering ARP/NDP"
         );
-        let q = decide("a", &set(&["a", "b"]), &set(&["a", "b"]), true);
+        let q = quorum("a", &["a", "b"], &["a", "b"], true);
         assert_eq!(q.describe(), "sees 2 of 2 expected speakers; answering");
+    }
+
+    #[test]
+    fn a_growing_cluster_does_not_fence_while_new_speakers_start() {
+        // Two nodes scaled to five: the three new pods started a second ago, not joined yet.
+        let just = Some(now() - Duration::from_secs(1));
+        let expected: Expected = [("a", None), ("b", None), ("c", just), ("d", just), ("e", just)]
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        let (q, next) = decide("a", &expected, &set(&["a", "b"]), &set(&["a", "b"]), now(), true);
+        assert!(!q.fenced());
+        assert_eq!(q.starting, set(&["c", "d", "e"]));
+        assert_eq!(next, Some(now() + JOIN_GRACE - Duration::from_secs(1)), "decide again when they count");
+        assert_eq!(q.describe(), "sees 2 of 2 expected speakers (starting: c, d, e); answering");
+        // One joined: it counts from then on, even once it is gone again.
+        let (q, _) = decide("a", &expected, &set(&["a", "b", "c"]), &set(&["a", "b"]), now(), true);
+        assert_eq!(q.expected, set(&["a", "b", "c"]));
+        assert!(!q.fenced());
+        // Never joined within the grace: they count, so a real partition still fences.
+        let later = now() + JOIN_GRACE;
+        let (q, next) = decide("a", &expected, &set(&["a", "b"]), &set(&["a", "b"]), later, true);
+        assert_eq!((q.fenced(), next), (true, None));
     }
 }

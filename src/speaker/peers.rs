@@ -3,10 +3,9 @@
 //! DaemonSet as nodes come and go); offline, the `--members` list or a `--members-file` re-read
 //! when it changes.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -15,11 +14,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
 use crate::l2::membership::parse_seeds;
+use crate::l2::quorum::Expected;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Peers {
-    /// Nodes whose speakers should exist.
-    pub expected: BTreeSet<String>,
+    /// Nodes whose speakers should exist, with when each started where that matters.
+    pub expected: Expected,
     /// (node, membership address) of the other speakers that can be reached yet.
     pub seeds: Vec<(String, SocketAddr)>,
 }
@@ -36,7 +36,7 @@ pub enum Source {
 /// The peers from `NODE=IP:PORT` entries.
 pub fn from_members(members: &[String]) -> Result<Peers, String> {
     let seeds = parse_seeds(members)?;
-    Ok(Peers { expected: seeds.iter().map(|(n, _)| n.clone()).collect(), seeds })
+    Ok(Peers { expected: seeds.iter().map(|(n, _)| (n.clone(), None)).collect(), seeds })
 }
 
 fn read_file(path: &std::path::Path) -> Result<Peers, String> {
@@ -50,28 +50,41 @@ fn read_file(path: &std::path::Path) -> Result<Peers, String> {
     from_members(&entries).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The peers from the speaker pods. A pod is expected while it is scheduled, not finished and
-/// not being deleted (a deleted pod's speaker leaves the membership on SIGTERM); host network,
-/// so its pod IP is its node's, and a pod without one yet is expected but cannot be seeded.
+/// The peers from the speaker pods. A pod is expected while it runs (phase Running, or Unknown
+/// while its node is unreachable) and is not being deleted (a deleted pod's speaker leaves the
+/// membership on SIGTERM); a pending one has not started a speaker yet. Its containers' start
+/// time lets a speaker that is still starting join before it counts. Host network, so its pod
+/// IP is its node's.
 pub fn from_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>, me: &str, port: u16) -> Peers {
     let mut peers = Peers::default();
     for pod in pods {
         let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
         let status = pod.status.as_ref();
-        let finished =
-            status.and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed");
-        if finished || pod.metadata.deletion_timestamp.is_some() {
+        if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let ip: Option<IpAddr> = status.and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse().ok());
         if let Some(ip) = ip.filter(|_| node != me) {
             peers.seeds.push((node.clone(), SocketAddr::new(ip, port)));
         }
-        peers.expected.insert(node);
+        let phase = status.and_then(|s| s.phase.as_deref());
+        if phase.is_some_and(|p| p == "Running" || p == "Unknown") {
+            peers.expected.insert(node, status.and_then(started));
+        }
     }
     peers.seeds.sort();
     peers.seeds.dedup();
     peers
+}
+
+/// When the pod's containers last (re)started: the latest running container's start time.
+fn started(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<SystemTime> {
+    let containers = status.container_statuses.as_ref()?;
+    containers
+        .iter()
+        .filter_map(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+        .map(|t| SystemTime::from(t.0))
+        .max()
 }
 
 /// Starts following `source`; returns once the first set is known (for pods: listed once).
@@ -160,24 +173,38 @@ mod tests {
                 "metadata: {name: s1}\nspec: {nodeName: node1, containers: []}\nstatus: {phase: Running, podIP: 192.0.2.11}",
             ),
             pod(
-                "metadata: {name: s2}\nspec: {nodeName: node2, containers: []}\nstatus: {phase: Running, podIP: '2001:db8::12'}",
+                "metadata: {name: s2}\nspec: {nodeName: node2, containers: []}\nstatus: {phase: Running, podIP: '2001:db8::12', \
+                 containerStatuses: [{name: speaker, image: i, imageID: i, ready: true, restartCount: 0, \
+                 state: {running: {startedAt: '2026-01-01T00:00:00Z'}}}]}",
             ),
-            // Scheduled, no IP yet: it should exist, but cannot be reached.
-            pod("metadata: {name: s3}\nspec: {nodeName: node3, containers: []}\nstatus: {phase: Pending}"),
-            // Not scheduled: no node to count.
-            pod("metadata: {name: s4}\nspec: {containers: []}\nstatus: {phase: Pending}"),
+            // Its node unreachable: the pod may be running on the far side of a partition.
+            pod(
+                "metadata: {name: s3}\nspec: {nodeName: node3, containers: []}\nstatus: {phase: Unknown, podIP: 192.0.2.13}",
+            ),
+            // Scheduled, pulling its image: no speaker yet to count, but it can be seeded.
+            pod(
+                "metadata: {name: s4}\nspec: {nodeName: node4, containers: []}\nstatus: {phase: Pending, podIP: 192.0.2.14}",
+            ),
+            // Not scheduled: no node.
+            pod("metadata: {name: s5}\nspec: {containers: []}\nstatus: {phase: Pending}"),
             // Going away or gone: the DaemonSet no longer wants them.
             pod(
-                "metadata: {name: s5, deletionTimestamp: '2026-01-01T00:00:00Z'}\nspec: {nodeName: node5, containers: []}\nstatus: {phase: Running, podIP: 192.0.2.15}",
+                "metadata: {name: s6, deletionTimestamp: '2026-01-01T00:00:00Z'}\nspec: {nodeName: node6, containers: []}\nstatus: {phase: Running, podIP: 192.0.2.16}",
             ),
-            pod(
-                "metadata: {name: s6}\nspec: {nodeName: node6, containers: []}\nstatus: {phase: Failed, podIP: 192.0.2.16}",
-            ),
+            pod("metadata: {name: s7}\nspec: {nodeName: node7, containers: []}\nstatus: {phase: Failed}"),
         ];
         let peers = from_pods(&pods, "node1", 7946);
-        let expected: BTreeSet<String> = ["node1", "node2", "node3"].iter().map(|s| s.to_string()).collect();
+        let started: SystemTime =
+            "2026-01-01T00:00:00Z".parse::<k8s_openapi::jiff::Timestamp>().unwrap().into();
+        let expected: Expected = [("node1", None), ("node2", Some(started)), ("node3", None)]
+            .map(|(n, t)| (n.to_string(), t))
+            .into();
         assert_eq!(peers.expected, expected);
-        assert_eq!(peers.seeds, [("node2".to_string(), "[2001:db8::12]:7946".parse().unwrap())]);
+        let seeds: Vec<(String, SocketAddr)> =
+            [("node2", "[2001:db8::12]:7946"), ("node3", "192.0.2.13:7946"), ("node4", "192.0.2.14:7946")]
+                .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
+                .into();
+        assert_eq!(peers.seeds, seeds);
     }
 
     #[test]
@@ -197,7 +224,7 @@ mod tests {
     #[test]
     fn members_name_the_expected_nodes() {
         let peers = from_members(&["node2=192.0.2.12:7946".into(), "node1=192.0.2.11:7946".into()]).unwrap();
-        assert_eq!(peers.expected.iter().map(String::as_str).collect::<Vec<_>>(), ["node1", "node2"]);
+        assert_eq!(peers.expected.keys().map(String::as_str).collect::<Vec<_>>(), ["node1", "node2"]);
         assert!(from_members(&["node1".into()]).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The quorum base from the API server, as users run it: five layer 2 speakers in network
 //! namespaces find each other through their speaker pods on a real kube-apiserver (the
 //! controller allocates), and deleting three of the pods (the DaemonSet shrinking) lets the two
-//! speakers left answer again, where losing the three without the pods going fences them.
+//! speakers left answer again, where losing the three without the pods going fences them; pods
+//! added back do not fence the two while their speakers start.
 
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
@@ -103,16 +104,22 @@ kind: L2Advertisement
 metadata: {name: all, namespace: metallb-system}
 ";
 
-/// The speaker pod of node `n` as the DaemonSet would make it, running (no kubelet here).
-async fn speaker_pod(pods: &Api<Pod>, n: usize) {
+/// The speaker pod `name` on node `n` as the DaemonSet would make it, running (no kubelet
+/// here); `started` adds its container's status, started at that time.
+async fn speaker_pod(pods: &Api<Pod>, name: &str, n: usize, started: Option<&str>) {
     let pod: Pod = serde_saphyr::from_str(&format!(
-        "metadata: {{name: speaker-{n}, labels: {{app.kubernetes.io/name: ferrolb, app.kubernetes.io/component: speaker}}}}\n\
+        "metadata: {{name: {name}, labels: {{app.kubernetes.io/name: ferrolb, app.kubernetes.io/component: speaker}}}}\n\
          spec: {{nodeName: node{n}, hostNetwork: true, containers: [{{name: speaker, image: ferrolb}}]}}\n"
     ))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let status = serde_json::json!({"status": {"phase": "Running", "podIP": format!("192.0.2.{}", 10 + n)}});
-    pods.patch_status(&format!("speaker-{n}"), &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+    let mut status = serde_json::json!({"phase": "Running", "podIP": format!("192.0.2.{}", 10 + n)});
+    if let Some(at) = started {
+        status["containerStatuses"] = serde_json::json!([{"name": "speaker", "image": "ferrolb", "imageID": "",
+            "ready": true, "restartCount": 0, "state": {"running": {"startedAt": at}}}]);
+    }
+    let patch = Patch::Merge(serde_json::json!({ "status": status }));
+    pods.patch_status(name, &PatchParams::default(), &patch).await.unwrap();
 }
 
 /// The `layer2Fenced` condition of node `n`'s ConfigurationState: (status, reason, message).
@@ -142,7 +149,7 @@ async fn condition_becomes(
 }
 
 #[test]
-fn deleting_speaker_pods_shrinks_the_quorum_base_and_the_rest_keep_answering() {
+fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
     if let Some(why) = crate::l2_lab::unavailable() {
         println!("skipped: {why}");
         return;
@@ -160,7 +167,7 @@ fn deleting_speaker_pods_shrinks_the_quorum_base_and_the_rest_keep_answering() {
         for n in 1..=5 {
             let node: Node = serde_saphyr::from_str(&format!("metadata: {{name: node{n}}}\n")).unwrap();
             Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
-            speaker_pod(&pods, n).await;
+            speaker_pod(&pods, &format!("speaker-{n}"), n, None).await;
         }
         let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
         inputs.add_yaml("config", CONFIG).unwrap();
@@ -231,20 +238,55 @@ fn deleting_speaker_pods_shrinks_the_quorum_base_and_the_rest_keep_answering() {
         });
         assert!(lifted.is_some(), "{}", lab.logs());
         let lifted_after = deleted.elapsed();
-        let answered = wait_for(Duration::from_secs(10), || answering(&lab, ip).len() == 1);
+        // arping takes its whole 1 s deadline even when answered: count probes, not time.
+        let mut probes = 0;
+        let answered = wait_for(Duration::from_secs(10), || {
+            probes += 1;
+            answering(&lab, ip).len() == 1
+        });
         assert!(answered.is_some(), "{}", lab.logs());
-        let answered_after = deleted.elapsed();
         let owner = mac_index(&answering(&lab, ip)[0]).unwrap();
         assert!(owner < 2, "answered by node{}", owner + 1);
         for n in 1..=2 {
             assert!(condition_becomes(&client, n, "False", "Quorum").await.is_ok(), "{}", lab.log(n - 1));
             assert_eq!(lab.metric(n - 1, "ferrolb_layer2_expected_speakers"), Some(2.0));
         }
-        println!(
-            "3 of 5 speaker pods deleted: fencing lifted {lifted_after:?} later, node{} answered arping \
-             {answered_after:?} after the deletes",
+                println!(
+            "3 of 5 speaker pods deleted: fencing lifted {lifted_after:?} later, node{} answered ARP \
+             probe {probes} sent after that",
             owner + 1
         );
+
+        // Scaled back to five: the new pods run, their speakers have not joined yet. They hold
+        // nothing, so the two keep answering meanwhile; once the speakers join, all five count.
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        for n in 3..=5 {
+            speaker_pod(&pods, &format!("speaker-{n}-new"), n, Some(&now)).await;
+        }
+        let r = crate::kube_lab::eventually("the new pods seen as starting", || async {
+            match fenced_condition(&client, 1).await {
+                Some((s, _, m)) if s == "False" && m.contains("(starting: node3, node4, node5)") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "{r:?}\n{}", lab.log(0));
+        for _ in 0..3 {
+            assert_eq!(answering(&lab, ip).len(), 1, "{}", lab.logs());
+        }
+        for (i, s) in speakers.iter_mut().enumerate().skip(2) {
+            *s = Some(speaker(&lab, &kube, i));
+        }
+        let grown = wait_for(Duration::from_secs(30), || {
+            (0..5).all(|i| lab.metric(i, "ferrolb_layer2_expected_speakers") == Some(5.0))
+                && (0..5).all(|i| lab.metric(i, "ferrolb_layer2_live_speakers") == Some(5.0))
+        });
+        assert!(grown.is_some(), "{}", lab.logs());
+        assert_eq!(answering(&lab, ip).len(), 1, "{}", lab.logs());
+        for n in 1..=5 {
+            assert_eq!(lab.metric(n - 1, "ferrolb_layer2_fenced"), Some(0.0), "{}", lab.log(n - 1));
+        }
+        println!("scaled back to 5: no fencing while the new speakers started, all 5 counted once joined");
         speakers.clear();
     });
 }
