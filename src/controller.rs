@@ -197,7 +197,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         }
         status::write_conditions(&client, &by_key, &wanted).await;
         status::write_pool_counts(&client, &args.namespace, &inputs, &decided).await;
-        if let Err(e) = config_state.sync(decided.error_summary()).await {
+        if let Err(e) = config_state.sync(decided.error_summary(), None).await {
             tracing::warn!(error = %e, "writing the ConfigurationState");
         }
         // Pending Services with nothing to clear get their warning once per reason.

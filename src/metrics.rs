@@ -63,6 +63,9 @@ pub struct Metrics {
     pub apply_seconds: Histogram,
     pub layer2_takeover_seconds: Histogram,
     pub plan_seconds: Histogram,
+    pub layer2_fenced: Gauge,
+    pub layer2_expected_speakers: Gauge,
+    pub layer2_live_speakers: Gauge,
 }
 
 /// 1 ms .. ~33 s, doubling.
@@ -93,6 +96,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         apply_seconds: latency(),
         layer2_takeover_seconds: latency(),
         plan_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+        layer2_fenced: Gauge::default(),
+        layer2_expected_speakers: Gauge::default(),
+        layer2_live_speakers: Gauge::default(),
     };
     {
         let r = registry.sub_registry_with_prefix("metallb");
@@ -162,6 +168,21 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "plan_seconds",
             "One decision pass over the whole cluster (plan and the writes or announcements it implies)",
             m.plan_seconds.clone(),
+        );
+        f.register(
+            "layer2_fenced",
+            "1 while this speaker sees no majority of the speakers that should exist and does not answer ARP/NDP",
+            m.layer2_fenced.clone(),
+        );
+        f.register(
+            "layer2_expected_speakers",
+            "Speakers that should exist (speaker pods or --members): the quorum base",
+            m.layer2_expected_speakers.clone(),
+        );
+        f.register(
+            "layer2_live_speakers",
+            "Speakers that should exist and that membership sees alive, this one included",
+            m.layer2_live_speakers.clone(),
         );
     }
     Metrics { registry, ..m }

@@ -6,6 +6,7 @@
 //! layer 2 plans and drives frr-agent and the ARP/NDP responder.
 
 pub mod bgp_backend;
+mod peers;
 mod report;
 
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ use std::time::{Duration, SystemTime};
 use crate::cli::read_manifests;
 use crate::k8s::cache::ClusterCache;
 use crate::l2::interfaces;
-use crate::l2::membership::{Membership, MembershipSettings, parse_seeds};
+use crate::l2::membership::{Membership, MembershipSettings};
+use crate::l2::quorum;
 use crate::l2::responder::{Announced, Responder, ResponderSettings};
 use crate::plan::{self, Options};
 use bgp_backend::{BackendSettings, BgpBackend};
@@ -47,12 +49,18 @@ pub struct SpeakerArgs {
     /// manifests).
     #[arg(long, value_delimiter = ',')]
     pub live_nodes: Option<Vec<String>>,
-    /// Other speakers, `NODE=IP:PORT`, to form the layer 2 membership with. Without it every
-    /// Node in the manifests (or --live-nodes) counts as alive.
+    /// The speakers, `NODE=IP:PORT`, to form the layer 2 membership with; they are also the
+    /// quorum base (the speakers that should exist). Without it every Node in the manifests (or
+    /// --live-nodes) counts as alive.
     #[arg(long, value_delimiter = ',')]
     pub members: Option<Vec<String>>,
+    /// Like --members, from a file (`NODE=IP:PORT` separated by commas, spaces or newlines)
+    /// re-read when it changes, so the quorum base follows nodes added and removed.
+    #[arg(long, conflicts_with = "members")]
+    pub members_file: Option<PathBuf>,
     /// In a cluster without --members: the label selector of the speaker pods (in the
-    /// namespace) whose node addresses seed the membership; empty turns membership off.
+    /// namespace), watched: their nodes are the speakers that should exist (the quorum base) and
+    /// their addresses seed the membership; empty turns membership off.
     #[arg(long, default_value = "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker")]
     pub speaker_selector: String,
     /// Where this speaker's membership listens (`[IP]:PORT` for either family).
@@ -62,6 +70,11 @@ pub struct SpeakerArgs {
     /// authenticated.
     #[arg(long)]
     pub membership_secret_file: Option<PathBuf>,
+    /// Stop answering ARP/NDP while this speaker sees no strict majority of the speakers that
+    /// should exist (with three or more). `--fence=false` keeps answering, so a cut-off node
+    /// may answer beside its successor.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub fence: bool,
     /// Membership probe period in milliseconds (failure detection takes about three).
     #[arg(long)]
     pub membership_probe_ms: Option<u64>,
@@ -127,25 +140,27 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     } else {
         None
     };
-    let seeds = match (&args.members, &cluster) {
-        (Some(members), _) => Some(parse_seeds(members)?),
+    let source = match (&args.members, &args.members_file, &cluster) {
+        (Some(members), _, _) => Some(peers::Source::Listed(members.clone())),
+        (None, Some(file), _) => Some(peers::Source::File(file.clone())),
         // In a cluster the other speakers are the pods of the DaemonSet: found, not listed.
-        (None, Some((client, _))) if args.layer2 && !args.speaker_selector.is_empty() => Some(
-            speaker_pods(
-                client,
-                &args.namespace,
-                &args.speaker_selector,
-                &args.node,
-                args.membership_bind.port(),
-            )
-            .await?,
-        ),
+        (None, None, Some((client, _))) if args.layer2 && !args.speaker_selector.is_empty() => {
+            Some(peers::Source::Pods {
+                client: client.clone(),
+                namespace: args.namespace.clone(),
+                selector: args.speaker_selector.clone(),
+            })
+        }
         _ => None,
     };
-    let membership = match seeds {
-        Some(seeds) => {
+    let mut peers = match source {
+        Some(source) => Some(peers::start(source, &args.node, args.membership_bind.port()).await?),
+        None => None,
+    };
+    let membership = match &mut peers {
+        Some(peers) => {
             let mut settings = MembershipSettings::new(&args.node, args.membership_bind);
-            settings.seeds = seeds;
+            settings.seeds = peers.borrow_and_update().seeds.clone();
             if let Some(file) = &args.membership_secret_file {
                 settings.secret = Some(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
             }
@@ -154,11 +169,16 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 settings.probe_rtt = Duration::from_millis(ms * 2 / 5);
                 settings.suspect_to_down = Duration::from_millis(ms * 4 / 3);
             }
-            tracing::info!(seeds = ?settings.seeds, "joining the speakers' membership");
+            tracing::info!(seeds = ?settings.seeds, fence = args.fence, "joining the speakers' membership");
             Some(Membership::start(settings).await.map_err(|e| e.to_string())?)
         }
         None => None,
     };
+    // The last fencing decision, logged and exported when it changes; the speakers membership
+    // ever saw alive; when a starting speaker will count without having joined.
+    let mut fencing = None;
+    let mut seen_alive = std::collections::BTreeSet::new();
+    let mut recount_at: Option<SystemTime> = None;
     let mut view = membership.as_ref().map(Membership::view);
     let cluster = cluster.map(|(_, cache)| cache);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -211,9 +231,32 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             }
             // Decided: with the objects' configuration or the last good one.
             let decided = p.config.is_some();
-            // Fenced: a speaker that cannot see a majority of its peers may be the one cut
-            // off, so it stops answering rather than risk answering beside the new owner.
-            let fenced = current.as_ref().is_some_and(|v| !v.has_quorum());
+            // Fenced: a speaker that cannot see a majority of the speakers that should exist
+            // may be the one cut off, so it stops answering rather than risk answering beside
+            // the new owner.
+            let q = current.as_ref().zip(peers.as_ref()).map(|(v, peers)| {
+                let expected = peers.borrow().expected.clone();
+                // Speakers seen alive once count from then on; forgotten when no longer expected.
+                seen_alive.extend(v.live.iter().cloned());
+                seen_alive.retain(|n| expected.contains_key(n));
+                let (q, next) = quorum::decide(
+                    &args.node,
+                    &expected,
+                    &seen_alive,
+                    &v.live,
+                    SystemTime::now(),
+                    args.fence,
+                );
+                recount_at = next;
+                q
+            });
+            if q != fencing {
+                if let Some(q) = &q {
+                    fencing_changed(q, fencing.as_ref());
+                }
+                fencing = q.clone();
+            }
+            let fenced = q.as_ref().is_some_and(quorum::Quorum::fenced);
             // Only what this speaker really does: BGP with an agent, layer 2 with a responder
             // that is not fenced.
             let (bgp_here, l2_here) = (backend.is_some(), responder.is_some() && !fenced);
@@ -239,6 +282,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     l2,
                     errors: p.error_summary(),
                     sessions,
+                    fencing: q.as_ref().filter(|_| responder.is_some()).map(report::Fencing::from),
                 }));
             }
             if let (Some(r), true) = (&responder, decided) {
@@ -277,6 +321,24 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 view_changed = Some(std::time::Instant::now());
                 replan = true;
             }
+                        _ = async {
+                match recount_at {
+                    Some(at) => tokio::time::sleep(at.duration_since(SystemTime::now()).unwrap_or_default()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                recount_at = None;
+                replan = true;
+            }
+            p = async { match peers.as_mut() { Some(p) => p.changed().await, None => std::future::pending().await } } => {
+                if p.is_err() { return Err("the speaker list stopped".into()); }
+                if let (Some(p), Some(m)) = (peers.as_mut(), &membership) {
+                    let now = p.borrow_and_update().clone();
+                    tracing::info!(expected = ?now.expected.keys().collect::<Vec<_>>(), "speakers that should exist changed");
+                    m.set_seeds(now.seeds);
+                }
+                replan = true;
+            }
             r = async { match reports.as_mut() { Some(r) => r.changed().await, None => std::future::pending().await } } => {
                 if r.is_err() { return Err("BGP backend stopped".into()); }
                 if let Some(reports) = reports.as_mut() {
@@ -298,36 +360,28 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The other speakers, from their pods: (node, pod IP:port). Host network, so the pod IP is
-/// the node's; pods without one yet will find this speaker themselves.
-async fn speaker_pods(
-    client: &kube::Client,
-    ns: &str,
-    selector: &str,
-    me: &str,
-    port: u16,
-) -> Result<Vec<(String, std::net::SocketAddr)>, String> {
-    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), ns);
-    let list = pods
-        .list(&kube::api::ListParams::default().labels(selector))
-        .await
-        .map_err(|e| format!("listing the speaker pods ({selector}) in {ns}: {e}"))?;
-    Ok(list
-        .items
-        .iter()
-        .filter_map(|p| {
-            let node = p.spec.as_ref()?.node_name.clone()?;
-            let ip: std::net::IpAddr = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-            (node != me).then_some((node, std::net::SocketAddr::new(ip, port)))
-        })
-        .collect())
-}
-
 /// In a cluster the controller decides the IPs: only Services whose status carries them are
 /// announced (with `ips_from_status`, exactly those IPs); the rest need not be planned.
 fn announced_by_controller(mut inputs: crate::plan::Inputs) -> crate::plan::Inputs {
     inputs.services.retain(|s| !crate::plan::writeback::current_ips(s).is_empty());
     inputs
+}
+
+/// Says when the fencing decision changes: a log line, and the gauges.
+fn fencing_changed(q: &quorum::Quorum, before: Option<&quorum::Quorum>) {
+    let m = &crate::metrics::METRICS;
+    m.layer2_fenced.set(i64::from(q.fenced()));
+    m.layer2_expected_speakers.set(q.expected.len() as i64);
+    m.layer2_live_speakers.set(q.live_expected.len() as i64);
+    let (was, is) = (before.map(quorum::Quorum::fenced), q.fenced());
+    let text = q.describe();
+    if is && was != Some(true) {
+        tracing::warn!(fenced = true, expected = ?q.expected, live = ?q.live_expected, "layer 2 fencing: {text}");
+    } else if !is && was == Some(true) {
+        tracing::warn!(fenced = false, expected = ?q.expected, live = ?q.live_expected, "layer 2 fencing lifted: {text}");
+    } else {
+        tracing::info!(fenced = is, expected = ?q.expected, live = ?q.live_expected, "layer 2 quorum: {text}");
+    }
 }
 
 /// `metallb_speaker_announced`: one series per IP this node really announces.
@@ -365,4 +419,35 @@ fn stamp(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpeakerArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        speaker: SpeakerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SpeakerArgs, clap::Error> {
+        Command::try_parse_from(["speaker", "--node", "node1"].iter().chain(args)).map(|c| c.speaker)
+    }
+
+    #[test]
+    fn fencing_is_on_unless_turned_off_as_the_chart_spells_it() {
+        assert!(parse(&[]).unwrap().fence);
+        assert!(parse(&["--fence=true"]).unwrap().fence);
+        assert!(!parse(&["--fence=false"]).unwrap().fence);
+        assert!(parse(&["--fence=maybe"]).is_err());
+    }
+
+    #[test]
+    fn a_members_list_and_a_members_file_exclude_each_other() {
+        let both = parse(&["--members", "node1=192.0.2.11:7946", "--members-file", "/m"]);
+        assert!(both.is_err());
+        assert!(parse(&["--members-file", "/m"]).unwrap().members_file.is_some());
+    }
 }

@@ -9,6 +9,15 @@ use serde_json::json;
 use super::{K8sError, api_error};
 use crate::api::ConfigurationState;
 
+/// A condition beside the configuration's own: the speaker's layer 2 fencing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraCondition {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// One component's ConfigurationState, written only when what it says changes.
 pub struct ConfigStateReport {
     client: Client,
@@ -18,8 +27,11 @@ pub struct ConfigStateReport {
     owner: Option<OwnerReference>,
     /// `poolReconcilerValid` (controller) or `configReconcilerValid` (speaker), as MetalLB.
     condition: &'static str,
-    /// The errors last written (None inside: valid); None until the first write.
-    written: Option<Option<String>>,
+    /// The errors (None inside: valid) and extra condition last written; None until the first
+    /// write.
+    written: Option<(Option<String>, Option<ExtraCondition>)>,
+    /// When each condition last changed status: (type, status, time).
+    since: Vec<(String, &'static str, Time)>,
 }
 
 impl ConfigStateReport {
@@ -39,13 +51,34 @@ impl ConfigStateReport {
             owner,
             condition,
             written: None,
+            since: Vec::new(),
         }
     }
 
-    /// Says the configuration is valid (`errors` None) or invalid with these errors.
-    pub async fn sync(&mut self, errors: Option<String>) -> Result<(), K8sError> {
-        if self.written.as_ref() == Some(&errors) {
+    /// Says the configuration is valid (`errors` None) or invalid with these errors, and
+    /// carries `extra` beside it.
+    pub async fn sync(
+        &mut self,
+        errors: Option<String>,
+        extra: Option<ExtraCondition>,
+    ) -> Result<(), K8sError> {
+        let next = (errors, extra);
+        if self.written.as_ref() == Some(&next) {
             return Ok(());
+        }
+        let (errors, extra) = &next;
+        let (status, reason, message) = match errors {
+            None => ("True", "Reconciled", "the configuration is valid and in use".to_string()),
+            Some(e) => ("False", "ConfigurationError", e.to_string()),
+        };
+        let mut conditions = vec![self.condition(self.condition, status, reason, &message)];
+        if let Some(x) = extra {
+            conditions.push(self.condition(
+                x.type_,
+                if x.status { "True" } else { "False" },
+                x.reason,
+                &x.message,
+            ));
         }
         write(
             &self.client,
@@ -53,24 +86,46 @@ impl ConfigStateReport {
             &self.name,
             &self.labels,
             self.owner.clone(),
-            self.condition,
             errors.as_deref(),
+            conditions,
         )
         .await?;
-        self.written = Some(errors);
+        self.written = Some(next);
         Ok(())
+    }
+
+    /// A condition whose lastTransitionTime moves only when its status does.
+    fn condition(
+        &mut self,
+        type_: &str,
+        status: &'static str,
+        reason: &str,
+        message: &str,
+    ) -> serde_json::Value {
+        let since = match self.since.iter().position(|(t, _, _)| t == type_) {
+            Some(i) if self.since[i].1 == status => self.since[i].2.clone(),
+            found => {
+                let now = Time(k8s_openapi::jiff::Timestamp::now());
+                if let Some(i) = found {
+                    self.since.remove(i);
+                }
+                self.since.push((type_.to_string(), status, now.clone()));
+                now
+            }
+        };
+        json!({"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": since})
     }
 }
 
-/// Creates `name` if missing and sets its result, summary and the one condition it carries.
+/// Creates `name` if missing and sets its result, summary and conditions.
 async fn write(
     client: &Client,
     ns: &str,
     name: &str,
     labels: &[(String, String)],
     owner: Option<OwnerReference>,
-    condition: &str,
     errors: Option<&str>,
+    conditions: Vec<serde_json::Value>,
 ) -> Result<(), K8sError> {
     let api: Api<ConfigurationState> = Api::namespaced(client.clone(), ns);
     if api.get_opt(name).await.map_err(api_error("reading", format!("ConfigurationState {name}")))?.is_none()
@@ -92,15 +147,11 @@ async fn write(
             Err(e) => return Err(api_error("creating", format!("ConfigurationState {name}"))(e)),
         }
     }
-    let (result, status, reason, message) = match errors {
-        None => ("Valid", "True", "Reconciled", "the configuration is valid and in use".to_string()),
-        Some(e) => ("Invalid", "False", "ConfigurationError", e.to_string()),
-    };
+    let result = if errors.is_none() { "Valid" } else { "Invalid" };
     let status = json!({"status": {
         "result": result,
         "errorSummary": errors.unwrap_or(""),
-        "conditions": [{"type": condition, "status": status, "reason": reason, "message": message,
-                        "lastTransitionTime": Time(k8s_openapi::jiff::Timestamp::now())}],
+        "conditions": conditions,
     }});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
         .await

@@ -218,8 +218,13 @@ impl NodeReporter {
     }
 
     /// `speaker-<node>`: whether this node's speaker accepted the configuration (`errors` None).
-    pub async fn sync_config_state(&mut self, errors: Option<String>) -> Result<(), K8sError> {
-        self.config_state.sync(errors).await
+    /// `fencing` adds the layer 2 fencing condition.
+    pub async fn sync_config_state(
+        &mut self,
+        errors: Option<String>,
+        fencing: Option<super::config_state::ExtraCondition>,
+    ) -> Result<(), K8sError> {
+        self.config_state.sync(errors, fencing).await
     }
 
     /// This node's entry in each BGPPeer's status; peers no longer reported lose the entry.

@@ -6,7 +6,10 @@
 //! a speaker probes another every `probe_period`, asks others to probe indirectly after
 //! `probe_rtt`, and a suspect is declared down after `suspect_to_down`. Speakers that leave
 //! cleanly (SIGTERM) say so at once. Seeds that are not members are announced to every second, so
-//! restarted speakers and healed partitions merge back.
+//! restarted speakers and healed partitions merge back; the seeds follow the cluster
+//! ([`Membership::set_seeds`]), so a speaker started later is found too. Whether this speaker
+//! may answer is decided elsewhere ([`crate::l2::quorum`]), against the speakers that should
+//! exist rather than the ones ever seen.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
@@ -98,21 +101,13 @@ impl MembershipSettings {
 pub struct View {
     /// Nodes whose speakers are alive, this one included.
     pub live: BTreeSet<String>,
-    /// Every node whose speaker was ever seen or seeded, this one included.
-    pub known: BTreeSet<String>,
 }
 
-impl View {
-    /// Whether this speaker may answer: it must see a strict majority of the speakers it knows.
-    /// With fewer than three known speakers a majority cannot survive any failure, so no
-    /// fencing applies there (and two speakers may both answer during a partition).
-    pub fn has_quorum(&self) -> bool {
-        self.known.len() < 3 || self.live.len() * 2 > self.known.len()
-    }
-}
+type Seeds = Vec<(String, SocketAddr)>;
 
 pub struct Membership {
     view: watch::Receiver<View>,
+    seeds: watch::Sender<Seeds>,
     leave: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -137,12 +132,20 @@ impl Membership {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         };
-        let known: BTreeSet<String> =
-            std::iter::once(me.node.clone()).chain(settings.seeds.iter().map(|(n, _)| n.clone())).collect();
-        let (tx, view) = watch::channel(View { live: [me.node.clone()].into(), known });
+        let (tx, view) = watch::channel(View { live: [me.node.clone()].into() });
+        let (seeds, seeds_rx) = watch::channel(settings.seeds.clone());
         let (leave, left) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(run(settings, Arc::new(socket), me, tx, left));
-        Ok(Membership { view, leave: Some(leave), task })
+        let task = tokio::spawn(run(settings, Arc::new(socket), me, tx, seeds_rx, left));
+        Ok(Membership { view, seeds, leave: Some(leave), task })
+    }
+
+    /// Replaces the speakers to join through (the speaker pods, as they come and go).
+    pub fn set_seeds(&self, seeds: Seeds) {
+        self.seeds.send_if_modified(|now| {
+            let changed = *now != seeds;
+            *now = seeds;
+            changed
+        });
     }
 
     pub fn view(&self) -> watch::Receiver<View> {
@@ -212,6 +215,7 @@ async fn run(
     socket: Arc<UdpSocket>,
     me: Speaker,
     view: watch::Sender<View>,
+    seeds: watch::Receiver<Seeds>,
     mut left: tokio::sync::oneshot::Receiver<()>,
 ) {
     let rng: StdRng = rand::make_rng();
@@ -223,7 +227,6 @@ async fn run(
     let mut buf = vec![0u8; 65536];
     let mut announce = tokio::time::interval(Duration::from_secs(1));
     announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut known: BTreeSet<String> = view.borrow().known.clone();
     loop {
         let next = timers.peek().map(|d| d.0);
         tokio::select! {
@@ -252,7 +255,8 @@ async fn run(
             }
             _ = announce.tick() => {
                 let members: BTreeSet<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
-                for (node, addr) in &settings.seeds {
+                let seeds = seeds.borrow().clone();
+                for (node, addr) in &seeds {
                     if !members.contains(addr) && *addr != me.addr {
                         let seed = Speaker { node: node.clone(), addr: *addr, incarnation: 0 };
                         let _ = foca.announce(seed, &mut runtime);
@@ -286,9 +290,8 @@ async fn run(
         if changed {
             let live: BTreeSet<String> =
                 foca.iter_members().map(|m| m.id().node.clone()).chain([me.node.clone()]).collect();
-            known.extend(live.iter().cloned());
             view.send_if_modified(|v| {
-                let next = View { live, known: known.clone() };
+                let next = View { live };
                 let differs = *v != next;
                 *v = next;
                 differs
@@ -331,26 +334,6 @@ pub fn parse_seeds(seeds: &[String]) -> Result<Vec<(String, SocketAddr)>, String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn view(live: &[&str], known: &[&str]) -> View {
-        View {
-            live: live.iter().map(|s| s.to_string()).collect(),
-            known: known.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn a_speaker_answers_only_while_it_sees_a_majority() {
-        let three = ["a", "b", "c"];
-        assert!(view(&["a", "b", "c"], &three).has_quorum());
-        assert!(view(&["a", "b"], &three).has_quorum());
-        assert!(!view(&["a"], &three).has_quorum());
-        let four = ["a", "b", "c", "d"];
-        assert!(!view(&["a", "b"], &four).has_quorum(), "a tie is not a majority");
-        assert!(view(&["a", "b", "c"], &four).has_quorum());
-        // Two speakers cannot keep a majority through any failure: no fencing there.
-        assert!(view(&["a"], &["a", "b"]).has_quorum());
-    }
 
     #[test]
     fn sealed_messages_open_only_with_the_same_secret() {

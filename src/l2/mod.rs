@@ -2,9 +2,11 @@
 //! the packet and socket halves answer for it.
 
 pub mod election;
+pub mod groups;
 pub mod interfaces;
 pub mod membership;
 pub mod packet;
+pub mod quorum;
 pub mod responder;
 pub mod socket;
 

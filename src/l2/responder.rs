@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::groups::GroupCounts;
 use super::interfaces::{Interface, LinkEvents, eligible};
 use super::packet::{arp, ndp};
 use super::socket::{arp::ArpSocket, ndp::NdpSocket};
@@ -122,6 +123,8 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repe
         None
     };
     let mut mine: BTreeSet<IpAddr> = BTreeSet::new();
+    // Solicited-node groups joined for `mine`, counted per IP (two IPs may share one).
+    let mut groups = GroupCounts::default();
     // (when, ip) of gratuitous announcements still to send.
     let mut pending: BTreeSet<(Instant, IpAddr)> = BTreeSet::new();
     let mut arp_buf = [0u8; 1600];
@@ -140,17 +143,20 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repe
                 };
                 for ip in mine.difference(&now) {
                     pending.retain(|(_, p)| p != ip);
-                    if let (IpAddr::V6(v6), Some(s)) = (ip, &ndp_socket) {
-                        let _ = s.leave(ndp::solicited_node_group(*v6));
+                }
+                let change = groups.change(mine.difference(&now).copied(), now.difference(&mine).copied());
+                if let Some(s) = &ndp_socket {
+                    for group in &change.leave {
+                        let _ = s.leave(*group);
+                    }
+                    for group in &change.join {
+                        if let Err(e) = s.join(*group) {
+                            tracing::warn!(interface = %iface.name, %group, error = %e, "joining the solicited-node group");
+                        }
                     }
                 }
                 let start = Instant::now();
                 for ip in now.difference(&mine) {
-                    if let (IpAddr::V6(v6), Some(s)) = (ip, &ndp_socket)
-                        && let Err(e) = s.join(ndp::solicited_node_group(*v6))
-                    {
-                        tracing::warn!(interface = %iface.name, %ip, error = %e, "joining the solicited-node group");
-                    }
                     pending.insert((start, *ip));
                     pending.extend(repeat.iter().map(|d| (start + *d, *ip)));
                 }

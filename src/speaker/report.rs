@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::bgp_backend::BackendReport;
+use crate::k8s::config_state::ExtraCondition;
 use crate::k8s::node_status::NodeReporter;
+use crate::l2::quorum::Quorum;
 use crate::plan::node_status::{self, PlannedSession, SessionFact};
 use crate::service::ServiceKey;
 
@@ -20,6 +22,23 @@ pub struct NodeReport {
     pub errors: Option<String>,
     /// None when this speaker does not run BGP (no frr-agent).
     pub sessions: Option<Vec<PlannedSession>>,
+    /// None without layer 2 membership.
+    pub fencing: Option<Fencing>,
+}
+
+/// The `layer2Fenced` condition of the speaker's ConfigurationState.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fencing(pub ExtraCondition);
+
+impl From<&Quorum> for Fencing {
+    fn from(q: &Quorum) -> Fencing {
+        let reason = match (q.majority, q.fencing) {
+            (true, _) => "Quorum",
+            (false, true) => "NoQuorum",
+            (false, false) => "FencingDisabled",
+        };
+        Fencing(ExtraCondition { type_: "layer2Fenced", status: q.fenced(), reason, message: q.describe() })
+    }
 }
 
 pub fn start(
@@ -34,11 +53,12 @@ pub fn start(
             let agent = backend.as_mut().map(|b| b.borrow_and_update().clone());
             let mut ok = true;
             if let Some(want) = &want {
-                if services_done.as_ref().map(|d| (&d.bgp, &d.l2, &d.errors))
-                    != Some((&want.bgp, &want.l2, &want.errors))
+                if services_done.as_ref().map(|d| (&d.bgp, &d.l2, &d.errors, &d.fencing))
+                    != Some((&want.bgp, &want.l2, &want.errors, &want.fencing))
                 {
                     let done = async {
-                        reporter.sync_config_state(want.errors.clone()).await?;
+                        let fencing = want.fencing.clone().map(|f| f.0);
+                        reporter.sync_config_state(want.errors.clone(), fencing).await?;
                         // An invalid configuration changes no announcement, so no status either.
                         if want.errors.is_none() {
                             reporter.sync_services(&want.bgp, &want.l2).await?;

@@ -210,6 +210,26 @@ fn frr_enabled_adds_frr_and_its_agent_sharing_a_socket() {
 }
 
 #[test]
+fn layer2_fencing_is_a_value_and_the_speakers_watch_their_pods() {
+    require_helm!();
+    let args = |values: &str| -> Vec<String> {
+        let objects = render_clean(values);
+        let speaker = find(&objects, "DaemonSet", "ferrolb-speaker");
+        let s = container(speaker, "speaker").unwrap();
+        s["args"].as_array().unwrap().iter().filter_map(Value::as_str).map(String::from).collect()
+    };
+    assert!(args("{}").contains(&"--fence=true".to_string()));
+    assert!(args(r#"{"speaker": {"fence": false}}"#).contains(&"--fence=false".to_string()));
+    assert!(!args(r#"{"speaker": {"layer2": false}}"#).iter().any(|a| a.starts_with("--fence")));
+    // The quorum base follows the DaemonSet only if the speakers may watch its pods.
+    let objects = render_clean("{}");
+    let role = find(&objects, "Role", "ferrolb-speaker");
+    let pods =
+        role["rules"].as_array().unwrap().iter().find(|r| r["resources"] == serde_json::json!(["pods"]));
+    assert_eq!(pods.map(|r| &r["verbs"]), Some(&serde_json::json!(["list", "watch"])), "{role}");
+}
+
+#[test]
 fn the_charts_crds_are_the_generated_ones() {
     let chart = crate::repo_root().join("charts/ferrolb/crds");
     let generated = crate::repo_root().join("crds");

@@ -9,7 +9,7 @@ use crate::fabric::{Lan, Netns, Running, sh};
 use crate::frr_lab::wait_for;
 
 /// Why these tests cannot run here, if they cannot.
-fn unavailable() -> Option<String> {
+pub fn unavailable() -> Option<String> {
     if let Some(why) = crate::frr_lab::unavailable().filter(|w| w.contains("root")) {
         return Some(why);
     }
@@ -38,24 +38,13 @@ metadata: {name: lan}
 spec: {addresses: [192.0.2.200-192.0.2.209, '2001:db8:10::200-2001:db8:10::209']}
 ---
 apiVersion: v1
-kind: Node
-metadata: {name: node1}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node2}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node3}
----
-apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: shop}
 spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]}
 ";
 
-const MACS: [&str; 3] = ["02:00:00:00:00:11", "02:00:00:00:00:12", "02:00:00:00:00:13"];
+const MACS: [&str; 5] =
+    ["02:00:00:00:00:11", "02:00:00:00:00:12", "02:00:00:00:00:13", "02:00:00:00:00:14", "02:00:00:00:00:15"];
 
 pub struct L2Lab {
     pub lan: Lan,
@@ -71,6 +60,12 @@ pub struct L2Lab {
 impl L2Lab {
     /// A switch with `count` nodes (node1 gets eth1 too when `second_link`) and a client.
     pub fn start(advertisement: &str, count: usize, second_link: bool) -> L2Lab {
+        // Three Nodes at least: the election tests were written against three.
+        L2Lab::start_with(&format!("{MANIFEST}---\n{advertisement}"), count.max(3), count, second_link)
+    }
+
+    /// Like [`L2Lab::start`] with the objects in `manifest` and Node objects node1..`nodes`.
+    pub fn start_with(manifest: &str, nodes_listed: usize, count: usize, second_link: bool) -> L2Lab {
         let lan = Lan::new();
         let client = Netns::new("flbc");
         lan.attach(&client.0, "eth0", &["192.0.2.100/24", "2001:db8:10::100/64"]);
@@ -92,7 +87,10 @@ impl L2Lab {
         }
         let dir = std::env::temp_dir().join(format!("ferrolb-l2-{}", client.0));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("m.yaml"), format!("{MANIFEST}---\n{advertisement}")).unwrap();
+        let nodes_yaml: String = (1..=nodes_listed)
+            .map(|n| format!("---\napiVersion: v1\nkind: Node\nmetadata: {{name: node{n}}}\n"))
+            .collect();
+        std::fs::write(dir.join("m.yaml"), format!("{manifest}\n{nodes_yaml}")).unwrap();
         L2Lab { lan, client, nodes, ports, cluster: None, dir }
     }
 
@@ -157,7 +155,7 @@ impl L2Lab {
     }
 
     /// The MAC `ndisc6` learns for `ip`, if any.
-    fn ndisc6(&self, ip: &str) -> Option<String> {
+    pub fn ndisc6(&self, ip: &str) -> Option<String> {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.client.0, "ndisc6", "-1", "-r", "1", "-w", "1000", ip, "eth0"])
             .output()

@@ -24,6 +24,8 @@ mod kube_invalid;
 mod kube_speaker;
 mod kube_webhook;
 mod l2_lab;
+mod l2_lab_kube;
+mod l2_lab_members;
 mod purity;
 mod scale;
 mod soak;
