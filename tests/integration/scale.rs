@@ -40,7 +40,8 @@ metadata: {name: all, namespace: metallb-system}
 ";
 
 /// Service `i` of the benchmark: every fifth IPv6, every fifth dual-stack, one in ten sharing
-/// its IP with its neighbour (same pool and key, another port).
+/// its IP with its neighbour (same pool and key, another port). No NodePorts: 10,000 would not
+/// fit the default NodePort range.
 fn service(ns: &str, i: usize, class: Option<&str>) -> Service {
     let (pool, families) = match i % 5 {
         0 => ("v6", "ipFamilies: [IPv6]"),
@@ -55,7 +56,7 @@ fn service(ns: &str, i: usize, class: Option<&str>) -> Service {
     let class = class.map(|c| format!(", loadBalancerClass: {c}")).unwrap_or_default();
     serde_saphyr::from_str(&format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: {ns}, annotations: {{metallb.io/address-pool: {pool}{sharing}}}}}\n\
-         spec: {{type: LoadBalancer, {families}, ports: [{{port: {}}}]{class}}}\n",
+         spec: {{type: LoadBalancer, allocateLoadBalancerNodePorts: false, {families}, ports: [{{port: {}}}]{class}}}\n",
         80 + i % 20
     ))
     .unwrap()
