@@ -15,6 +15,9 @@ mod bgp_lab;
 #[allow(dead_code)]
 #[path = "../tests/integration/frr_lab.rs"]
 mod frr_lab;
+#[allow(dead_code)]
+#[path = "../tests/integration/frr_root.rs"]
+mod frr_root;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! is driven only through frr-agent's applier. Shared by the agent tests and the reload bench.
 
 use ferrolb::plan::{self, Inputs, Options};
-use frr_sidecar::apply::{Applier, Vtysh};
+use frr_sidecar::apply::Applier;
 use frr_sidecar::{diff, tree::ConfigTree};
 
 use crate::frr_lab::{self, Frr};
@@ -51,7 +51,7 @@ impl Lab {
         let node = Frr::start("node1").unwrap();
         frr_lab::link(&tor, &node, &["192.0.2.1/24"], &["192.0.2.11/24"]);
         tor.configure(TOR);
-        let vtysh = Vtysh { program: "vtysh".into(), args: node.vtysh_args() };
+        let vtysh = node.agent_vtysh();
         let applier = Applier::new(vtysh, node.dir());
         Lab { tor, node, applier }
     }

@@ -241,9 +241,10 @@ exit
     });
     assert!(
         ready.is_some(),
-        "BFD {:#} FIB {:?}",
+        "BFD {:#} FIB {:?}; node1's BFD {:#}",
         lab.tor.json("show bfd peers json"),
-        kernel_next_hops(&lab.tor, &api4)
+        kernel_next_hops(&lab.tor, &api4),
+        lab.nodes[0].0.json("show bfd peers json"),
     );
     let v = lab.tor.json("show bfd peers json");
     let node1 = v.as_array().unwrap().iter().find(|p| p["peer"] == "192.0.2.11").unwrap().clone();

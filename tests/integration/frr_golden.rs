@@ -94,3 +94,14 @@ fn the_frr_check_rejects_an_invalid_file() {
     let dry = frr.vtysh(&["-C", "-f", file.to_str().unwrap()]).unwrap();
     assert!(!dry.status.success(), "vtysh -C accepted an invalid file");
 }
+
+#[test]
+fn the_lab_runs_the_frr_it_was_pointed_at() {
+    require_frr!();
+    let frr = Frr::start("node1").expect("FRR starts");
+    let out = frr.vtysh(&["-c", "show version"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("FRRouting {}", frr.install().label());
+    assert!(text.contains(&want), "{want} expected, vtysh says: {text}");
+    println!("FRR {} from {:?}", frr.install().version, frr.install().root);
+}

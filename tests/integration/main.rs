@@ -17,6 +17,7 @@ mod examples;
 mod fabric;
 mod frr_golden;
 mod frr_image;
+mod frr_root;
 mod kube_controller;
 mod kube_speaker;
 mod kube_webhook;
