@@ -13,7 +13,7 @@ use crate::proto::{AgentStatus, ApplyReply, BfdPeer, Neighbor, apply_reply::Outc
 use crate::status;
 
 /// Daemons whose restart loses configuration the agent pushed.
-const DAEMONS: &[&str] = &["zebra", "bgpd", "bfdd", "staticd"];
+const DAEMONS: &[&str] = &["mgmtd", "zebra", "bgpd", "bfdd", "staticd"];
 
 pub struct Settings {
     pub vtysh: Vtysh,

@@ -3,7 +3,7 @@
 
 use ferrolb::plan::{self, Inputs, Options};
 use frr_sidecar::apply::Applier;
-use frr_sidecar::{diff, tree::ConfigTree};
+use frr_sidecar::diff;
 
 use crate::frr_lab::{self, Frr};
 
@@ -88,9 +88,11 @@ impl Lab {
     }
 
     /// What it would take to bring the node's running config to `config` (empty: nothing).
+    /// Both sides are read in the dialect of the node's FRR version, as the agent reads them.
     pub fn node_drift(&self, config: &str) -> String {
-        let want = diff::owned(&ConfigTree::parse(config).unwrap());
-        let running = self.applier.running().unwrap();
+        let mut reader = Applier::new(self.node.agent_vtysh(), self.node.dir());
+        let want = reader.desired(config).unwrap();
+        let running = reader.running().unwrap();
         diff::diff(&running, &want).text
     }
 }
