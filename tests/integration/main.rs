@@ -18,6 +18,7 @@ mod fabric;
 mod frr_golden;
 mod frr_image;
 mod frr_root;
+mod frr_status;
 mod kube_controller;
 mod kube_speaker;
 mod kube_webhook;
