@@ -25,8 +25,10 @@ fn inside(pid: u32, args: &[&str]) -> std::process::Output {
 /// volumes give them. Returns them and the prefix that runs a program from that root.
 fn container_filesystem(root: Option<&std::path::Path>) -> (String, String) {
     let Some(r) = root else {
-        let mounts = "mount -t tmpfs tmpfs /etc/frr && mount -t tmpfs tmpfs /var/run/frr && mkdir -p /var/lib/frr && \
-                      mount -t tmpfs tmpfs /var/lib/frr";
+        // The host has no /var/lib/frr, and creating one there would outlive the test: the
+        // container gets a /var/lib of its own instead (nothing it runs reads the host's).
+        let mounts = "mount -t tmpfs tmpfs /etc/frr && mount -t tmpfs tmpfs /var/run/frr && \
+                      mount -t tmpfs tmpfs /var/lib && mkdir -p /var/lib/frr";
         return (mounts.to_string(), String::new());
     };
     let (r, repo) = (r.display(), crate::repo_root().display().to_string());
