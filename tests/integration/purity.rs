@@ -10,6 +10,10 @@ const PURE: &[&str] = &[
     "src/bgp",
     "src/l2/election.rs",
     "src/l2/packet",
+    "frr-sidecar/src/tree.rs",
+    "frr-sidecar/src/diff.rs",
+    "frr-sidecar/src/dialect.rs",
+    "frr-sidecar/src/status.rs",
 ];
 const FORBIDDEN: &[&str] = &[
     "kube::Api",
