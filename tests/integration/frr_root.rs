@@ -55,6 +55,12 @@ impl FrrInstall {
             let out = frr.plain(&format!("/usr/lib/frr/{d}"), &["--help"])?;
             frr.help.insert(d, out);
         }
+        if !frr.help.contains_key("zebra") {
+            return Err(format!(
+                "{} missing (apt-get install frr)",
+                frr.path("/usr/lib/frr/zebra").display()
+            ));
+        }
         let out = frr.plain("/usr/lib/frr/zebra", &["--version"])?;
         frr.version = out
             .lines()
