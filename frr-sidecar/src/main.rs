@@ -186,8 +186,9 @@ fn read(path: &PathBuf, dialect: Dialect) -> Result<ConfigTree, String> {
 
 fn status_table(s: &AgentStatus) -> String {
     let mut out = format!(
-        "generation {}  frr {}  restores {}{}\n",
+        "generation {}  frr {} {}  restores {}{}\n",
         s.running_generation,
+        s.frr_version,
         if s.frr_reachable { "reachable" } else { "UNREACHABLE" },
         s.restores,
         if s.last_error.is_empty() { String::new() } else { format!("\nlast error: {}", s.last_error) }
