@@ -15,6 +15,9 @@ mod fabric;
 #[allow(dead_code)]
 #[path = "../tests/integration/frr_lab.rs"]
 mod frr_lab;
+#[allow(dead_code)]
+#[path = "../tests/integration/frr_root.rs"]
+mod frr_root;
 #[allow(dead_code, unused_imports, unused_macros)]
 #[path = "../tests/integration/l2_lab.rs"]
 mod l2_lab;

@@ -4,10 +4,11 @@
 //!     cargo bench --bench reload            # 1, 100, 1,000, 10,000 prefixes (needs root + frr)
 //!     cargo bench --bench reload -- --quick # 1 and 100
 //!
-//! Prints one line per case, `<case> ferrolb=<s> frr-reload=<s> ratio=<x>`, then
-//! `apply_to_tor p50=<ms> p99=<ms>`. frr-reload.py gets FERROLB_FRR_RELOAD_LIMIT seconds per
-//! run (default 300); past that it is stopped and the line says `>=`. FERROLB_RELOAD_CASES
-//! (e.g. `1000,10000`) picks the cases.
+//! Prints one line per case, `frr=<version> <case> ferrolb=<s> frr-reload=<s> ratio=<x>`, then
+//! `frr=<version> apply_to_tor p50=<ms> p99=<ms>`, for the host's FRR or the root filesystem
+//! `FERROLB_FRR_ROOT` names (whose own frr-reload.py is the comparison). frr-reload.py gets
+//! FERROLB_FRR_RELOAD_LIMIT seconds per run (default 300); past that it is stopped and the line
+//! says `>=`. FERROLB_RELOAD_CASES (e.g. `1000,10000`) picks the cases.
 
 #[allow(dead_code)]
 #[path = "../tests/integration/bgp_lab.rs"]
@@ -15,6 +16,9 @@ mod bgp_lab;
 #[allow(dead_code)]
 #[path = "../tests/integration/frr_lab.rs"]
 mod frr_lab;
+#[allow(dead_code)]
+#[path = "../tests/integration/frr_root.rs"]
+mod frr_root;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,13 +31,23 @@ fn established(lab: &Lab) -> bool {
     lab.tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["bgpState"] == "Established"
 }
 
-/// Runs frr-reload.py on the node for `config`; (seconds, finished within the limit).
+/// Runs frr-reload.py of the node's FRR version on the node for `config`; (seconds, finished
+/// within the limit).
 fn frr_reload(lab: &Lab, config: &str, limit: Duration) -> (f64, bool) {
     let file = lab.node.file("reload.conf", config);
     let dir = lab.node.dir();
     let (etc, run) = (dir.join("etc"), dir.join("run"));
     let started = Instant::now();
-    let mut child = Command::new("/usr/bin/python3")
+    let prefix = lab.node.exec_prefix();
+    let mut command = match prefix.trim() {
+        "" => Command::new("/usr/bin/python3"),
+        wrapper => {
+            let mut c = Command::new(wrapper);
+            c.arg("/usr/bin/python3");
+            c
+        }
+    };
+    let mut child = command
         .arg("/usr/lib/frr/frr-reload.py")
         .args(["--reload", "--overwrite", "--stdout", "--bindir", "/usr/bin"])
         .arg("--confdir")
@@ -62,7 +76,17 @@ fn frr_reload(lab: &Lab, config: &str, limit: Duration) -> (f64, bool) {
 
 fn line(case: &str, ours: f64, theirs: (f64, bool)) {
     let ge = if theirs.1 { "" } else { ">=" };
-    println!("{case} ferrolb={ours:.3} frr-reload={ge}{:.3} ratio={ge}{:.0}x", theirs.0, theirs.0 / ours);
+    println!(
+        "frr={} {case} ferrolb={ours:.3} frr-reload={ge}{:.3} ratio={ge}{:.0}x",
+        version(),
+        theirs.0,
+        theirs.0 / ours
+    );
+}
+
+/// The FRR version under test, as every line names it.
+fn version() -> String {
+    frr_lab::install().map(|f| f.label()).unwrap_or_default()
 }
 
 fn main() {
@@ -122,7 +146,8 @@ fn main() {
             apply_ms.push(ms(t.elapsed()));
             samples.push(ms(fib.wait(&format!("198.18.0.{}", n - 1), t)));
         } else {
-            let script = diff::diff(&owned(&running), &owned(&conf));
+            let script =
+                diff::diff(&lab.applier.desired(&running).unwrap(), &lab.applier.desired(&conf).unwrap());
             let file = lab.node.file("floor.conf", &script.text);
             let t = Instant::now();
             let out = lab.node.vtysh(&["-f", file.to_str().unwrap()]).unwrap();
@@ -140,17 +165,14 @@ fn main() {
     let (p50, p99, a50, f50) =
         (pct(&mut samples, 0.5), pct(&mut samples, 0.99), pct(&mut apply_ms, 0.5), pct(&mut floor, 0.5));
     println!(
-        "apply_to_tor p50={p50:.1}ms p99={p99:.1}ms (n={}; the Apply call p50={a50:.1}ms; FRR alone, vtysh -f to the ToR's FIB, p50={f50:.1}ms)",
+        "frr={} apply_to_tor p50={p50:.1}ms p99={p99:.1}ms (n={}; the Apply call p50={a50:.1}ms; FRR alone, vtysh -f to the ToR's FIB, p50={f50:.1}ms)",
+        version(),
         samples.len()
     );
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn owned(config: &str) -> frr_sidecar::tree::ConfigTree {
-    diff::owned(&frr_sidecar::tree::ConfigTree::parse(config).unwrap())
 }
 
 /// Routes as the ToR's kernel learns them, from `ip monitor route`, each with when it arrived.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::dialect::{Dialect, FrrVersion};
 use crate::diff::{self, Script};
 use crate::tree::ConfigTree;
 
@@ -83,13 +84,40 @@ pub enum Applied {
 pub struct Applier {
     vtysh: Vtysh,
     dir: PathBuf,
-    /// The generation and owned configuration FRR was last brought to.
+    /// The generation and owned configuration FRR was last brought to, and the text it came
+    /// from (read again in the dialect of whatever version comes back after a restart).
     current: Option<(u64, ConfigTree, String)>,
+    /// How the running FRR prints configuration; read from `show version` on first use and
+    /// again after a daemon restarts (a new image may bring a new version).
+    dialect: Option<Dialect>,
 }
 
 impl Applier {
     pub fn new(vtysh: Vtysh, dir: impl Into<PathBuf>) -> Applier {
-        Applier { vtysh, dir: dir.into(), current: None }
+        Applier { vtysh, dir: dir.into(), current: None, dialect: None }
+    }
+
+    /// The running FRR's version, asked once and remembered until [`Applier::reconcile`].
+    pub fn frr_version(&mut self) -> Result<FrrVersion, ApplyError> {
+        if let Some(d) = self.dialect {
+            return Ok(d.version);
+        }
+        let text = self.vtysh.show("show version")?;
+        let version = FrrVersion::parse(&text)
+            .ok_or_else(|| ApplyError::Vtysh(format!("show version gave no FRR version: {text}")))?;
+        self.dialect = Some(Dialect::new(version));
+        Ok(version)
+    }
+
+    fn dialect(&mut self) -> Result<Dialect, ApplyError> {
+        self.frr_version().map(Dialect::new)
+    }
+
+    /// The part of `config` the agent owns, as the running FRR would print it back.
+    pub fn desired(&mut self, config: &str) -> Result<ConfigTree, ApplyError> {
+        let dialect = self.dialect()?;
+        let tree = ConfigTree::parse(config).map_err(|e| ApplyError::Rejected(e.to_string()))?;
+        Ok(dialect.normalize(&diff::owned(&tree)))
     }
 
     pub fn generation(&self) -> Option<u64> {
@@ -111,9 +139,11 @@ impl Applier {
     }
 
     /// What FRR runs now, reduced to what the agent owns.
-    pub fn running(&self) -> Result<ConfigTree, ApplyError> {
+    pub fn running(&mut self) -> Result<ConfigTree, ApplyError> {
+        let dialect = self.dialect()?;
         let text = self.vtysh.show("show running-config")?;
-        ConfigTree::parse(&text).map(|t| diff::owned(&t)).map_err(|e| ApplyError::Vtysh(e.to_string()))
+        let tree = ConfigTree::parse(&text).map_err(|e| ApplyError::Vtysh(e.to_string()))?;
+        Ok(dialect.normalize(&diff::owned(&tree)))
     }
 
     /// Brings FRR to `config`. Serialise calls: the diff assumes nobody else changed FRR since.
@@ -122,8 +152,7 @@ impl Applier {
             return Ok(Applied::Unchanged);
         }
         let started = Instant::now();
-        let new = ConfigTree::parse(config).map_err(|e| ApplyError::Rejected(e.to_string()))?;
-        let new = diff::owned(&new);
+        let new = self.desired(config)?;
         let base = match &self.current {
             Some((_, tree, _)) => tree.clone(),
             None => self.running()?,
@@ -148,11 +177,20 @@ impl Applier {
     /// After FRR (or one daemon) restarted. `show running-config` merges every daemon's view,
     /// so filters a restarted bgpd lost still show up through zebra: a diff would miss them.
     /// The whole desired configuration is pushed again instead (vtysh merges, so lines that
-    /// are already there stay untouched), then anything still differing is diffed away.
+    /// are already there stay untouched), then anything still differing is diffed away. It is
+    /// pushed as the agent holds it, in the running version's dialect, so no default is ever
+    /// written out.
     pub fn reconcile(&mut self) -> Result<Applied, ApplyError> {
-        let Some((_, desired, text)) = self.current.clone() else { return Ok(Applied::Unchanged) };
+        let Some((generation, _, text)) = self.current.clone() else { return Ok(Applied::Unchanged) };
         let started = Instant::now();
-        let file = self.write("desired.conf", &text)?;
+        let was = self.dialect.take();
+        let desired = self.desired(&text)?;
+        if was.is_some_and(|w| Some(w) != self.dialect) {
+            tracing::info!(version = %self.frr_version()?, "FRR came back as another version");
+        }
+        self.current = Some((generation, desired.clone(), text));
+        let everything = diff::diff(&diff::owned(&ConfigTree::default()), &desired);
+        let file = self.write("desired.conf", &everything.text)?;
         let (ok, out) = self.vtysh.run(&["-f", path(&file)])?;
         if !ok {
             return Err(ApplyError::Vtysh(out));
@@ -165,7 +203,7 @@ impl Applier {
         Ok(Applied::Changed { added: desired.len(), removed: rest.removed, took: started.elapsed() })
     }
 
-    fn send(&self, script: &Script, base: &ConfigTree) -> Result<(), ApplyError> {
+    fn send(&mut self, script: &Script, base: &ConfigTree) -> Result<(), ApplyError> {
         let file = self.write("change.conf", &script.text)?;
         let (ok, text) = self.vtysh.run(&["-f", path(&file)])?;
         if !ok {

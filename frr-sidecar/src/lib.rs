@@ -1,12 +1,14 @@
 //! frr-agent: owns one FRR instance beside the ferrolb speaker.
 //!
-//! [`tree`] reads FRR configuration into contexts, [`diff`] turns one configuration into another
+//! [`tree`] reads FRR configuration into contexts, [`dialect`] says how each FRR version prints
+//! it back, [`diff`] turns one configuration into another
 //! with a single vtysh script that leaves untouched sessions alone, [`apply`] drives vtysh with
 //! it, [`status`] reads FRR's session state, [`service`] ties them into the agent and [`server`]
 //! serves it over gRPC on a unix socket.
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod dialect;
 pub mod diff;
 pub mod server;
 pub mod service;

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use frr_sidecar::apply::Vtysh;
+use frr_sidecar::dialect::{Dialect, FrrVersion};
 use frr_sidecar::proto::{AgentStatus, ApplyRequest, StatusRequest, apply_reply::Outcome};
 use frr_sidecar::service::{Agent, Settings};
 use frr_sidecar::tree::ConfigTree;
@@ -65,7 +66,13 @@ enum Command {
         json: bool,
     },
     /// Print the vtysh script that turns one configuration into the other (offline).
-    Diff { old: PathBuf, new: PathBuf },
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// The FRR version the script is for (its defaults and spellings), e.g. 10.3.
+        #[arg(long, default_value = "8.4")]
+        frr_version: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -147,15 +154,22 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("{}: {}", socket.display(), e.message())),
             }
         }),
-        Command::Diff { old, new } => match (read(&old), read(&new)) {
-            (Ok(o), Ok(n)) => {
-                let script = diff::diff(&o, &n);
-                print!("{}", script.text);
-                eprintln!("frr-agent: {} lines added, {} removed", script.added, script.removed);
-                ExitCode::SUCCESS
-            }
-            (Err(e), _) | (_, Err(e)) => fail(e),
+        Command::Diff { old, new, frr_version } => match FrrVersion::parse(&frr_version) {
+            None => fail(format!("--frr-version {frr_version:?} is not a version like 10.3")),
+            Some(v) => offline_diff(&old, &new, Dialect::new(v)),
         },
+    }
+}
+
+fn offline_diff(old: &PathBuf, new: &PathBuf, dialect: Dialect) -> ExitCode {
+    match (read(old, dialect), read(new, dialect)) {
+        (Ok(o), Ok(n)) => {
+            let script = diff::diff(&o, &n);
+            print!("{}", script.text);
+            eprintln!("frr-agent: {} lines added, {} removed", script.added, script.removed);
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) | (_, Err(e)) => fail(e),
     }
 }
 
@@ -164,15 +178,17 @@ fn fail(message: String) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn read(path: &PathBuf) -> Result<ConfigTree, String> {
+fn read(path: &PathBuf, dialect: Dialect) -> Result<ConfigTree, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    ConfigTree::parse(&text).map(|t| diff::owned(&t)).map_err(|e| format!("{}: {e}", path.display()))
+    let tree = ConfigTree::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(dialect.normalize(&diff::owned(&tree)))
 }
 
 fn status_table(s: &AgentStatus) -> String {
     let mut out = format!(
-        "generation {}  frr {}  restores {}{}\n",
+        "generation {}  frr {} {}  restores {}{}\n",
         s.running_generation,
+        s.frr_version,
         if s.frr_reachable { "reachable" } else { "UNREACHABLE" },
         s.restores,
         if s.last_error.is_empty() { String::new() } else { format!("\nlast error: {}", s.last_error) }

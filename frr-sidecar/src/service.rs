@@ -13,7 +13,7 @@ use crate::proto::{AgentStatus, ApplyReply, BfdPeer, Neighbor, apply_reply::Outc
 use crate::status;
 
 /// Daemons whose restart loses configuration the agent pushed.
-const DAEMONS: &[&str] = &["zebra", "bgpd", "bfdd", "staticd"];
+const DAEMONS: &[&str] = &["mgmtd", "zebra", "bgpd", "bfdd", "staticd"];
 
 pub struct Settings {
     pub vtysh: Vtysh,
@@ -161,11 +161,20 @@ impl Inner {
     }
 
     fn refresh_status(&self) {
-        let running_generation = lock(&self.applier).generation().unwrap_or(0);
+        let (running_generation, frr_version) = {
+            let mut applier = lock(&self.applier);
+            // Asks FRR only while the version is unknown (before the first answer, after a
+            // restart).
+            (
+                applier.generation().unwrap_or(0),
+                applier.frr_version().map(|v| v.to_string()).unwrap_or_default(),
+            )
+        };
         let state = self.read_state();
         let notes = lock(&self.notes);
         let mut next = AgentStatus {
             running_generation,
+            frr_version,
             last_error: notes.last_error.clone(),
             restores: notes.restores,
             frr_reachable: state.is_ok(),

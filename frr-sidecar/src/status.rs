@@ -187,4 +187,58 @@ mod tests {
         assert_eq!(neighbors("{\"default\":{\"vrfId\":0,\"x\":[1]}}").unwrap(), vec![]);
         assert_eq!(bfd_peers("[1, {\"peer\":\"192.0.2.1\"}]").unwrap().len(), 2);
     }
+
+    /// `show bgp vrf all neighbors json` and `show bfd vrf default peers json` from each supported
+    /// FRR version (`FERROLB_CAPTURE_FIXTURES=1` with the integration test frr_status
+    /// recaptures them): an established eBGP session with BFD, one that never answers.
+    const PER_VERSION: &[(&str, &str, &str)] = &[
+        (
+            "8.4",
+            include_str!("../fixtures/frr-8.4/neighbors.json"),
+            include_str!("../fixtures/frr-8.4/bfd-peers.json"),
+        ),
+        (
+            "10.3",
+            include_str!("../fixtures/frr-10.3/neighbors.json"),
+            include_str!("../fixtures/frr-10.3/bfd-peers.json"),
+        ),
+        (
+            "10.7",
+            include_str!("../fixtures/frr-10.7/neighbors.json"),
+            include_str!("../fixtures/frr-10.7/bfd-peers.json"),
+        ),
+    ];
+
+    #[test]
+    fn every_supported_versions_output_reads_the_same() {
+        for (version, neighbors_json, bfd_json) in PER_VERSION {
+            let n = neighbors(neighbors_json).unwrap_or_else(|e| panic!("FRR {version}: {e}"));
+            assert_eq!(n.len(), 2, "FRR {version}: {n:?}");
+            let (tor, silent) = (&n[0], &n[1]);
+            assert_eq!((tor.peer.as_str(), tor.vrf.as_str()), ("192.0.2.1", "default"), "FRR {version}");
+            assert!(tor.established && tor.state == "Established", "FRR {version}: {tor:?}");
+            assert_eq!((tor.remote_as, tor.local_as, tor.prefixes_sent), (64500, 64512, 1), "FRR {version}");
+            assert_eq!(tor.bfd_status, "Up", "FRR {version}");
+            assert!(tor.connections_established >= 1 && tor.state_for_millis > 0, "FRR {version}: {tor:?}");
+            assert_eq!((silent.peer.as_str(), silent.remote_as), ("192.0.2.99", 64501), "FRR {version}");
+            assert!(!silent.established && silent.state == "Connect", "FRR {version}: {silent:?}");
+
+            let b = bfd_peers(bfd_json).unwrap_or_else(|e| panic!("FRR {version}: {e}"));
+            assert_eq!(b.len(), 1, "FRR {version}: {b:?}");
+            let p = &b[0];
+            assert_eq!(
+                (p.peer.as_str(), p.local.as_str(), p.interface.as_str()),
+                ("192.0.2.1", "192.0.2.11", "eth0")
+            );
+            assert_eq!(
+                (p.status.as_str(), p.vrf.as_str(), p.multihop),
+                ("up", "default", false),
+                "FRR {version}"
+            );
+            assert_eq!(
+                (p.receive_interval_millis, p.transmit_interval_millis, p.detect_multiplier),
+                (300, 300, 3)
+            );
+        }
+    }
 }

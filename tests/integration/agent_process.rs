@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use frr_sidecar::apply::Vtysh;
 use frr_sidecar::proto::frr_agent_client::FrrAgentClient;
 use frr_sidecar::service::{Agent, Settings};
 use tokio::sync::oneshot;
@@ -24,7 +23,7 @@ impl AgentProcess {
         let state = frr.dir().join(format!("{name}-state"));
         std::fs::create_dir_all(&state).unwrap();
         let agent = Agent::new(Settings {
-            vtysh: Vtysh { program: "vtysh".into(), args: frr.vtysh_args() },
+            vtysh: frr.agent_vtysh(),
             run_dir: frr.dir().join("run"),
             state_dir: state,
             poll: Duration::from_millis(100),

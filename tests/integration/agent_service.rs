@@ -48,6 +48,7 @@ fn apply_status_watch_and_restore_after_a_bgpd_restart() {
     };
     assert!(up.frr_reachable);
     assert_eq!(up.running_generation, 1);
+    assert_eq!(up.frr_version, lab.node.install().label(), "the version the agent learnt");
     let n = &up.neighbors[0];
     assert_eq!((n.remote_as, n.local_as, n.connections_established), (64500, 64512, 1));
 

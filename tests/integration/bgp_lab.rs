@@ -2,8 +2,8 @@
 //! is driven only through frr-agent's applier. Shared by the agent tests and the reload bench.
 
 use ferrolb::plan::{self, Inputs, Options};
-use frr_sidecar::apply::{Applier, Vtysh};
-use frr_sidecar::{diff, tree::ConfigTree};
+use frr_sidecar::apply::Applier;
+use frr_sidecar::diff;
 
 use crate::frr_lab::{self, Frr};
 
@@ -51,7 +51,7 @@ impl Lab {
         let node = Frr::start("node1").unwrap();
         frr_lab::link(&tor, &node, &["192.0.2.1/24"], &["192.0.2.11/24"]);
         tor.configure(TOR);
-        let vtysh = Vtysh { program: "vtysh".into(), args: node.vtysh_args() };
+        let vtysh = node.agent_vtysh();
         let applier = Applier::new(vtysh, node.dir());
         Lab { tor, node, applier }
     }
@@ -88,9 +88,11 @@ impl Lab {
     }
 
     /// What it would take to bring the node's running config to `config` (empty: nothing).
+    /// Both sides are read in the dialect of the node's FRR version, as the agent reads them.
     pub fn node_drift(&self, config: &str) -> String {
-        let want = diff::owned(&ConfigTree::parse(config).unwrap());
-        let running = self.applier.running().unwrap();
+        let mut reader = Applier::new(self.node.agent_vtysh(), self.node.dir());
+        let want = reader.desired(config).unwrap();
+        let running = reader.running().unwrap();
         diff::diff(&running, &want).text
     }
 }

@@ -205,11 +205,15 @@ fn two_nodes_announce_dual_stack_services_with_ecmp_communities_and_local_pref()
         assert_eq!(p["locPrf"], 150, "{p:#}");
         assert_eq!(p["community"]["string"], "64500:100");
     }
-    // Every node session is up on the agent's side too.
+    // Every node session is up on the agent's side too. The agent polls FRR, so its status may
+    // trail what the reflector already holds by one poll (FRR 10.7 sends to the iBGP
+    // reflector 50-60 ms after the eBGP ToR): wait for it rather than read one snapshot.
     for (_, agent, _) in &lab.nodes {
-        let s = status(agent);
-        assert_eq!(s.neighbors.len(), 3, "{s:?}");
-        assert!(s.neighbors.iter().all(|n| n.established && n.prefixes_sent >= 1), "{s:?}");
+        let complete = |s: &AgentStatus| {
+            s.neighbors.len() == 3 && s.neighbors.iter().all(|n| n.established && n.prefixes_sent >= 1)
+        };
+        let seen = wait_for(Duration::from_secs(5), || complete(&status(agent)));
+        assert!(seen.is_some(), "{:?}", status(agent));
     }
     println!("ECMP over both nodes for v4 and v6 after {ecmp:?}");
 }
@@ -241,9 +245,10 @@ exit
     });
     assert!(
         ready.is_some(),
-        "BFD {:#} FIB {:?}",
+        "BFD {:#} FIB {:?}; node1's BFD {:#}",
         lab.tor.json("show bfd peers json"),
-        kernel_next_hops(&lab.tor, &api4)
+        kernel_next_hops(&lab.tor, &api4),
+        lab.nodes[0].0.json("show bfd peers json"),
     );
     let v = lab.tor.json("show bfd peers json");
     let node1 = v.as_array().unwrap().iter().find(|p| p["peer"] == "192.0.2.11").unwrap().clone();

@@ -1,7 +1,8 @@
-//! The FRR sidecar image's entrypoint (`frr-sidecar/image/docker-start`) on Debian's FRR, in a
-//! network and mount namespace of its own standing in for the container: the daemons come up
-//! under watchfrr, frr-agent applies through them, a killed bgpd comes back, and SIGTERM stops
-//! everything.
+//! The FRR sidecar image's entrypoint (`frr-sidecar/image/docker-start`) on Debian's FRR (the
+//! host's, or the root filesystem `FERROLB_FRR_ROOT` names, chrooted into as the image's own
+//! root), in a network and mount namespace of its own standing in for the container: the
+//! daemons come up under watchfrr, nothing listens beyond loopback, frr-agent applies through
+//! them, a killed bgpd comes back, and SIGTERM stops everything.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -9,9 +10,35 @@ use std::time::Duration;
 use crate::fabric::{Netns, Running};
 use crate::frr_lab::wait_for;
 
-/// Runs `args` inside the namespaces of process `pid`.
+/// Runs `args` inside the namespaces (and root directory) of process `pid`.
 fn inside(pid: u32, args: &[&str]) -> std::process::Output {
-    Command::new("nsenter").args(["-t", &pid.to_string(), "-m", "-n", "--"]).args(args).output().unwrap()
+    Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "-n", "-r", "-w", "--"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The shell lines that turn a fresh mount namespace into the container's filesystem: the
+/// image's root (the host's, or a root filesystem with the host's kernel views and the work
+/// tree at their paths) with private /etc/frr, /var/run/frr and /var/lib/frr, as emptyDir
+/// volumes give them. Returns them and the prefix that runs a program from that root.
+fn container_filesystem(root: Option<&std::path::Path>) -> (String, String) {
+    let Some(r) = root else {
+        // The host has no /var/lib/frr, and creating one there would outlive the test: the
+        // container gets a /var/lib of its own instead (nothing it runs reads the host's).
+        let mounts = "mount -t tmpfs tmpfs /etc/frr && mount -t tmpfs tmpfs /var/run/frr && \
+                      mount -t tmpfs tmpfs /var/lib && mkdir -p /var/lib/frr";
+        return (mounts.to_string(), String::new());
+    };
+    let (r, repo) = (r.display(), crate::repo_root().display().to_string());
+    let mounts = format!(
+        "mount --bind {r} {r} && for d in /proc /sys /dev /tmp; do mount --rbind $d {r}$d; done && \
+         mkdir -p {r}{repo} && mount --bind {repo} {r}{repo} && mount -t tmpfs tmpfs {r}/run && \
+         mkdir -p {r}/run/frr {r}/etc/frr {r}/var/lib/frr && mount -t tmpfs tmpfs {r}/etc/frr && \
+         mount -t tmpfs tmpfs {r}/var/lib/frr"
+    );
+    (mounts, format!("chroot {r} "))
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -40,16 +67,13 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
     // when the test fails half-way) is killed before the namespace goes.
     let _reaper = Reaper(ns.0.clone());
     let script = crate::repo_root().join("frr-sidecar/image/docker-start");
-    // The container's private /etc/frr, /var/run/frr and state, as emptyDir volumes give it.
-    let boot = format!(
-        "mount -t tmpfs tmpfs /etc/frr && mount -t tmpfs tmpfs /var/run/frr && mkdir -p /var/lib/frr && \
-         mount -t tmpfs tmpfs /var/lib/frr && exec ip netns exec {} {}",
-        ns.0,
-        script.display()
-    );
+    let frr = crate::frr_lab::install().expect("checked by require_frr");
+    let (mounts, prefix) = container_filesystem(frr.root.as_deref());
+    let boot = format!("{mounts} && exec {prefix}{}", script.display());
+    // ip netns exec, unshare and sh all exec: the child's pid ends as the entrypoint's.
     let mut container = Running(
-        Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &boot])
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "unshare", "-m", "--propagation", "private", "sh", "-c", &boot])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -62,12 +86,13 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
         o.status.success() && ["zebra", "bgpd", "bfdd", "staticd"].iter().all(|d| t.contains(d))
     });
     assert!(up.is_some(), "FRR never came up: {}", text(&inside(pid, &["vtysh", "-c", "show daemons"])));
+    println!("FRR {} from {:?}", frr.version, frr.root);
 
     // frr-agent beside it, with the chart's arguments, applying a configuration.
     let state = "/var/lib/frr/agent";
     let agent = Running(
         Command::new("nsenter")
-            .args(["-t", &pid.to_string(), "-m", "-n", "--"])
+            .args(["-t", &pid.to_string(), "-m", "-n", "-r", "-w", "--"])
             // Only the capability the chart grants the frr-agent container.
             .args(["setpriv", "--bounding-set=-all,+dac_override", "--inh-caps=-all", "--"])
             .arg(&agent_bin)
@@ -88,17 +113,35 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
     let _ = inside(pid, &["mkdir", "-p", state]);
     let wrote = inside(pid, &["sh", "-c", &format!("printf '{}' > {file}", conf.replace('\n', "\\n"))]);
     assert!(wrote.status.success(), "{}", text(&wrote));
+    let mut said = String::new();
     let applied = wait_for(Duration::from_secs(10), || {
         let o =
             inside(pid, &[agent_bin.to_str().unwrap(), "apply", file, "--socket=/var/run/frr/agent.sock"]);
+        said = text(&o);
         o.status.success()
     });
-    assert!(applied.is_some(), "Apply failed");
+    assert!(applied.is_some(), "Apply failed: {said}");
     let running = text(&inside(pid, &["vtysh", "-c", "show running-config"]));
     assert!(
         running.contains("router bgp 64512") && running.contains("neighbor 192.0.2.1 remote-as 64500"),
         "{running}"
     );
+
+    // Nothing FRR opens listens on the node's addresses (the speaker shares the host network):
+    // no vty port, no mgmtd port, no BGP listener even with `router bgp` configured; sessions
+    // are initiated by the node.
+    let ss = inside(pid, &["ss", "-Hltnp"]);
+    assert!(ss.status.success(), "ss: {}", text(&ss));
+    let listening = text(&ss);
+    let exposed: Vec<&str> = listening
+        .lines()
+        .filter(|l| ["zebra", "bgpd", "bfdd", "staticd", "mgmtd", "watchfrr"].iter().any(|d| l.contains(d)))
+        .filter(|l| {
+            let local = l.split_whitespace().nth(3).unwrap_or("");
+            !(local.starts_with("127.0.0.1:") || local.starts_with("[::1]:"))
+        })
+        .collect();
+    assert!(exposed.is_empty(), "FRR listens beyond loopback:\n{}", exposed.join("\n"));
 
     // watchfrr brings a dead bgpd back, and the agent restores the configuration into it.
     let killed = inside(pid, &["sh", "-c", "kill -9 $(cat /var/run/frr/bgpd.pid)"]);
@@ -122,7 +165,7 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
         .lines()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
         .map(|c| c.trim().to_string())
-        .filter(|c| ["zebra", "bgpd", "bfdd", "staticd", "watchfrr"].contains(&c.as_str()))
+        .filter(|c| ["zebra", "bgpd", "bfdd", "staticd", "mgmtd", "watchfrr"].contains(&c.as_str()))
         .collect();
     assert!(daemons.is_empty(), "FRR daemons left running after SIGTERM: {daemons:?}");
 }

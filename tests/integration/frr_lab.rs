@@ -3,11 +3,13 @@
 //! test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const DAEMONS: &[&str] = &["zebra", "bfdd", "bgpd", "staticd"];
+pub use crate::frr_root::{FrrInstall, install};
+use frr_sidecar::apply::Vtysh;
+
 const FRR_LIB: &str = "/usr/lib/frr";
 
 /// Returns from the calling test, printing `skipped: <why>`, when FRR tests cannot run here.
@@ -31,8 +33,12 @@ pub fn unavailable() -> Option<String> {
     if uid.as_deref() != Some("0") {
         return Some("needs root for network namespaces".into());
     }
-    for d in DAEMONS {
-        if !Path::new(FRR_LIB).join(d).exists() {
+    let frr = match install() {
+        Ok(frr) => frr,
+        Err(why) => return Some(why),
+    };
+    for d in frr.daemons() {
+        if !frr.path(&format!("{FRR_LIB}/{d}")).exists() {
             return Some(format!("{FRR_LIB}/{d} missing (apt-get install frr)"));
         }
     }
@@ -52,6 +58,9 @@ pub struct Frr {
     pub ns: String,
     hostname: String,
     dir: PathBuf,
+    frr: &'static FrrInstall,
+    /// Runs a program of a root filesystem's FRR for this instance (see frr_root.rs).
+    wrapper: Option<PathBuf>,
     /// zebra treats other network namespaces as VRFs (`-n`): this kernel may lack VRF devices.
     netns_vrfs: bool,
 }
@@ -71,10 +80,19 @@ impl Frr {
         static N: AtomicUsize = AtomicUsize::new(0);
         let ns = format!("flb{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("ferrolb-frr-{ns}"));
-        let frr = Frr { ns: ns.clone(), hostname: hostname.to_string(), dir: dir.clone(), netns_vrfs };
+        let install = install()?;
         for sub in ["run", "etc", "log"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
         }
+        let wrapper = install.write_wrapper(&dir, &dir.join("run"))?;
+        let frr = Frr {
+            ns: ns.clone(),
+            hostname: hostname.to_string(),
+            dir: dir.clone(),
+            frr: install,
+            wrapper,
+            netns_vrfs,
+        };
         // vtysh insists on the integrated config; the hostname line keeps show output stable.
         std::fs::write(
             dir.join("etc/vtysh.conf"),
@@ -82,9 +100,9 @@ impl Frr {
         )
         .map_err(|e| e.to_string())?;
         std::fs::write(dir.join("etc/frr.conf"), "").map_err(|e| e.to_string())?;
-        sh(&format!("chown -R frr:frr {}", dir.display()))?;
+        sh(&format!("chown -R {} {}", install.frr_owner(), dir.display()))?;
         sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
-        for d in DAEMONS {
+        for d in install.daemons() {
             frr.spawn(d)?;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -98,16 +116,36 @@ impl Frr {
     }
 
     pub fn vtysh(&self, args: &[&str]) -> Result<Output, String> {
-        let run = self.dir.join("run");
-        let etc = self.dir.join("etc");
-        Command::new("vtysh")
-            .arg("--vty_socket")
-            .arg(&run)
-            .arg("--config_dir")
-            .arg(&etc)
+        let v = self.agent_vtysh();
+        Command::new(&v.program)
+            .args(&v.args)
             .args(args)
+            .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("vtysh: {e}"))
+    }
+
+    /// The FRR this instance runs.
+    pub fn install(&self) -> &'static FrrInstall {
+        self.frr
+    }
+
+    /// How frr-agent (and anything else) runs this instance's vtysh.
+    pub fn agent_vtysh(&self) -> Vtysh {
+        let d = |s: &str| self.dir.join(s).display().to_string();
+        let mut args = vec!["--vty_socket".into(), d("run"), "--config_dir".into(), d("etc")];
+        match &self.wrapper {
+            Some(w) => {
+                args.insert(0, "/usr/bin/vtysh".into());
+                Vtysh { program: w.clone(), args }
+            }
+            None => Vtysh { program: "vtysh".into(), args },
+        }
+    }
+
+    /// The command line prefix that runs one of this FRR's programs for this instance.
+    pub fn exec_prefix(&self) -> String {
+        self.wrapper.as_ref().map(|w| format!("{} ", w.display())).unwrap_or_default()
     }
 
     /// Kills one daemon and starts it again with no configuration, as a crash would leave it.
@@ -126,25 +164,35 @@ impl Frr {
 
     fn spawn(&self, daemon: &str) -> Result<(), String> {
         let run = self.dir.join("run");
-        let extra = match daemon {
-            "bfdd" => format!("--bfdctl {}/bfdd.sock", run.display()),
-            "zebra" if self.netns_vrfs => "-n".to_string(),
-            _ => String::new(),
-        };
+        let log = self.dir.join("log");
+        let mut extra = Vec::new();
+        // Options differ by version (FRR 10: no --bfdctl, staticd and mgmtd take no -f): pass
+        // only what this daemon lists.
+        if self.frr.accepts(daemon, "--config_file") {
+            extra.push("-f /dev/null".to_string());
+        }
+        if daemon == "bfdd" && self.frr.accepts(daemon, "--bfdctl") {
+            extra.push(format!("--bfdctl {}/bfdd.sock", run.display()));
+        }
+        if daemon == "zebra" && self.netns_vrfs {
+            extra.push("-n".into());
+        }
+        if daemon != "mgmtd" {
+            extra.push(format!("-z {}/zserv.api", run.display()));
+        }
+        // A daemonized FRR 10 keeps the stdout and stderr it was given: hand it a file, never
+        // the pipe this harness reads (it would wait for EOF for as long as the daemon lives).
         sh(&format!(
-            "ip netns exec {ns} unshare --uts sh -c 'hostname {host}; exec {FRR_LIB}/{daemon} -d -F traditional -P 0 -f /dev/null \
-             -z {run}/zserv.api --vty_socket {run} -i {run}/{daemon}.pid --log file:{log}/{daemon}.log {extra}'",
+            "ip netns exec {ns} unshare --uts sh -c 'hostname {host}; exec {prefix}{FRR_LIB}/{daemon} -d -F traditional \
+             -A 127.0.0.1 -P 0 --vty_socket {run} -i {run}/{daemon}.pid --log file:{log}/{daemon}.log {extra}' \
+             </dev/null >>{log}/{daemon}.out 2>&1 || {{ cat {log}/{daemon}.out >&2; exit 1; }}",
             ns = self.ns,
             host = self.hostname,
+            prefix = self.exec_prefix(),
             run = run.display(),
-            log = self.dir.join("log").display(),
+            log = log.display(),
+            extra = extra.join(" "),
         ))
-    }
-
-    /// Arguments that point vtysh at this instance.
-    pub fn vtysh_args(&self) -> Vec<String> {
-        let d = |s: &str| self.dir.join(s).display().to_string();
-        vec!["--vty_socket".into(), d("run"), "--config_dir".into(), d("etc")]
     }
 
     pub fn dir(&self) -> &Path {
@@ -238,7 +286,7 @@ pub fn canonical(text: &str) -> String {
 impl Drop for Frr {
     fn drop(&mut self) {
         let run = self.dir.join("run");
-        for d in DAEMONS {
+        for d in self.frr.daemons() {
             if let Ok(pid) = std::fs::read_to_string(run.join(format!("{d}.pid"))) {
                 let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
             }

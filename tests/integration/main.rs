@@ -17,6 +17,8 @@ mod examples;
 mod fabric;
 mod frr_golden;
 mod frr_image;
+mod frr_root;
+mod frr_status;
 mod ipv6_node;
 mod kube_announce;
 mod kube_controller;

@@ -12,6 +12,10 @@ const PURE: &[&str] = &[
     "src/l2/groups.rs",
     "src/l2/quorum.rs",
     "src/l2/packet",
+    "frr-sidecar/src/tree.rs",
+    "frr-sidecar/src/diff.rs",
+    "frr-sidecar/src/dialect.rs",
+    "frr-sidecar/src/status.rs",
 ];
 const FORBIDDEN: &[&str] = &[
     "kube::Api",
