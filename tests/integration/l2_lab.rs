@@ -333,7 +333,7 @@ fn killing_the_elected_speaker_moves_the_ip_to_the_next_node() {
 }
 
 /// Every MAC that answers one ARP request for `ip` within a second.
-fn answering(lab: &L2Lab, ip: &str) -> Vec<String> {
+pub fn answering(lab: &L2Lab, ip: &str) -> Vec<String> {
     let mut macs: Vec<String> =
         lab.arping(ip).map(|t| t.lines().map(String::from).collect()).unwrap_or_default();
     macs.sort();

@@ -20,8 +20,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use crate::fabric::Running;
 use crate::frr_lab::wait_for;
 use crate::kube_lab::KubeLab;
-use crate::l2_lab::{L2Lab, mac_index};
-use crate::l2_lab_members::{all_live, answering};
+use crate::l2_lab::{L2Lab, answering};
+use crate::l2_lab_members::{all_live, survivors_answer};
 
 /// Makes the host's `127.0.0.1:port` (the API server) reachable as `127.0.0.1:port` inside a
 /// node's namespace, so the certificate and kubeconfig stay as they are. A listener keeps the
@@ -233,20 +233,7 @@ fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
         for n in 3..=5 {
             pods.delete(&format!("speaker-{n}"), &DeleteParams::default()).await.unwrap();
         }
-        let lifted = wait_for(Duration::from_secs(10), || {
-            (0..2).all(|i| lab.metric(i, "ferrolb_layer2_fenced") == Some(0.0))
-        });
-        assert!(lifted.is_some(), "{}", lab.logs());
-        let lifted_after = deleted.elapsed();
-        // arping takes its whole 1 s deadline even when answered: count probes, not time.
-        let mut probes = 0;
-        let answered = wait_for(Duration::from_secs(10), || {
-            probes += 1;
-            answering(&lab, ip).len() == 1
-        });
-        assert!(answered.is_some(), "{}", lab.logs());
-        let owner = mac_index(&answering(&lab, ip)[0]).unwrap();
-        assert!(owner < 2, "answered by node{}", owner + 1);
+        let (lifted_after, probes, owner) = survivors_answer(&lab, ip, deleted);
         for n in 1..=2 {
             assert!(condition_becomes(&client, n, "False", "Quorum").await.is_ok(), "{}", lab.log(n - 1));
             assert_eq!(lab.metric(n - 1, "ferrolb_layer2_expected_speakers"), Some(2.0));

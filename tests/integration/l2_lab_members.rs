@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::fabric::Running;
 use crate::frr_lab::wait_for;
-use crate::l2_lab::{ALL, L2Lab, mac_index};
+use crate::l2_lab::{ALL, L2Lab, answering, mac_index};
 
 fn skip() -> bool {
     match crate::l2_lab::unavailable() {
@@ -51,13 +51,24 @@ impl L2Lab {
     }
 }
 
-/// Every MAC answering one ARP request for `ip`.
-pub fn answering(lab: &L2Lab, ip: &str) -> Vec<String> {
-    let mut macs: Vec<String> =
-        lab.arping(ip).map(|t| t.lines().map(String::from).collect()).unwrap_or_default();
-    macs.sort();
-    macs.dedup();
-    macs
+/// After the expected set shrank to the first two speakers: how long until neither is fenced,
+/// then how many ARP requests until one of them (only) answers, and which.
+pub fn survivors_answer(lab: &L2Lab, ip: &str, since: Instant) -> (Duration, u32, usize) {
+    let lifted = wait_for(Duration::from_secs(10), || {
+        (0..2).all(|i| lab.metric(i, "ferrolb_layer2_fenced") == Some(0.0))
+    });
+    assert!(lifted.is_some(), "{}", lab.logs());
+    let lifted_after = since.elapsed();
+    // arping takes its whole 1 s deadline even when answered: count probes, not time.
+    let mut probes = 0;
+    let answered = wait_for(Duration::from_secs(10), || {
+        probes += 1;
+        answering(lab, ip).len() == 1
+    });
+    assert!(answered.is_some(), "{}", lab.logs());
+    let owner = mac_index(&answering(lab, ip)[0]).unwrap();
+    assert!(owner < 2, "answered by node{}", owner + 1);
+    (lifted_after, probes, owner)
 }
 
 pub fn all_live(n: usize) -> String {
@@ -103,21 +114,7 @@ fn a_cluster_scaled_from_five_nodes_to_two_keeps_answering() {
 
     // The DaemonSet shrank to the two nodes left: they are the whole cluster now.
     std::fs::write(lab.dir.join("members"), members(2)).unwrap();
-    let shrunk = Instant::now();
-    let lifted = wait_for(Duration::from_secs(10), || {
-        (0..2).all(|i| lab.metric(i, "ferrolb_layer2_fenced") == Some(0.0))
-    });
-    assert!(lifted.is_some(), "{}", lab.logs());
-    let lifted_after = shrunk.elapsed();
-    // arping takes its whole 1 s deadline even when answered: count probes, not time.
-    let mut probes = 0;
-    let answered = wait_for(Duration::from_secs(10), || {
-        probes += 1;
-        answering(&lab, ip).len() == 1
-    });
-    assert!(answered.is_some(), "{}", lab.logs());
-    let owner = mac_index(&answering(&lab, ip)[0]).unwrap();
-    assert!(owner < 2, "answered by node{}", owner + 1);
+    let (lifted_after, probes, owner) = survivors_answer(&lab, ip, Instant::now());
     for _ in 0..5 {
         assert_eq!(answering(&lab, ip).len(), 1, "{}", lab.logs());
     }
