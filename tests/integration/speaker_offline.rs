@@ -1,5 +1,6 @@
 //! `ferrolb speaker` run from a manifest directory against frr-agent and a real ToR: edits to
-//! the manifests reach the ToR; an invalid edit changes nothing until it is fixed.
+//! the manifests reach the ToR; an invalid edit never reaches FRR (the last valid configuration
+//! keeps deciding) until it is fixed.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ fn service(name: &str) -> String {
 }
 
 #[test]
-fn manifest_edits_reach_the_tor_and_invalid_ones_change_nothing() {
+fn manifest_edits_reach_the_tor_and_invalid_ones_never_reach_frr() {
     require_frr!();
     let lab = Lab::start();
     let agent = AgentProcess::start(&lab.node, "agent");
@@ -63,14 +64,17 @@ fn manifest_edits_reach_the_tor_and_invalid_ones_change_nothing() {
     println!("new Service file to prefix at the ToR: {:?}", t.elapsed());
 
     // A peer naming a BFD profile that does not exist: the configuration is invalid, so the
-    // speaker keeps FRR as it was.
+    // speaker decides with the last valid one. Nothing of the bad edit reaches FRR; a new
+    // Service is still served from the last good pool, as the controller would in a cluster.
     let broken = SETUP.replace("routerID: 192.0.2.11", "routerID: 192.0.2.11, bfdProfile: missing");
     std::fs::write(dir.join("00-setup.yaml"), &broken).unwrap();
     std::fs::write(dir.join("svc-e.yaml"), service("e")).unwrap();
     let complained = wait_for(Duration::from_secs(10), || log_text().contains("configuration invalid"));
     assert!(complained.is_some(), "{}", log_text());
+    assert!(wait_for(Duration::from_secs(10), || lab.received() == 5).is_some(), "{}", log_text());
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(lab.received(), 4);
+    assert_eq!(lab.received(), 5);
+    assert!(!lab.node.running_config().contains("profile missing"), "{}", lab.node.running_config());
     assert!(log_text().contains("missing"), "{}", log_text());
 
     // Fixed: the pending change goes through, and a removal withdraws; the ToR ends up with
