@@ -63,9 +63,6 @@ pub struct Plan {
     /// The objects are invalid and the plan decided with the last good configuration.
     #[serde(skip)]
     pub stale: bool,
-    /// With `ips_from_status`: Services holding an IP no pool contains (never announced).
-    #[serde(skip)]
-    pub outside_pools: Vec<NotAnnounced>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -123,6 +120,8 @@ pub struct Options {
     /// Announce each Service's IPs exactly as its status holds them instead of allocating:
     /// in a cluster the controller decides IPs, and a speaker that predicted them could
     /// announce an IP the controller never gave (a pool shrinking, a changed request).
+    /// Nothing is allocated then (at 10,000 Services the replay was most of a speaker's pass):
+    /// the plan's allocations, pending list and pool usage stay empty.
     pub ips_from_status: bool,
 }
 
@@ -218,15 +217,18 @@ pub fn plan_with_last_good(
         .flat_map(|a| a.pools.iter().cloned())
         .chain(config.bgp_advertisements.iter().flat_map(|a| a.pools.iter().cloned()))
         .collect();
+    if options.ips_from_status {
+        if let Some(node) = &options.node {
+            let (services, refused) = services_as_allocated(config, &requests);
+            plan_node(&mut plan, inputs, config, &services, node, options);
+            plan.not_announced.get_or_insert_default().extend(refused);
+        }
+        return plan;
+    }
     let mut alloc = Allocator::new(&config.pools);
     let outcomes = allocator::rebuild(&mut alloc, &requests);
     if let Some(node) = &options.node {
-        let services = if options.ips_from_status {
-            services_as_allocated(&mut plan, config, &requests)
-        } else {
-            services_as_planned(&requests, &outcomes)
-        };
-        plan_node(&mut plan, inputs, config, &services, node, options);
+        plan_node(&mut plan, inputs, config, &services_as_planned(&requests, &outcomes), node, options);
     }
     for (key, outcome) in outcomes {
         plan.events.entry(key.clone()).or_default().extend(outcome.events);
@@ -266,13 +268,12 @@ fn services_as_planned(
 }
 
 /// The Services to announce with the IPs their status holds, each IP only when it lies in a
-/// pool of `config` (a speaker must never announce an address no pool grants); the others
-/// are listed as not announced, with the reason.
+/// pool of `config` (a speaker must never announce an address no pool grants), and the
+/// others as not announced, with the reason.
 fn services_as_allocated(
-    plan: &mut Plan,
     config: &config::Config,
     requests: &[service::Request],
-) -> Vec<ServiceState> {
+) -> (Vec<ServiceState>, Vec<NotAnnounced>) {
     let mut out = Vec::new();
     let mut refused = Vec::new();
     for r in requests.iter().filter(|r| !r.current_ips.is_empty()) {
@@ -289,8 +290,7 @@ fn services_as_allocated(
             out.push(service_state(r, inside.into_iter().copied().collect()));
         }
     }
-    plan.outside_pools = refused;
-    out
+    (out, refused)
 }
 
 fn service_state(r: &service::Request, ips: Vec<std::net::IpAddr>) -> ServiceState {
@@ -368,7 +368,6 @@ fn plan_node(
                 protocol: "bgp",
                 reason: reason.clone(),
             })
-            .chain(plan.outside_pools.iter().cloned())
             .collect(),
     );
     plan_layer2(plan, inputs, config, services, &endpoints, node_name, options.live_nodes.as_ref());
