@@ -116,7 +116,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     // still served from it and nothing held changes (see writeback::changes).
     let mut last_good = None;
     let mut config_warnings = plan::invalid_objects::Warned::default();
-    let mut outside_warned: HashMap<String, String> = HashMap::new();
+    let mut outside_warned = plan::invalid_objects::Said::<String>::default();
     loop {
         let inputs = cache.inputs();
         let deciding = std::time::Instant::now();
@@ -177,22 +177,19 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         let (l2, bgp) = cache.reports();
         let wanted = plan::condition::conditions(&decided, &inputs, &l2, &bgp);
         // Said once per Service and message: the condition carries it from then on.
-        outside_warned
-            .retain(|s, _| wanted.get(s).is_some_and(|c| c.reason == plan::condition::OUTSIDE_POOLS));
-        for (service, c) in wanted.iter().filter(|(_, c)| c.reason == plan::condition::OUTSIDE_POOLS) {
-            if outside_warned.get(service) != Some(&c.message)
-                && let Some(svc) = by_key.get(service)
-            {
+        let outside = wanted.iter().filter(|(_, c)| c.reason == plan::condition::OUTSIDE_POOLS);
+        for (service, message) in outside_warned.update(outside.map(|(s, c)| (s.clone(), c.message.clone())))
+        {
+            if let Some(svc) = by_key.get(&service) {
                 let object = svc.object_ref(&());
                 publish_to(
                     &recorder,
                     &object,
                     PlanEventType::Warning,
                     plan::condition::OUTSIDE_POOLS,
-                    c.message.clone(),
+                    message,
                 )
                 .await;
-                outside_warned.insert(service.clone(), c.message.clone());
             }
         }
         status::write_conditions(&client, &by_key, &wanted).await;

@@ -16,10 +16,38 @@ pub struct ObjectWarning {
     pub message: String,
 }
 
-/// What each object was last told: (kind, name) -> message.
+/// What each key was last told: a warning is said once for a message, again only when the
+/// message changes, and again after the key went away and came back.
+#[derive(Debug)]
+pub struct Said<K> {
+    said: BTreeMap<K, String>,
+}
+
+impl<K: Ord> Default for Said<K> {
+    fn default() -> Self {
+        Said { said: BTreeMap::new() }
+    }
+}
+
+impl<K: Ord + Clone> Said<K> {
+    /// The (key, message) pairs of `now` that were not said before; forgets the keys `now`
+    /// lacks.
+    pub fn update(&mut self, now: impl IntoIterator<Item = (K, String)>) -> Vec<(K, String)> {
+        let now: BTreeMap<K, String> = now.into_iter().collect();
+        let out = now
+            .iter()
+            .filter(|(k, m)| self.said.get(*k) != Some(*m))
+            .map(|(k, m)| (k.clone(), m.clone()))
+            .collect();
+        self.said = now;
+        out
+    }
+}
+
+/// What each configuration object was last told, keyed (kind, name).
 #[derive(Debug, Default)]
 pub struct Warned {
-    said: BTreeMap<(String, String), String>,
+    said: Said<(String, String)>,
 }
 
 impl Warned {
@@ -32,20 +60,13 @@ impl Warned {
                 .or_default()
                 .push(format!("{}: {}", e.field, e.message));
         }
-        let mut out = Vec::new();
-        let mut said = BTreeMap::new();
-        for ((kind, name), lines) in now {
-            let message = lines.join("\n");
-            let key = (kind, name);
-            if self.said.get(&key) != Some(&message)
-                && let Some(object) = reference(objects, &key.0, &key.1)
-            {
-                out.push(ObjectWarning { object, message: message.clone() });
-            }
-            said.insert(key, message);
-        }
-        self.said = said;
-        out
+        self.said
+            .update(now.into_iter().map(|(key, lines)| (key, lines.join("\n"))))
+            .into_iter()
+            .filter_map(|((kind, name), message)| {
+                reference(objects, &kind, &name).map(|object| ObjectWarning { object, message })
+            })
+            .collect()
     }
 }
 
