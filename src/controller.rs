@@ -125,7 +125,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             last_good = decided.config.clone();
         }
         record_plan(&decided);
-        let by_key: HashMap<String, &Service> = inputs.services.iter().map(|s| (key(s), s)).collect();
+        let by_key: HashMap<String, &Service> = inputs.services.iter().map(|s| (key(s), &**s)).collect();
         for e in &decided.errors {
             if decided.stale {
                 tracing::error!(error = %e, "configuration invalid; deciding with the last valid one, no IP held changes");

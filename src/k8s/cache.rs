@@ -206,8 +206,8 @@ impl ClusterCache {
     pub fn inputs(&self) -> Inputs {
         Inputs {
             objects: self.objects(),
-            services: owned(&self.services),
-            endpoint_slices: self.endpoint_slices.as_ref().map(owned).unwrap_or_default(),
+            services: self.services.state(),
+            endpoint_slices: self.endpoint_slices.as_ref().map(Store::state).unwrap_or_default(),
             ..Default::default()
         }
     }

@@ -65,6 +65,34 @@ pub fn elect(
     live: &BTreeSet<String>,
     endpoints: &Endpoints,
 ) -> Result<Vec<String>, String> {
+    let mut scored = scored(config, svc, nodes, live, endpoints)?;
+    scored.sort();
+    Ok(scored.into_iter().map(|(_, _, n)| n.to_string()).collect())
+}
+
+/// The first of [`elect`]'s order alone: a speaker only needs to know whether it is the
+/// winner, and at 10,000 Services and 100 nodes ranking everyone was most of its pass.
+pub fn winner<'n>(
+    config: &Config,
+    svc: &ServiceState,
+    nodes: &'n [NodeInfo],
+    live: &BTreeSet<String>,
+    endpoints: &Endpoints,
+) -> Result<&'n str, String> {
+    let scored = scored(config, svc, nodes, live, endpoints)?;
+    Ok(scored.into_iter().min().map(|(_, _, n)| n).unwrap_or_default())
+}
+
+type Score<'n> = (i64, [u8; 32], &'n str);
+
+/// Every candidate with its sort key (preference weight, then sha256("node#ip")), unordered.
+fn scored<'n>(
+    config: &Config,
+    svc: &ServiceState,
+    nodes: &'n [NodeInfo],
+    live: &BTreeSet<String>,
+    endpoints: &Endpoints,
+) -> Result<Vec<Score<'n>>, String> {
     if svc.ips.is_empty() {
         return Err("the Service has no IP".into());
     }
@@ -72,7 +100,8 @@ pub fn elect(
         return Err("the Service has no serving endpoint".into());
     }
     let ads = advertisements(config, svc)?;
-    let mut scored: Vec<(i64, [u8; 32], &str)> = nodes
+    let ip = svc.ips[0].to_string();
+    let scored: Vec<Score<'n>> = nodes
         .iter()
         .filter(|n| live.contains(&n.name) && n.ineligible.is_none())
         .filter(|n| ads.iter().any(|a| any_matches(&a.node_selectors, &n.labels)))
@@ -84,7 +113,9 @@ pub fn elect(
                 .filter(|(_, selector)| selector.matches(&n.labels))
                 .map(|(weight, _)| i64::from(*weight))
                 .sum();
-            let digest: [u8; 32] = Sha256::digest(format!("{}#{}", n.name, svc.ips[0])).into();
+            // The bytes of format!("{node}#{ip}"), hashed without building the string.
+            let digest: [u8; 32] =
+                Sha256::new().chain_update(&n.name).chain_update("#").chain_update(&ip).finalize().into();
             (-score, digest, n.name.as_str())
         })
         .collect();
@@ -95,8 +126,7 @@ pub fn elect(
             "no live, eligible node is selected by an L2Advertisement".into()
         });
     }
-    scored.sort();
-    Ok(scored.into_iter().map(|(_, _, n)| n.to_string()).collect())
+    Ok(scored)
 }
 
 /// What `node` announces in layer 2.
@@ -111,8 +141,8 @@ pub fn plan_node(
     let mut plan = L2NodePlan::default();
     let this = nodes.iter().find(|n| n.name == node);
     for svc in services.iter().filter(|s| !s.ips.is_empty()) {
-        let winner = match elect(config, svc, nodes, live, endpoints) {
-            Ok(order) => order[0].clone(),
+        let winner = match winner(config, svc, nodes, live, endpoints) {
+            Ok(w) => w,
             Err(why) => {
                 // A pool without L2Advertisements is simply not layer 2: say nothing.
                 if !why.starts_with("no L2Advertisement covers") {

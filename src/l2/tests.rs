@@ -205,3 +205,23 @@ fn shared_ips_and_service_selectors_do_not_mix() {
     );
     assert!(plan.withheld.is_empty() && plan.announcements.is_empty());
 }
+
+#[test]
+fn the_winner_alone_is_the_head_of_the_full_order_and_keeps_metallbs_hash() {
+    let c = config(ALL);
+    let e = Endpoints::assume_everywhere();
+    for i in 0..200 {
+        let ip = if i % 2 == 0 { format!("192.0.2.{i}") } else { format!("2001:db8:20::{i:x}") };
+        let s = svc("shop/web", &[&ip]);
+        let order = elect(&c, &s, &nodes(&NAMES), &live(&NAMES), &e).unwrap();
+        assert_eq!(winner(&c, &s, &nodes(&NAMES), &live(&NAMES), &e).unwrap(), order[0], "{ip}");
+    }
+    // The hash is sha256 of "node#ip", as MetalLB ranks: computed here the long way.
+    let s = svc("shop/web", &["192.0.2.10"]);
+    let mut by_hash: Vec<(Vec<u8>, &str)> = NAMES
+        .iter()
+        .map(|n| (<sha2::Sha256 as sha2::Digest>::digest(format!("{n}#192.0.2.10").as_bytes()).to_vec(), *n))
+        .collect();
+    by_hash.sort();
+    assert_eq!(winner(&c, &s, &nodes(&NAMES), &live(&NAMES), &e).unwrap(), by_hash[0].1);
+}

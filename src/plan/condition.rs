@@ -103,7 +103,7 @@ pub fn conditions(
         .map(|s| (super::writeback::key(s), super::writeback::current_ips(s)))
         .filter(|(_, ips)| !ips.is_empty())
         .collect();
-    let endpoints = crate::topology::Endpoints::from_slices(&inputs.endpoint_slices);
+    let endpoints = crate::topology::Endpoints::from_slices(inputs.endpoint_slices.iter().map(|s| &**s));
     let mut sessions = Sessions::new();
     for p in &inputs.objects.peers {
         let name = p.metadata.name.clone().unwrap_or_default();

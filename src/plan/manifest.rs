@@ -3,6 +3,8 @@
 //! Decoding a known kind with the wrong shape is a configuration error (it names the object and
 //! the field path); YAML that cannot be read at all is a read error.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
@@ -16,8 +18,9 @@ use crate::config::{ClusterObjects, ConfigError};
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     pub objects: ClusterObjects,
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
+    /// Shared with the cache they came from: a pass never copies the world.
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// Objects of a known kind that could not be decoded.
     pub decode_errors: Vec<ConfigError>,
     /// Documents skipped (unknown kinds) and similar notes.
@@ -126,12 +129,12 @@ impl Inputs {
                     )),
                 }
             }
-            ("", "v1", "Service") => push(&mut self.services, decode(doc, &kind, &name, errs)),
+            ("", "v1", "Service") => push(&mut self.services, decode(doc, &kind, &name, errs).map(Arc::new)),
             ("", "v1", "Namespace") => push(&mut o.namespaces, decode(doc, &kind, &name, errs)),
             ("", "v1", "Node") => push(&mut o.nodes, decode(doc, &kind, &name, errs)),
             ("", "v1", "Secret") => push(&mut o.secrets, decode::<Secret>(doc, &kind, &name, errs)),
             ("discovery.k8s.io", _, "EndpointSlice") => {
-                push(&mut self.endpoint_slices, decode(doc, &kind, &name, errs))
+                push(&mut self.endpoint_slices, decode(doc, &kind, &name, errs).map(Arc::new))
             }
             _ => self
                 .notes

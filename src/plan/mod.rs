@@ -327,7 +327,7 @@ fn plan_node(
         );
         Endpoints::assume_everywhere()
     } else {
-        Endpoints::from_slices(&inputs.endpoint_slices)
+        Endpoints::from_slices(inputs.endpoint_slices.iter().map(|s| &**s))
     };
     let node_plan = bgp::plan_node(config, &node, services, &endpoints);
     plan.sessions = Some(

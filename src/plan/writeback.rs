@@ -3,6 +3,7 @@
 //! plan with the Services as observed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 
@@ -48,12 +49,12 @@ fn current_pool(svc: &Service) -> Option<&str> {
 /// An invalid plan (bad objects; at best decided with the last good configuration) touches
 /// no Service that holds IPs: it never clears, moves or re-annotates one, it only gives IPs
 /// to Services that have none. Whatever the invalid objects are, they cannot take an IP away.
-pub fn changes(services: &[Service], plan: &Plan) -> Vec<Change> {
+pub fn changes(services: &[Arc<Service>], plan: &Plan) -> Vec<Change> {
     // Indexed once: the controller runs this on every change with thousands of Services.
     let allocations: HashMap<&str, _> = plan.allocations.iter().map(|a| (a.service.as_str(), a)).collect();
     let pending: HashMap<&str, _> = plan.pending.iter().map(|p| (p.service.as_str(), p)).collect();
     let mut out = Vec::new();
-    let mut sorted: Vec<(ServiceKey, &Service)> = services.iter().map(|s| (key(s), s)).collect();
+    let mut sorted: Vec<(ServiceKey, &Service)> = services.iter().map(|s| (key(s), &**s)).collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     for (k, svc) in sorted {
         if !plan.is_valid() && !current_ips(svc).is_empty() {

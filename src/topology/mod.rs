@@ -116,7 +116,7 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    pub fn from_slices(slices: &[EndpointSlice]) -> Endpoints {
+    pub fn from_slices<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Endpoints {
         let mut e = Endpoints::default();
         for slice in slices {
             let ns = slice.metadata.namespace.as_deref().unwrap_or("default");

@@ -104,7 +104,8 @@ fn every_example_gets_the_ips_plan_predicted() {
             create_all(&client, &o.l2_advertisements).await;
             create_all(&client, &o.bgp_advertisements).await;
             let started = Instant::now();
-            create_all(&client, &inputs.services).await;
+            let services: Vec<Service> = inputs.services.iter().map(|s| (**s).clone()).collect();
+            create_all(&client, &services).await;
 
             let want: BTreeMap<String, (Vec<String>, String)> = predicted
                 .allocations
