@@ -8,6 +8,10 @@
 
 use std::fmt::Write;
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ferrolb::plan::incremental::{Allocations, NodeAnnouncements};
 use ferrolb::plan::{self, Inputs, Options, condition, writeback};
 
 const POOLS: &str = "apiVersion: metallb.io/v1beta1
@@ -118,6 +122,34 @@ fn speaker_pass(inputs: &Inputs) -> usize {
     p.layer2.map_or(0, |l| l.len())
 }
 
+/// One new Service among the N: the controller decides it alone (with its write-back and
+/// condition), as after a watch event.
+fn controller_change(state: &mut Allocations, steady: &Inputs, i: usize) -> usize {
+    let mut one = Inputs { objects: steady.objects.clone(), ..Default::default() };
+    one.add_yaml("new", &service(i)).expect("bench manifest parses");
+    let changed: BTreeSet<String> = [format!("bulk/s{i}")].into();
+    let p = state.decide_changed(&one, &Options::default(), &changed).expect("a decision was kept");
+    let changes = writeback::changes(&one.services, &p);
+    let conditions = condition::conditions(&p, &one, &[], &[]);
+    changes.len() + conditions.len()
+}
+
+/// One Service of the N got its IP: a speaker decides it alone.
+fn speaker_change(state: &mut NodeAnnouncements, steady: &Inputs, i: usize) -> usize {
+    let options = Options { node: Some("node000".into()), ips_from_status: true, ..Default::default() };
+    let svc = steady.services[i].clone();
+    let key = writeback::key(&svc);
+    let one = Inputs {
+        objects: steady.objects.clone(),
+        services: vec![svc],
+        endpoint_slices: vec![steady.endpoint_slices[i].clone()],
+        ..Default::default()
+    };
+    let changed: BTreeSet<String> = [key].into();
+    let p = state.decide_changed(&one, &options, &changed).expect("nothing else changed");
+    p.layer2.map_or(0, |l| l.len())
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
@@ -134,6 +166,26 @@ fn main() {
         let speaker = median(runs, || {
             std::hint::black_box(speaker_pass(&steady));
         });
+        let mut controller = Allocations::default();
+        controller.decide_all(&steady, &Options::default(), None);
+        let mut next = n;
+        let controller_change_ms = median(runs * 4, || {
+            next += 1;
+            std::hint::black_box(controller_change(&mut controller, &steady, next));
+        });
+        let mut speaker_state = NodeAnnouncements::default();
+        let speaker_options =
+            Options { node: Some("node000".into()), ips_from_status: true, ..Default::default() };
+        speaker_state.decide_all(&steady, &speaker_options, None);
+        let mut which = 0;
+        let speaker_change_ms = median(runs * 4, || {
+            which = (which + 7) % n;
+            std::hint::black_box(speaker_change(&mut speaker_state, &steady, which));
+        });
+        let _ = Arc::strong_count(&steady.services[0]);
+        println!(
+            "plan services={n} controller_change_ms={controller_change_ms:.2} speaker_change_ms={speaker_change_ms:.2}"
+        );
         println!(
             "plan services={n} controller_cold_ms={controller_cold:.1} controller_pass_ms={controller_steady:.1} \
              speaker_pass_ms={speaker:.1} controller_us_per_service={:.1} speaker_us_per_service={:.1}",

@@ -117,10 +117,38 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let mut last_good = None;
     let mut config_warnings = plan::invalid_objects::Warned::default();
     let mut outside_warned = plan::invalid_objects::Said::<String>::default();
+    // The allocator of the last decision: a pass after a few Services changed decides those
+    // alone (plan::incremental); anything else changing decides everything again.
+    let mut allocations = plan::incremental::Allocations::default();
     loop {
-        let inputs = cache.inputs();
+        let dirty = cache.take_dirty();
         let deciding = std::time::Instant::now();
-        let decided = plan::plan_with_last_good(&inputs, &options, last_good.as_ref());
+        let partial = (!dirty.everything)
+            .then(|| {
+                let changed = cache.inputs_for(&dirty.services);
+                let decided = allocations.decide_changed(&changed, &options, &dirty.services)?;
+                // Services that waited for an address may have been decided too.
+                Some((
+                    cache.inputs_for(
+                        &decided
+                            .decided_services()
+                            .into_iter()
+                            .chain(dirty.services.iter().cloned())
+                            .collect(),
+                    ),
+                    decided,
+                ))
+            })
+            .flatten();
+        let whole = partial.is_none();
+        let (inputs, decided) = match partial {
+            Some(p) => p,
+            None => {
+                let inputs = cache.inputs();
+                let decided = allocations.decide_all(&inputs, &options, last_good.as_ref());
+                (inputs, decided)
+            }
+        };
         if decided.is_valid() {
             last_good = decided.config.clone();
         }
@@ -139,7 +167,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         let changes = writeback::changes(&inputs.services, &decided);
         METRICS.plan_seconds.observe(deciding.elapsed().as_secs_f64());
         // Writes go out concurrently: a thousand new Services are three thousand API calls.
-        let written: Vec<String> = futures::stream::iter(changes)
+        let written: Vec<(String, bool)> = futures::stream::iter(changes)
             .map(|change| {
                 let (client, recorder, by_key, decided) = (&client, &recorder, &by_key, &decided);
                 async move {
@@ -157,12 +185,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                             for ev in decided.events.get(&service).into_iter().flatten() {
                                 publish(recorder, svc, ev).await;
                             }
-                            Some(service)
+                            Some((service, true))
                         }
                         Err(e) => {
                             METRICS.k8s_update_errors.inc();
-                            tracing::warn!(error = %e, "write failed; retried on the next change");
-                            None
+                            tracing::warn!(error = %e, "write failed; retried in a second");
+                            Some((service, false))
                         }
                     }
                 }
@@ -171,15 +199,30 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             .filter_map(|done| async move { done })
             .collect()
             .await;
-        for service in written {
-            warned.remove(&service);
+        let mut failed = std::collections::BTreeSet::new();
+        for (service, ok) in written {
+            if ok {
+                warned.remove(&service);
+            } else {
+                failed.insert(service);
+            }
         }
-        let (l2, bgp) = cache.reports();
+        // Decided again on the retry: a partial pass would otherwise wait for their next change.
+        let retry = (!failed.is_empty()).then(|| tokio::time::Instant::now() + Duration::from_secs(1));
+        cache.mark_dirty(failed);
+        let decided_keys: std::collections::BTreeSet<String> =
+            inputs.services.iter().map(|s| key(s)).collect();
+        let (l2, bgp) = if whole { cache.reports() } else { cache.reports_for(&decided_keys) };
         let wanted = plan::condition::conditions(&decided, &inputs, &l2, &bgp);
         // Said once per Service and message: the condition carries it from then on.
         let outside = wanted.iter().filter(|(_, c)| c.reason == plan::condition::OUTSIDE_POOLS);
-        for (service, message) in outside_warned.update(outside.map(|(s, c)| (s.clone(), c.message.clone())))
-        {
+        let outside = outside.map(|(s, c)| (s.clone(), c.message.clone()));
+        let said = if whole {
+            outside_warned.update(outside)
+        } else {
+            outside_warned.update_within(&decided_keys, outside)
+        };
+        for (service, message) in said {
             if let Some(svc) = by_key.get(&service) {
                 let object = svc.object_ref(&());
                 publish_to(
@@ -211,6 +254,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         }
         tokio::select! {
             _ = cache.changed() => {}
+            _ = async { match retry { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
             served = async { match webhook.as_mut() { Some(w) => w.await, None => std::future::pending().await } } => {

@@ -125,6 +125,9 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut answering = Announced::new();
     // What the last valid configuration was: a bad object never takes announcements away.
     let mut last_good = None;
+    // The node's announcements per Service, and what changed since they were decided.
+    let mut node_state = plan::incremental::NodeAnnouncements::default();
+    let mut pending_dirty = plan::incremental::Dirty::everything();
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
     let cluster = if args.manifests.is_empty() {
         let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
@@ -185,7 +188,16 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
     loop {
         match &cluster {
-            Some(cache) if replan => inputs = Some(announced_by_controller(cache.inputs())),
+            Some(cache) if replan => {
+                // Only the Services that changed, when nothing else did (plan::incremental).
+                let dirty = cache.take_dirty();
+                pending_dirty.merge(dirty);
+                inputs = Some(if pending_dirty.everything {
+                    announced_by_controller(cache.inputs())
+                } else {
+                    announced_by_controller(cache.inputs_for(&pending_dirty.services))
+                });
+            }
             Some(_) => {}
             None => {
                 let now = stamp(&args.manifests);
@@ -218,7 +230,24 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 ips_from_status: cluster.is_some(),
             };
             let planning = std::time::Instant::now();
-            let p = plan::plan_with_last_good(inputs, &options, last_good.as_ref());
+            let partial = match &cluster {
+                Some(_) if !pending_dirty.everything => {
+                    node_state.decide_changed(inputs, &options, &pending_dirty.services)
+                }
+                _ => None,
+            };
+            let p = match partial {
+                Some(p) => p,
+                None if cluster.is_some() && !pending_dirty.everything => {
+                    // Something besides the Services changed: decide them all.
+                    let all = announced_by_controller(
+                        cluster.as_ref().map(ClusterCache::inputs).unwrap_or_default(),
+                    );
+                    node_state.decide_all(&all, &options, last_good.as_ref())
+                }
+                None => node_state.decide_all(inputs, &options, last_good.as_ref()),
+            };
+            pending_dirty = plan::incremental::Dirty::default();
             crate::metrics::METRICS.plan_seconds.observe(planning.elapsed().as_secs_f64());
             if p.is_valid() {
                 last_good = p.config.clone();

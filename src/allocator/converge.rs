@@ -165,7 +165,17 @@ fn add_missing_family(alloc: &mut Allocator, req: &Request, a: &mut Allocation, 
 /// pending Service can never take an address someone still holds; then every Service is
 /// converged by name. The result depends only on the set of Services, not on their order.
 pub fn rebuild(alloc: &mut Allocator, requests: &[Request]) -> BTreeMap<ServiceKey, Outcome> {
-    let mut holders: Vec<&Request> = requests.iter().filter(|r| !r.current_ips.is_empty()).collect();
+    reconverge(alloc, requests.iter())
+}
+
+/// [`rebuild`]'s two phases for some Services against an allocator that holds the others:
+/// what a long-lived controller runs for the Services that changed since its last pass.
+pub fn reconverge<'r>(
+    alloc: &mut Allocator,
+    requests: impl IntoIterator<Item = &'r Request>,
+) -> BTreeMap<ServiceKey, Outcome> {
+    let mut all: Vec<&Request> = requests.into_iter().collect();
+    let mut holders: Vec<&Request> = all.iter().copied().filter(|r| !r.current_ips.is_empty()).collect();
     holders.sort_by(|a, b| {
         (a.created.is_none(), &a.created, &a.key).cmp(&(b.created.is_none(), &b.created, &b.key))
     });
@@ -174,7 +184,6 @@ pub fn rebuild(alloc: &mut Allocator, requests: &[Request]) -> BTreeMap<ServiceK
         let out = converge(alloc, req, Mode::KeepOnly);
         events.entry(req.key.clone()).or_default().extend(out.events);
     }
-    let mut all: Vec<&Request> = requests.iter().collect();
     all.sort_by(|a, b| a.key.cmp(&b.key));
     let mut outcomes = BTreeMap::new();
     for req in all {

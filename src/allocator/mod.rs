@@ -15,7 +15,7 @@ mod props;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-pub use converge::{Event, EventType, Mode, Outcome, converge, rebuild};
+pub use converge::{Event, EventType, Mode, Outcome, converge, rebuild, reconverge};
 
 use crate::config::address::{from_u128, to_u128};
 use crate::config::{Family, Pool};

@@ -1,9 +1,10 @@
 //! The objects the roles decide from, reflected from the API server and kept current; every
 //! change wakes whoever waits on [`ClusterCache::changed`].
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
@@ -18,54 +19,58 @@ use super::{K8sError, trim};
 use crate::api;
 use crate::config::ClusterObjects;
 use crate::plan::Inputs;
+use crate::plan::incremental::Dirty;
+use crate::service::ServiceKey;
 
-pub struct ClusterCache {
-    pub namespace: String,
-    services: Store<Service>,
-    endpoint_slices: Option<Store<EndpointSlice>>,
-    pools: Store<api::IPAddressPool>,
-    l2_advertisements: Store<api::L2Advertisement>,
-    bgp_advertisements: Store<api::BGPAdvertisement>,
-    peers: Store<api::BGPPeer>,
-    bfd_profiles: Store<api::BFDProfile>,
-    communities: Store<api::Community>,
-    secrets: Store<Secret>,
-    namespaces: Store<Namespace>,
-    nodes: Store<Node>,
-    l2_statuses: Option<Store<api::ServiceL2Status>>,
-    bgp_statuses: Option<Store<api::ServiceBGPStatus>>,
-    changed: Arc<Notify>,
-    listed: tokio::sync::watch::Receiver<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+use super::changes::{self, Marks, Tracker};
 
 /// Keeps a store of `api`'s objects, each trimmed by `trim` before it is stored, notifying
-/// `changed` on every event.
+/// `changed` on every event and saying in `dirty` what the event changed.
 fn reflect<K>(
     api: Api<K>,
-    changed: &Arc<Notify>,
+    shared: &Shared,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     trim: fn(&mut K),
-) -> Store<K>
+    marks: Marks,
+) -> (Store<K>, Arc<Mutex<Tracker>>)
 where
-    K: Resource + Lookup + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Lookup + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
     <K as Lookup>::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
     <K as Resource>::DynamicType: Default + Eq + Hash + Clone,
 {
     let (store, writer) = reflector::store();
-    let changed = changed.clone();
+    let (changed, dirty) = (shared.changed.clone(), shared.dirty.clone());
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let track = tracker.clone();
     let stream =
         reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff().modify(trim));
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::warn!(kind = %<K as Resource>::kind(&Default::default()), error = %e, "watch failed; retrying");
+            match event {
+                Err(e) => {
+                    tracing::warn!(kind = %<K as Resource>::kind(&Default::default()), error = %e, "watch failed; retrying");
+                }
+                Ok(event) => {
+                    let mark = lock(&track).note(&event, marks);
+                    lock(&dirty).merge(mark);
+                }
             }
             changed.notify_one();
         }
     }));
-    store
+    (store, tracker)
+}
+
+/// A poisoned lock still holds consistent bookkeeping (every update is one statement).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What every watch task of one cache shares.
+struct Shared {
+    changed: Arc<Notify>,
+    dirty: Arc<Mutex<Dirty>>,
 }
 
 fn owned<K>(store: &Store<K>) -> Vec<K>
@@ -76,42 +81,92 @@ where
     store.state().iter().map(|o| (**o).clone()).collect()
 }
 
+pub struct ClusterCache {
+    pub namespace: String,
+    services: Store<Service>,
+    endpoint_slices: Option<(Store<EndpointSlice>, Arc<Mutex<Tracker>>)>,
+    pools: Store<api::IPAddressPool>,
+    l2_advertisements: Store<api::L2Advertisement>,
+    bgp_advertisements: Store<api::BGPAdvertisement>,
+    peers: Store<api::BGPPeer>,
+    bfd_profiles: Store<api::BFDProfile>,
+    communities: Store<api::Community>,
+    secrets: Store<Secret>,
+    namespaces: Store<Namespace>,
+    nodes: Store<Node>,
+    l2_statuses: Option<(Store<api::ServiceL2Status>, Arc<Mutex<Tracker>>)>,
+    bgp_statuses: Option<(Store<api::ServiceBGPStatus>, Arc<Mutex<Tracker>>)>,
+    changed: Arc<Notify>,
+    dirty: Arc<Mutex<Dirty>>,
+    listed: tokio::sync::watch::Receiver<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
 impl ClusterCache {
     /// Starts watching. `with_reports` adds the speakers' ServiceL2Status and ServiceBGPStatus
     /// (the controller turns them into Service conditions).
     pub fn start(client: &Client, namespace: &str, with_reports: bool) -> ClusterCache {
-        let changed = Arc::new(Notify::new());
+        let shared =
+            Shared { changed: Arc::new(Notify::new()), dirty: Arc::new(Mutex::new(Dirty::everything())) };
         let mut tasks = Vec::new();
-        let ns = |c: &Client| c.clone();
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let everything = Marks::Everything(changes::whole);
+        macro_rules! config {
+            ($trim:expr) => {
+                config!($trim, everything)
+            };
+            ($trim:expr, $marks:expr) => {
+                reflect(Api::namespaced(client.clone(), namespace), &shared, &mut tasks, $trim, $marks).0
+            };
+        }
+        let about = |about, indexed| Marks::Service { about, indexed };
         let mut cache = ClusterCache {
             namespace: namespace.to_string(),
-            services: reflect(Api::all(ns(client)), &changed, &mut tasks, trim::service),
-            endpoint_slices: Some(reflect(Api::all(ns(client)), &changed, &mut tasks, trim::endpoint_slice)),
-            pools: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
-            l2_advertisements: reflect(
-                Api::namespaced(ns(client), namespace),
-                &changed,
+            services: reflect(
+                Api::all(client.clone()),
+                &shared,
                 &mut tasks,
-                trim::meta,
-            ),
-            bgp_advertisements: reflect(
-                Api::namespaced(ns(client), namespace),
-                &changed,
+                trim::service,
+                about(changes::service_itself, false),
+            )
+            .0,
+            endpoint_slices: Some(reflect(
+                Api::all(client.clone()),
+                &shared,
                 &mut tasks,
-                trim::meta,
-            ),
-            peers: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
-            bfd_profiles: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
-            communities: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
-            secrets: reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta),
-            namespaces: reflect(Api::all(ns(client)), &changed, &mut tasks, trim::meta),
-            nodes: reflect(Api::all(ns(client)), &changed, &mut tasks, trim::node),
-            l2_statuses: with_reports
-                .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta)),
-            bgp_statuses: with_reports
-                .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta)),
-            changed,
+                trim::endpoint_slice,
+                about(changes::slice_service, true),
+            )),
+            pools: config!(trim::meta, Marks::Everything(changes::without_status)),
+            l2_advertisements: config!(trim::meta),
+            bgp_advertisements: config!(trim::meta),
+            // With their status: the sessions in it are what Service conditions say.
+            peers: config!(trim::meta),
+            bfd_profiles: config!(trim::meta),
+            communities: config!(trim::meta),
+            secrets: config!(trim::meta),
+            namespaces: reflect(Api::all(client.clone()), &shared, &mut tasks, trim::meta, everything).0,
+            nodes: reflect(Api::all(client.clone()), &shared, &mut tasks, trim::node, everything).0,
+            l2_statuses: with_reports.then(|| {
+                reflect(
+                    Api::namespaced(client.clone(), namespace),
+                    &shared,
+                    &mut tasks,
+                    trim::meta,
+                    about(changes::l2_report_service, true),
+                )
+            }),
+            bgp_statuses: with_reports.then(|| {
+                reflect(
+                    Api::namespaced(client.clone(), namespace),
+                    &shared,
+                    &mut tasks,
+                    trim::meta,
+                    about(changes::bgp_report_service, true),
+                )
+            }),
+            changed: shared.changed,
+            dirty: shared.dirty,
             listed,
             tasks,
         };
@@ -149,13 +204,13 @@ impl ClusterCache {
             wait(&self.namespaces),
             wait(&self.nodes),
         ];
-        if let Some(e) = &self.endpoint_slices {
+        if let Some((e, _)) = &self.endpoint_slices {
             all.push(wait(e));
         }
-        if let Some(e) = &self.l2_statuses {
+        if let Some((e, _)) = &self.l2_statuses {
             all.push(wait(e));
         }
-        if let Some(e) = &self.bgp_statuses {
+        if let Some((e, _)) = &self.bgp_statuses {
             all.push(wait(e));
         }
         all
@@ -197,20 +252,82 @@ impl ClusterCache {
     /// The speakers' reports: (ServiceL2Status, ServiceBGPStatus); empty without `with_reports`.
     pub fn reports(&self) -> (Vec<api::ServiceL2Status>, Vec<api::ServiceBGPStatus>) {
         (
-            self.l2_statuses.as_ref().map(owned).unwrap_or_default(),
-            self.bgp_statuses.as_ref().map(owned).unwrap_or_default(),
+            self.l2_statuses.as_ref().map(|(s, _)| owned(s)).unwrap_or_default(),
+            self.bgp_statuses.as_ref().map(|(s, _)| owned(s)).unwrap_or_default(),
         )
     }
 
-    /// A snapshot in the shape `plan` takes.
+    /// The speakers' reports about `services` alone.
+    pub fn reports_for(
+        &self,
+        services: &BTreeSet<ServiceKey>,
+    ) -> (Vec<api::ServiceL2Status>, Vec<api::ServiceBGPStatus>) {
+        (
+            self.l2_statuses
+                .as_ref()
+                .map(|s| about(s, services).into_iter().map(|o| (*o).clone()).collect())
+                .unwrap_or_default(),
+            self.bgp_statuses
+                .as_ref()
+                .map(|s| about(s, services).into_iter().map(|o| (*o).clone()).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// A snapshot in the shape `plan` takes (shared with the cache, not copied).
     pub fn inputs(&self) -> Inputs {
         Inputs {
             objects: self.objects(),
             services: self.services.state(),
-            endpoint_slices: self.endpoint_slices.as_ref().map(Store::state).unwrap_or_default(),
+            endpoint_slices: self.endpoint_slices.as_ref().map(|(s, _)| s.state()).unwrap_or_default(),
             ..Default::default()
         }
     }
+
+    /// [`ClusterCache::inputs`] with only `services` (those that exist) and their slices.
+    pub fn inputs_for(&self, services: &BTreeSet<ServiceKey>) -> Inputs {
+        let found = services.iter().filter_map(|key| {
+            let (ns, name) = key.split_once('/')?;
+            self.services.get(&reflector::ObjectRef::new(name).within(ns))
+        });
+        Inputs {
+            objects: self.objects(),
+            services: found.collect(),
+            endpoint_slices: self.endpoint_slices.as_ref().map(|s| about(s, services)).unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    /// Has the next [`ClusterCache::take_dirty`] name `services` again, without waking anyone.
+    pub fn mark_dirty(&self, services: BTreeSet<ServiceKey>) {
+        lock(&self.dirty).services.extend(services);
+    }
+
+    /// What changed since the last call (everything, the first time).
+    pub fn take_dirty(&self) -> Dirty {
+        std::mem::take(&mut *lock(&self.dirty))
+    }
+}
+
+/// The objects of an indexed store that are about `services`.
+fn about<K>(
+    (store, tracker): &(Store<K>, Arc<Mutex<Tracker>>),
+    services: &BTreeSet<ServiceKey>,
+) -> Vec<Arc<K>>
+where
+    K: Lookup + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+{
+    let t = lock(tracker);
+    services
+        .iter()
+        .filter_map(|s| t.by_service.get(s))
+        .flatten()
+        .filter_map(|(ns, name)| {
+            let r = reflector::ObjectRef::new(name);
+            store.get(&if ns.is_empty() { r } else { r.within(ns) })
+        })
+        .collect()
 }
 
 impl Drop for ClusterCache {

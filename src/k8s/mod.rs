@@ -2,6 +2,7 @@
 //! writes the roles make. No decisions are taken here.
 
 pub mod cache;
+mod changes;
 pub mod config_state;
 pub mod lease;
 pub mod node_status;

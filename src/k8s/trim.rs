@@ -68,6 +68,11 @@ pub fn node(n: &mut Node) {
         st.runtime_handlers = None;
         if let Some(cs) = st.conditions.as_mut() {
             cs.retain(|c| c.type_ == "NetworkUnavailable");
+            // The kubelet refreshes these every few minutes; a change of them decides nothing.
+            for c in cs {
+                c.last_heartbeat_time = None;
+                c.last_transition_time = None;
+            }
         }
     }
 }

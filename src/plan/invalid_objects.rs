@@ -42,6 +42,21 @@ impl<K: Ord + Clone> Said<K> {
         self.said = now;
         out
     }
+
+    /// [`Said::update`] for the keys in `scope` alone (a pass that decided only those); what
+    /// was said of the others stands.
+    pub fn update_within(
+        &mut self,
+        scope: &std::collections::BTreeSet<K>,
+        now: impl IntoIterator<Item = (K, String)>,
+    ) -> Vec<(K, String)> {
+        let (inside, outside): (BTreeMap<K, String>, BTreeMap<K, String>) =
+            std::mem::take(&mut self.said).into_iter().partition(|(k, _)| scope.contains(k));
+        self.said = inside;
+        let out = self.update(now.into_iter().filter(|(k, _)| scope.contains(k)));
+        self.said.extend(outside);
+        out
+    }
 }
 
 /// What each configuration object was last told, keyed (kind, name).
@@ -90,6 +105,20 @@ pub fn reference(objects: &ClusterObjects, kind: &str, name: &str) -> Option<Obj
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_over_some_keys_keeps_what_was_said_of_the_others() {
+        let mut said = Said::<String>::default();
+        assert_eq!(said.update([("a".into(), "x".into()), ("b".into(), "y".into())]).len(), 2);
+        let scope: std::collections::BTreeSet<String> = ["b".to_string()].into();
+        // b is fine now; a, outside the pass, is not forgotten, so not said again later.
+        assert!(said.update_within(&scope, []).is_empty());
+        assert!(said.update([("a".into(), "x".into())]).is_empty());
+        assert_eq!(
+            said.update_within(&scope, [("b".into(), "y".into())]),
+            [("b".to_string(), "y".to_string())]
+        );
+    }
 
     fn error(kind: &str, name: &str, message: &str) -> ConfigError {
         ConfigError {

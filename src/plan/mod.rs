@@ -4,6 +4,7 @@
 //! same allocator replay the controller uses at start-up, so what `plan` shows is what happens.
 
 pub mod condition;
+pub mod incremental;
 pub mod invalid_objects;
 mod legacy;
 pub mod manifest;
@@ -44,6 +45,9 @@ pub struct Plan {
     /// With `--node`: that node's FRR configuration.
     #[serde(skip)]
     pub frr_config: Option<String>,
+    /// With `--node`: its BGP announcements as the FRR configuration was built from them.
+    #[serde(skip)]
+    pub bgp_announcements: Option<Vec<bgp::Announcement>>,
     /// With `--node`: the IPs that node answers ARP/NDP for, as the responder takes them.
     #[serde(skip)]
     pub layer2: Option<Vec<l2::L2Announcement>>,
@@ -131,6 +135,15 @@ impl Plan {
         self.errors.is_empty()
     }
 
+    /// The Services this plan decides (given IPs or left pending).
+    pub fn decided_services(&self) -> std::collections::BTreeSet<ServiceKey> {
+        self.allocations
+            .iter()
+            .map(|a| a.service.clone())
+            .chain(self.pending.iter().map(|p| p.service.clone()))
+            .collect()
+    }
+
     /// Every error, one per line (a ConfigurationState's errorSummary); None when valid.
     pub fn error_summary(&self) -> Option<String> {
         (!self.is_valid()).then(|| self.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
@@ -150,6 +163,20 @@ pub fn plan_with_last_good(
     options: &Options,
     last_good: Option<&Arc<config::Config>>,
 ) -> Plan {
+    decide_all(inputs, options, last_good).0
+}
+
+/// What a full decision leaves for deciding the next changes alone ([`incremental`]).
+struct Kept {
+    alloc: Allocator,
+    requests: Vec<service::Request>,
+}
+
+fn decide_all(
+    inputs: &Inputs,
+    options: &Options,
+    last_good: Option<&Arc<config::Config>>,
+) -> (Plan, Option<Kept>) {
     let parsed = config::parse(&inputs.objects);
     let mut plan = Plan { warnings: parsed.warnings, ..Default::default() };
     plan.errors.extend(inputs.decode_errors.iter().cloned());
@@ -168,8 +195,54 @@ pub fn plan_with_last_good(
     });
     plan.config = config.clone();
 
+    let requests = intake(&mut plan, &inputs.services, options);
+
+    let Some(config) = config else {
+        for r in &requests {
+            plan.pending.push(PendingService {
+                service: r.key.clone(),
+                reason: "the configuration is invalid (see errors); nothing is allocated until it is fixed"
+                    .into(),
+            });
+        }
+        plan.pending.sort_by(|a, b| a.service.cmp(&b.service));
+        return (plan, None);
+    };
+    let config = config.as_ref();
+
+    plan.advertised_pools = config
+        .l2_advertisements
+        .iter()
+        .flat_map(|a| a.pools.iter().cloned())
+        .chain(config.bgp_advertisements.iter().flat_map(|a| a.pools.iter().cloned()))
+        .collect();
+    if options.ips_from_status {
+        if let Some(node) = &options.node {
+            let (services, refused) = services_as_allocated(config, &requests);
+            plan_node(&mut plan, inputs, config, &services, node, options);
+            plan.not_announced.get_or_insert_default().extend(refused);
+        }
+        return (plan, None);
+    }
+    let mut alloc = Allocator::new(&config.pools);
+    let outcomes = allocator::rebuild(&mut alloc, &requests);
+    if let Some(node) = &options.node {
+        plan_node(&mut plan, inputs, config, &services_as_planned(&requests, &outcomes), node, options);
+    }
+    record_outcomes(&mut plan, outcomes);
+    plan.pools = pool_usage(config, &alloc);
+    (plan, Some(Kept { alloc, requests }))
+}
+
+/// The requests of the Services ferrolb serves; the others are skipped, and the invalid ones
+/// go to `plan.pending` with a Warning Event.
+fn intake(
+    plan: &mut Plan,
+    services: &[Arc<k8s_openapi::api::core::v1::Service>],
+    options: &Options,
+) -> Vec<service::Request> {
     let mut requests = Vec::new();
-    for svc in &inputs.services {
+    for svc in services {
         let key = service::key_of(svc);
         match service::intake(svc, options.lb_class.as_deref()) {
             Intake::NotLoadBalancer | Intake::OtherClass(_) => {}
@@ -197,39 +270,11 @@ pub fn plan_with_last_good(
             }
         }
     }
+    requests
+}
 
-    let Some(config) = config else {
-        for r in &requests {
-            plan.pending.push(PendingService {
-                service: r.key.clone(),
-                reason: "the configuration is invalid (see errors); nothing is allocated until it is fixed"
-                    .into(),
-            });
-        }
-        plan.pending.sort_by(|a, b| a.service.cmp(&b.service));
-        return plan;
-    };
-    let config = config.as_ref();
-
-    plan.advertised_pools = config
-        .l2_advertisements
-        .iter()
-        .flat_map(|a| a.pools.iter().cloned())
-        .chain(config.bgp_advertisements.iter().flat_map(|a| a.pools.iter().cloned()))
-        .collect();
-    if options.ips_from_status {
-        if let Some(node) = &options.node {
-            let (services, refused) = services_as_allocated(config, &requests);
-            plan_node(&mut plan, inputs, config, &services, node, options);
-            plan.not_announced.get_or_insert_default().extend(refused);
-        }
-        return plan;
-    }
-    let mut alloc = Allocator::new(&config.pools);
-    let outcomes = allocator::rebuild(&mut alloc, &requests);
-    if let Some(node) = &options.node {
-        plan_node(&mut plan, inputs, config, &services_as_planned(&requests, &outcomes), node, options);
-    }
+/// The allocator's outcomes as the plan says them: allocations, pending Services, Events.
+fn record_outcomes(plan: &mut Plan, outcomes: BTreeMap<ServiceKey, allocator::Outcome>) {
     for (key, outcome) in outcomes {
         plan.events.entry(key.clone()).or_default().extend(outcome.events);
         match (outcome.allocation, outcome.pending) {
@@ -245,12 +290,14 @@ pub fn plan_with_last_good(
     }
     plan.pending.sort_by(|a, b| a.service.cmp(&b.service));
     plan.events.retain(|_, v| !v.is_empty());
-    plan.pools = config
+}
+
+fn pool_usage(config: &config::Config, alloc: &Allocator) -> Vec<PoolUsage> {
+    config
         .pools
         .keys()
         .filter_map(|name| alloc.stats(name).map(|s| PoolUsage { pool: name.clone(), stats: s }))
-        .collect();
-    plan
+        .collect()
 }
 
 /// The Services to announce as the allocations just planned give them IPs.
@@ -312,15 +359,6 @@ fn plan_node(
     node_name: &str,
     options: &Options,
 ) {
-    let node = match inputs.objects.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node_name)) {
-        Some(n) => NodeInfo::from_node(n, false),
-        None => {
-            plan.notes.push(format!(
-                "no Node {node_name:?} in the manifests: assuming it has only its hostname label"
-            ));
-            NodeInfo::named(node_name)
-        }
-    };
     let endpoints = if inputs.endpoint_slices.is_empty() {
         plan.notes.push(
             "no EndpointSlices in the manifests: assuming every Service is served on every node".into(),
@@ -329,9 +367,71 @@ fn plan_node(
     } else {
         Endpoints::from_slices(inputs.endpoint_slices.iter().map(|s| &**s))
     };
-    let node_plan = bgp::plan_node(config, &node, services, &endpoints);
+    let decided = node_decisions(inputs, config, services, &endpoints, node_name, options);
+    plan.notes.extend(decided.notes.iter().cloned());
+    plan.not_announced = Some(
+        decided
+            .bgp
+            .withheld
+            .iter()
+            .map(|(service, reason)| NotAnnounced {
+                service: service.clone(),
+                protocol: "bgp",
+                reason: reason.clone(),
+            })
+            .chain(decided.l2.withheld.iter().map(|(service, reason)| NotAnnounced {
+                service: service.clone(),
+                protocol: "layer2",
+                reason: reason.clone(),
+            }))
+            .collect(),
+    );
+    finish_node(plan, config, &decided.node, &decided.bgp.announcements, decided.l2.announcements, options);
+}
+
+/// What one node decides for `services`: BGP and layer 2 announcements, and why not.
+struct NodeDecisions {
+    node: NodeInfo,
+    bgp: bgp::NodePlan,
+    l2: l2::L2NodePlan,
+    notes: Vec<String>,
+}
+
+fn node_decisions(
+    inputs: &Inputs,
+    config: &config::Config,
+    services: &[ServiceState],
+    endpoints: &Endpoints,
+    node_name: &str,
+    options: &Options,
+) -> NodeDecisions {
+    let mut notes = Vec::new();
+    let node = match inputs.objects.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node_name)) {
+        Some(n) => NodeInfo::from_node(n, false),
+        None => {
+            notes.push(format!(
+                "no Node {node_name:?} in the manifests: assuming it has only its hostname label"
+            ));
+            NodeInfo::named(node_name)
+        }
+    };
+    let bgp = bgp::plan_node(config, &node, services, endpoints);
+    let l2 = plan_layer2(inputs, config, services, endpoints, node_name, options.live_nodes.as_ref());
+    NodeDecisions { node, bgp, l2, notes }
+}
+
+/// The plan's node parts from the node's announcements: sessions, announcements, layer 2
+/// IPs, FRR configuration.
+fn finish_node(
+    plan: &mut Plan,
+    config: &config::Config,
+    node: &NodeInfo,
+    bgp_announcements: &[bgp::Announcement],
+    l2_announcements: Vec<l2::L2Announcement>,
+    options: &Options,
+) {
     plan.sessions = Some(
-        bgp::announce::node_peers(config, &node)
+        bgp::announce::node_peers(config, node)
             .into_iter()
             .map(|p| node_status::PlannedSession {
                 peer: p.name.clone(),
@@ -343,36 +443,34 @@ fn plan_node(
             })
             .collect(),
     );
-    plan.announcements = Some(
-        node_plan
-            .announcements
-            .iter()
-            .map(|a| PlannedAnnouncement {
-                service: a.service.clone(),
-                ip: a.ip.to_string(),
-                prefix: a.prefix.to_string(),
-                protocol: "bgp",
-                peers: a.peers.iter().cloned().collect(),
-                communities: a.communities.iter().map(ToString::to_string).collect(),
-                local_pref: a.local_pref,
-                interfaces: None,
-            })
-            .collect(),
-    );
-    plan.not_announced = Some(
-        node_plan
-            .withheld
-            .iter()
-            .map(|(service, reason)| NotAnnounced {
-                service: service.clone(),
-                protocol: "bgp",
-                reason: reason.clone(),
-            })
-            .collect(),
-    );
-    plan_layer2(plan, inputs, config, services, &endpoints, node_name, options.live_nodes.as_ref());
+    let mut announcements: Vec<PlannedAnnouncement> = bgp_announcements
+        .iter()
+        .map(|a| PlannedAnnouncement {
+            service: a.service.clone(),
+            ip: a.ip.to_string(),
+            prefix: a.prefix.to_string(),
+            protocol: "bgp",
+            peers: a.peers.iter().cloned().collect(),
+            communities: a.communities.iter().map(ToString::to_string).collect(),
+            local_pref: a.local_pref,
+            interfaces: None,
+        })
+        .collect();
+    announcements.extend(l2_announcements.iter().map(|a| PlannedAnnouncement {
+        service: a.service.clone(),
+        ip: a.ip.to_string(),
+        prefix: ipnet::IpNet::from(a.ip).to_string(),
+        protocol: "layer2",
+        peers: Vec::new(),
+        communities: Vec::new(),
+        local_pref: None,
+        interfaces: Some(a.interfaces.iter().flatten().cloned().collect()),
+    }));
+    plan.announcements = Some(announcements);
+    plan.layer2 = Some(l2_announcements);
+    plan.bgp_announcements = Some(bgp_announcements.to_vec());
     let secrets = if options.show_secrets { Secrets::Show } else { Secrets::Hide };
-    let view = bgp::frr::build(config, &node, &node_plan.announcements, "info", secrets);
+    let view = bgp::frr::build(config, node, bgp_announcements, "info", secrets);
     match bgp::render(&view) {
         Ok(text) => plan.frr_config = Some(text),
         Err(e) => plan.notes.push(format!("could not render the FRR configuration: {e}")),
@@ -382,14 +480,23 @@ fn plan_node(
 /// The node's layer 2 announcements. Offline every known node counts as a live speaker; without
 /// Node objects only this node is known, so it wins every election it is eligible for.
 fn plan_layer2(
-    plan: &mut Plan,
     inputs: &Inputs,
     config: &config::Config,
     services: &[ServiceState],
     endpoints: &Endpoints,
     node_name: &str,
     live: Option<&std::collections::BTreeSet<String>>,
-) {
+) -> l2::L2NodePlan {
+    let (nodes, live) = election_nodes(inputs, node_name, live);
+    l2::plan_node(config, node_name, services, &nodes, &live, endpoints)
+}
+
+/// The candidates of layer 2 elections, and the live ones among them.
+fn election_nodes(
+    inputs: &Inputs,
+    node_name: &str,
+    live: Option<&std::collections::BTreeSet<String>>,
+) -> (Vec<NodeInfo>, std::collections::BTreeSet<String>) {
     let mut nodes: Vec<NodeInfo> =
         inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, false)).collect();
     // Every speaker must run the election over the same candidates: nodes known only because a
@@ -405,27 +512,7 @@ fn plan_layer2(
         .collect();
     nodes.extend(extra.iter().map(|n| NodeInfo::named(n)));
     let live = live.cloned().unwrap_or_else(|| nodes.iter().map(|n| n.name.clone()).collect());
-    let l2 = l2::plan_node(config, node_name, services, &nodes, &live, endpoints);
-    if let Some(list) = plan.announcements.as_mut() {
-        list.extend(l2.announcements.iter().map(|a| PlannedAnnouncement {
-            service: a.service.clone(),
-            ip: a.ip.to_string(),
-            prefix: ipnet::IpNet::from(a.ip).to_string(),
-            protocol: "layer2",
-            peers: Vec::new(),
-            communities: Vec::new(),
-            local_pref: None,
-            interfaces: Some(a.interfaces.iter().flatten().cloned().collect()),
-        }));
-    }
-    if let Some(list) = plan.not_announced.as_mut() {
-        list.extend(l2.withheld.iter().map(|(service, reason)| NotAnnounced {
-            service: service.clone(),
-            protocol: "layer2",
-            reason: reason.clone(),
-        }));
-    }
-    plan.layer2 = Some(l2.announcements);
+    (nodes, live)
 }
 
 #[cfg(test)]

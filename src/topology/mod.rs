@@ -12,7 +12,7 @@ use crate::service::ServiceKey;
 
 /// Nodes carrying this label never announce (unless the speaker ignores it).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
