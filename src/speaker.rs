@@ -88,10 +88,12 @@ pub struct SpeakerArgs {
     /// Changes arriving within this many milliseconds go to FRR as one Apply.
     #[arg(long, default_value_t = 50)]
     pub coalesce_ms: u64,
-    /// Where Prometheus scrapes `/metrics` (plain HTTP, on the host network); port 0 turns it
-    /// off. `[::]` listens on both families; brackets work around IPv4 addresses too.
+    /// Where Prometheus scrapes `/metrics` (plain HTTP unless --metrics-secure, on the host
+    /// network); port 0 turns it off. `[::]` listens on both families; brackets work around IPv4 addresses too.
     #[arg(long, default_value = "[::]:7472", value_parser = crate::bind::parse_socket_addr)]
     pub metrics_bind: std::net::SocketAddr,
+    #[command(flatten)]
+    pub metrics_security: crate::metrics_server::MetricsSecurityArgs,
     /// How often the manifests are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub rescan_ms: u64,
@@ -99,7 +101,13 @@ pub struct SpeakerArgs {
 
 /// Runs until interrupted.
 pub async fn run(args: SpeakerArgs) -> Result<(), String> {
-    crate::metrics::start(Some(args.metrics_bind).filter(|b| b.port() != 0));
+    let client = match args.manifests.is_empty() {
+        true => Some(crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?),
+        false => None,
+    };
+    let names = crate::metrics_server::names_for(args.metrics_bind);
+    let mode = crate::metrics_server::mode(&args.metrics_security, client.as_ref(), names).await?;
+    crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     let backend = args.frr_agent_socket.as_ref().map(|socket| {
         let mut settings = BackendSettings::new(socket);
         settings.window = Duration::from_millis(args.coalesce_ms);
@@ -126,8 +134,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     // What the last valid configuration was: a bad object never takes announcements away.
     let mut last_good = None;
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
-    let cluster = if args.manifests.is_empty() {
-        let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
+    let cluster = if let Some(client) = client {
         let cache = ClusterCache::start(&client, &args.namespace, false);
         let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
         let reporter =

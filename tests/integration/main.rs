@@ -23,6 +23,7 @@ mod ipv6_node;
 mod kube_announce;
 mod kube_controller;
 mod kube_invalid;
+mod kube_metrics_auth;
 mod kube_speaker;
 mod kube_webhook;
 mod l2_lab;
