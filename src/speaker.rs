@@ -94,6 +94,15 @@ pub struct SpeakerArgs {
     pub metrics_bind: std::net::SocketAddr,
     #[command(flatten)]
     pub metrics_security: crate::metrics_server::MetricsSecurityArgs,
+    /// Announce from this node even when it carries the label
+    /// node.kubernetes.io/exclude-from-external-load-balancers (MetalLB's flag). Give every
+    /// speaker the same: layer 2 elections must see the same candidates everywhere.
+    #[arg(long)]
+    pub ignore_exclude_lb: bool,
+    /// FRR's `log` level: all, debug, info, warn, error, none (mapped as MetalLB maps them) or
+    /// one of FRR's own (emergencies … debugging).
+    #[arg(long, default_value = "info", value_parser = crate::bgp::frr::parse_log_level)]
+    pub frr_log_level: String,
     /// How often the manifests are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub rescan_ms: u64,
@@ -223,6 +232,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 show_secrets: true,
                 live_nodes: live,
                 ips_from_status: cluster.is_some(),
+                ignore_exclude_lb: args.ignore_exclude_lb,
+                frr_log_level: Some(args.frr_log_level.clone()),
             };
             let planning = std::time::Instant::now();
             let p = plan::plan_with_last_good(inputs, &options, last_good.as_ref());
@@ -449,6 +460,14 @@ mod tests {
         assert!(parse(&["--fence=true"]).unwrap().fence);
         assert!(!parse(&["--fence=false"]).unwrap().fence);
         assert!(parse(&["--fence=maybe"]).is_err());
+    }
+
+    #[test]
+    fn frr_log_levels_are_checked_before_they_reach_frr() {
+        assert_eq!(parse(&[]).unwrap().frr_log_level, "info");
+        assert_eq!(parse(&["--frr-log-level", "warnings"]).unwrap().frr_log_level, "warnings");
+        let e = parse(&["--frr-log-level", "loud"]).err().unwrap().to_string();
+        assert!(e.contains("\"loud\" is not a log level") && e.contains("debugging"), "{e}");
     }
 
     #[test]

@@ -123,6 +123,12 @@ pub struct Options {
     /// Nothing is allocated then (at 10,000 Services the replay was most of a speaker's pass):
     /// the plan's allocations, pending list and pool usage stay empty.
     pub ips_from_status: bool,
+    /// Let nodes labelled `node.kubernetes.io/exclude-from-external-load-balancers` announce
+    /// (MetalLB's `--ignore-exclude-lb`); every speaker must be given the same, as layer 2
+    /// elections must see the same candidates everywhere.
+    pub ignore_exclude_lb: bool,
+    /// FRR's `log` level, as `bgp::frr::frr_log_level` reads it; None: informational.
+    pub frr_log_level: Option<String>,
 }
 
 impl Plan {
@@ -313,7 +319,7 @@ fn plan_node(
     options: &Options,
 ) {
     let node = match inputs.objects.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node_name)) {
-        Some(n) => NodeInfo::from_node(n, false),
+        Some(n) => NodeInfo::from_node(n, options.ignore_exclude_lb),
         None => {
             plan.notes.push(format!(
                 "no Node {node_name:?} in the manifests: assuming it has only its hostname label"
@@ -370,9 +376,10 @@ fn plan_node(
             })
             .collect(),
     );
-    plan_layer2(plan, inputs, config, services, &endpoints, node_name, options.live_nodes.as_ref());
+    plan_layer2(plan, inputs, config, services, &endpoints, node_name, options);
     let secrets = if options.show_secrets { Secrets::Show } else { Secrets::Hide };
-    let view = bgp::frr::build(config, &node, &node_plan.announcements, "info", secrets);
+    let level = options.frr_log_level.as_deref().unwrap_or("info");
+    let view = bgp::frr::build(config, &node, &node_plan.announcements, level, secrets);
     match bgp::render(&view) {
         Ok(text) => plan.frr_config = Some(text),
         Err(e) => plan.notes.push(format!("could not render the FRR configuration: {e}")),
@@ -388,10 +395,11 @@ fn plan_layer2(
     services: &[ServiceState],
     endpoints: &Endpoints,
     node_name: &str,
-    live: Option<&std::collections::BTreeSet<String>>,
+    options: &Options,
 ) {
+    let live = options.live_nodes.as_ref();
     let mut nodes: Vec<NodeInfo> =
-        inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, false)).collect();
+        inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, options.ignore_exclude_lb)).collect();
     // Every speaker must run the election over the same candidates: nodes known only because a
     // speaker runs there (no Node object in the manifests) count as plain named nodes, on every
     // speaker alike.

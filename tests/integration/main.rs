@@ -17,6 +17,7 @@ mod examples;
 mod fabric;
 mod frr_golden;
 mod frr_image;
+mod frr_log_level;
 mod frr_root;
 mod frr_status;
 mod ipv6_node;
