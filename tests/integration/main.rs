@@ -10,7 +10,9 @@ mod agent_process;
 mod agent_service;
 mod bgp_lab;
 mod bgp_sessions;
+#[macro_use]
 mod chart;
+mod chart_ops;
 mod cli;
 mod crds;
 mod examples;
