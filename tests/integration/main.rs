@@ -32,6 +32,7 @@ mod kube_webhook;
 mod l2_lab;
 mod l2_lab_kube;
 mod l2_lab_members;
+mod prometheus_rules;
 mod purity;
 mod scale;
 mod soak;
