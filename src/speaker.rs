@@ -5,7 +5,9 @@
 //! demos run it this way). Either way it plans this node's announcements with the pure BGP and
 //! layer 2 plans and drives frr-agent and the ARP/NDP responder.
 
+mod assigned;
 pub mod bgp_backend;
+mod events;
 mod peers;
 mod report;
 
@@ -143,12 +145,17 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     // What the last valid configuration was: a bad object never takes announcements away.
     let mut last_good = None;
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
+    // What this node announced at the last decision, so only what starts is an Event.
+    let mut node_assigned = None;
+    let mut announcing = assigned::Announcing::new();
+    let mut limiter = assigned::Limiter::new(std::time::Instant::now());
     let cluster = if let Some(client) = client {
         let cache = ClusterCache::start(&client, &args.namespace, false);
         let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
         let reporter =
             crate::k8s::node_status::NodeReporter::new(client.clone(), &args.namespace, &args.node, pod);
         report::start(reporter, report_rx, backend.as_ref().map(BgpBackend::report));
+        node_assigned = Some(events::NodeAssigned::start(client.clone(), &args.node));
         tracing::info!("waiting for the first full listing of the cluster");
         cache.ready().await;
         tracing::info!("cluster listed; announcing");
@@ -290,6 +297,12 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 .collect();
             if decided {
                 record_announced(&done_here, &args.node);
+                let now: assigned::Announcing =
+                    done_here.iter().map(|a| (a.service.clone(), a.protocol)).collect();
+                if let Some(events) = &node_assigned {
+                    say_assigned(events, &mut limiter, &announcing, &now, inputs);
+                }
+                announcing = now;
             }
             if cluster.is_some() {
                 let bgp = plan::node_status::desired_bgp(done_here.iter().copied());
@@ -400,6 +413,31 @@ fn fencing_changed(q: &quorum::Quorum, before: Option<&quorum::Quorum>) {
     } else {
         tracing::info!(fenced = is, expected = ?q.expected, live = ?q.live_expected, "layer 2 quorum: {text}");
     }
+}
+
+/// A `nodeAssigned` Event on each Service this node started announcing, as the limiter allows.
+fn say_assigned(
+    events: &events::NodeAssigned,
+    limiter: &mut assigned::Limiter,
+    before: &assigned::Announcing,
+    now: &assigned::Announcing,
+    inputs: &plan::Inputs,
+) {
+    let at = std::time::Instant::now();
+    let mut started = assigned::started(before, now).peekable();
+    if started.peek().is_none() {
+        return;
+    }
+    use kube::Resource;
+    let services: std::collections::HashMap<String, &k8s_openapi::api::core::v1::Service> =
+        inputs.services.iter().map(|s| (plan::writeback::key(s), s)).collect();
+    for (service, protocol) in started {
+        let Some(svc) = services.get(service) else { continue };
+        if !limiter.admit(service, at) || !events.send(svc.object_ref(&()), protocol) {
+            tracing::debug!(%service, protocol, dropped = limiter.dropped, "nodeAssigned event not sent (rate limit)");
+        }
+    }
+    limiter.forget_idle(at);
 }
 
 /// `metallb_speaker_announced`: one series per IP this node really announces.

@@ -25,6 +25,7 @@ mod frr_status;
 mod ipv6_node;
 mod kube_announce;
 mod kube_controller;
+mod kube_events;
 mod kube_invalid;
 mod kube_metrics_auth;
 mod kube_speaker;
