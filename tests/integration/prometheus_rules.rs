@@ -149,8 +149,5 @@ fn metallbs_alerts_fire_on_ferrolbs_metrics() {
     let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(run.status.success(), "promtool test rules:\n{said}");
-    println!(
-        "promtool test rules: {}",
-        said.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default()
-    );
+    println!("promtool test rules: {}", said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default());
 }
