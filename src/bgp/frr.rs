@@ -259,17 +259,21 @@ pub const FRR_LOG_LEVELS: [&str; 8] = [
     "debugging",
 ];
 
-/// FRR's `log` level for one of MetalLB's log levels (all, debug, info, warn, error, none, mapped
-/// as MetalLB maps them) or one of FRR's own names; None for anything else.
+/// MetalLB's log levels and the FRR level MetalLB gives each.
+pub const METALLB_LOG_LEVELS: [(&str, &str); 6] = [
+    ("all", "debugging"),
+    ("debug", "debugging"),
+    ("info", "informational"),
+    ("warn", "warnings"),
+    ("error", "errors"),
+    ("none", "emergencies"),
+];
+
+/// FRR's `log` level for one of MetalLB's log levels or one of FRR's own names; None for
+/// anything else.
 pub fn frr_log_level(level: &str) -> Option<&'static str> {
-    Some(match level {
-        "all" | "debug" => "debugging",
-        "info" => "informational",
-        "warn" => "warnings",
-        "error" => "errors",
-        "none" => "emergencies",
-        other => FRR_LOG_LEVELS.into_iter().find(|l| *l == other)?,
-    })
+    let metallb = METALLB_LOG_LEVELS.into_iter().find(|(m, _)| *m == level).map(|(_, f)| f);
+    metallb.or_else(|| FRR_LOG_LEVELS.into_iter().find(|l| *l == level))
 }
 
 /// [`frr_log_level`] for a command-line flag: the level as given, or an error naming the valid ones.

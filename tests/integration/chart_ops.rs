@@ -174,6 +174,17 @@ fn ignore_exclude_lb_and_the_frr_log_level_reach_the_speaker() {
     );
     let e = render_error(r#"{"frr": {"enabled": true, "logLevel": "loud"}}"#).expect("refused");
     assert!(e.contains("frr.logLevel \"loud\" is not a log level"), "{e}");
+    // The chart knows the levels the speaker accepts, no more, no fewer.
+    let helpers =
+        std::fs::read_to_string(crate::repo_root().join("charts/ferrolb/templates/_helpers.tpl")).unwrap();
+    let line = helpers.lines().find(|l| l.contains("$known := list")).unwrap();
+    let chart: BTreeSet<&str> = line.split('"').skip(1).step_by(2).collect();
+    let speaker: BTreeSet<&str> = ferrolb::bgp::frr::METALLB_LOG_LEVELS
+        .into_iter()
+        .map(|(m, _)| m)
+        .chain(ferrolb::bgp::frr::FRR_LOG_LEVELS)
+        .collect();
+    assert_eq!(chart, speaker);
 }
 
 /// Every key of values.yaml (its path) that is not documented: a key is documented by the

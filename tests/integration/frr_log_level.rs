@@ -7,22 +7,11 @@ use frr_sidecar::tree::ConfigTree;
 
 use crate::frr_lab::{self, Frr};
 
-const LEVELS: [&str; 14] = [
-    "all",
-    "debug",
-    "info",
-    "warn",
-    "error",
-    "none",
-    "emergencies",
-    "alerts",
-    "critical",
-    "errors",
-    "warnings",
-    "notifications",
-    "informational",
-    "debugging",
-];
+/// Every level ferrolb accepts: MetalLB's names and FRR's own.
+fn levels() -> Vec<&'static str> {
+    let metallb = ferrolb::bgp::frr::METALLB_LOG_LEVELS.into_iter().map(|(m, _)| m);
+    metallb.chain(ferrolb::bgp::frr::FRR_LOG_LEVELS).collect()
+}
 
 fn render(level: &str) -> String {
     let path = crate::repo_root().join("tests/golden/frr/bfd-password.yaml");
@@ -39,7 +28,7 @@ fn render(level: &str) -> String {
 
 #[test]
 fn every_accepted_level_is_one_frr_takes_and_prints_back() {
-    for level in LEVELS {
+    for level in levels() {
         assert!(ferrolb::bgp::frr::parse_log_level(level).is_ok(), "{level}");
     }
     for bad in ["", "INFO", "verbose", "debug2"] {
@@ -51,7 +40,7 @@ fn every_accepted_level_is_one_frr_takes_and_prints_back() {
     let dialect = Dialect::new(FrrVersion::parse(&version).expect("show version names the version"));
     let read = |text: &str| dialect.normalize(&ConfigTree::parse(text).expect("FRR's output parses"));
     let mut failures = Vec::new();
-    for level in LEVELS {
+    for level in levels() {
         let want = render(level);
         let file = frr.file(&format!("{level}.conf"), &want);
         let applied = frr.vtysh(&["-f", file.to_str().unwrap()]).unwrap();
