@@ -19,7 +19,7 @@ use crate::kube_lab::{KubeLab, eventually};
 use crate::kube_speaker::{bgp_cluster, create_served};
 
 /// (node named in the note, occurrences) of each nodeAssigned Event on `shop/<service>`.
-async fn assigned(client: &Client, service: &str) -> Vec<(String, i32)> {
+pub async fn assigned(client: &Client, service: &str) -> Vec<(String, i32)> {
     let events: Api<Event> = Api::namespaced(client.clone(), "shop");
     let list = events.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
     list.iter()
