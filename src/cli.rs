@@ -40,6 +40,10 @@ pub struct PlanArgs {
     /// Show BGP passwords in --frr output instead of REDACTED.
     #[arg(long, requires = "frr")]
     pub show_secrets: bool,
+    /// Plan as a speaker started with --ignore-exclude-lb: nodes labelled
+    /// node.kubernetes.io/exclude-from-external-load-balancers announce too.
+    #[arg(long)]
+    pub ignore_exclude_lb: bool,
 }
 
 pub fn plan(args: &PlanArgs) -> ExitCode {
@@ -57,6 +61,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         lb_class: args.lb_class.clone(),
         node: args.node.clone(),
         show_secrets: args.show_secrets,
+        ignore_exclude_lb: args.ignore_exclude_lb,
         ..Default::default()
     };
     let plan = plan::plan(&inputs, &options);

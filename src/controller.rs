@@ -51,10 +51,12 @@ pub struct ControllerArgs {
     pub identity: Option<String>,
     #[command(flatten)]
     pub webhook: crate::webhook::WebhookArgs,
-    /// Where Prometheus scrapes `/metrics` (plain HTTP); port 0 turns it off. `[::]` listens
+    /// Where Prometheus scrapes `/metrics` (plain HTTP unless --metrics-secure); port 0 turns it off. `[::]` listens
     /// on both families; brackets work around IPv4 addresses too.
     #[arg(long, default_value = "[::]:7472", value_parser = crate::bind::parse_socket_addr)]
     pub metrics_bind: std::net::SocketAddr,
+    #[command(flatten)]
+    pub metrics_security: crate::metrics_server::MetricsSecurityArgs,
 }
 
 /// API writes in flight at once.
@@ -62,7 +64,9 @@ pub(crate) const WRITERS: usize = 16;
 
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let client = k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
-    crate::metrics::start(Some(args.metrics_bind).filter(|b| b.port() != 0));
+    let names = crate::metrics_server::names_for(args.metrics_bind);
+    let mode = crate::metrics_server::mode(&args.metrics_security, Some(&client), names).await?;
+    crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     // A standby keeps its cache warm, so taking over costs only the lease.
     let cache = Arc::new(ClusterCache::start(&client, &args.namespace, true));
     let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, &cache));

@@ -13,6 +13,8 @@ pub mod controller;
 pub mod k8s;
 pub mod l2;
 pub mod metrics;
+pub mod metrics_auth;
+pub mod metrics_server;
 pub mod plan;
 pub mod service;
 pub mod speaker;

@@ -22,7 +22,7 @@ enum Command {
     /// Print the CustomResourceDefinitions ferrolb installs.
     Crds,
     /// Allocate IPs to LoadBalancer Services in a cluster and write them back.
-    Controller(ferrolb::controller::ControllerArgs),
+    Controller(Box<ferrolb::controller::ControllerArgs>),
     /// Announce this node's Services (objects from manifests; see `ferrolb speaker --help`).
     Speaker(Box<ferrolb::speaker::SpeakerArgs>),
 }
@@ -35,6 +35,6 @@ fn main() -> ExitCode {
         Command::Plan(a) => cli::plan(&a),
         Command::Crds => cli::crds(),
         Command::Speaker(a) => cli::speaker(*a),
-        Command::Controller(a) => cli::controller(a),
+        Command::Controller(a) => cli::controller(*a),
     }
 }

@@ -3,14 +3,10 @@
 //!
 //! One process-wide set: the roles and the responder count where things happen, without
 //! threading a handle through every layer. Counters carry OpenMetrics' `_total` suffix.
+//! `metrics_server` serves them.
 
-use std::net::SocketAddr;
 use std::sync::LazyLock;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -194,47 +190,6 @@ pub fn render() -> String {
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &METRICS.registry);
     out
-}
-
-/// Serves `GET /metrics` (and `/healthz`) over plain HTTP until the process ends.
-pub async fn serve(bind: SocketAddr) -> Result<(), String> {
-    let listener = crate::bind::tcp_listener(bind).map_err(|e| format!("metrics: binding {bind}: {e}"))?;
-    tracing::info!(%bind, "metrics serving");
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let (status, body, kind) = match req.uri().path() {
-                    "/metrics" => (
-                        StatusCode::OK,
-                        render(),
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
-                    "/healthz" => (StatusCode::OK, "ok".to_string(), "text/plain"),
-                    _ => (StatusCode::NOT_FOUND, String::new(), "text/plain"),
-                };
-                let mut r = Response::new(Full::new(Bytes::from(body)));
-                *r.status_mut() = status;
-                r.headers_mut()
-                    .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(kind));
-                Ok::<_, std::convert::Infallible>(r)
-            });
-            let _ =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
-        });
-    }
-}
-
-/// Starts [`serve`] in the background unless `bind` is None; a port that cannot be bound is
-/// logged, not fatal: metrics must never stop an announcement.
-pub fn start(bind: Option<SocketAddr>) {
-    if let Some(bind) = bind {
-        tokio::spawn(async move {
-            if let Err(e) = serve(bind).await {
-                tracing::error!(error = %e, "metrics endpoint");
-            }
-        });
-    }
 }
 
 #[cfg(test)]

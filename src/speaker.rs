@@ -5,7 +5,9 @@
 //! demos run it this way). Either way it plans this node's announcements with the pure BGP and
 //! layer 2 plans and drives frr-agent and the ARP/NDP responder.
 
+mod assigned;
 pub mod bgp_backend;
+mod events;
 mod peers;
 mod report;
 
@@ -88,10 +90,21 @@ pub struct SpeakerArgs {
     /// Changes arriving within this many milliseconds go to FRR as one Apply.
     #[arg(long, default_value_t = 50)]
     pub coalesce_ms: u64,
-    /// Where Prometheus scrapes `/metrics` (plain HTTP, on the host network); port 0 turns it
-    /// off. `[::]` listens on both families; brackets work around IPv4 addresses too.
+    /// Where Prometheus scrapes `/metrics` (plain HTTP unless --metrics-secure, on the host
+    /// network); port 0 turns it off. `[::]` listens on both families; brackets work around IPv4 addresses too.
     #[arg(long, default_value = "[::]:7472", value_parser = crate::bind::parse_socket_addr)]
     pub metrics_bind: std::net::SocketAddr,
+    #[command(flatten)]
+    pub metrics_security: crate::metrics_server::MetricsSecurityArgs,
+    /// Announce from this node even when it carries the label
+    /// node.kubernetes.io/exclude-from-external-load-balancers (MetalLB's flag). Give every
+    /// speaker the same: layer 2 elections must see the same candidates everywhere.
+    #[arg(long)]
+    pub ignore_exclude_lb: bool,
+    /// FRR's `log` level: all, debug, info, warn, error, none (mapped as MetalLB maps them) or
+    /// one of FRR's own (emergencies … debugging).
+    #[arg(long, default_value = "info", value_parser = crate::bgp::frr::parse_log_level)]
+    pub frr_log_level: String,
     /// How often the manifests are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub rescan_ms: u64,
@@ -99,7 +112,13 @@ pub struct SpeakerArgs {
 
 /// Runs until interrupted.
 pub async fn run(args: SpeakerArgs) -> Result<(), String> {
-    crate::metrics::start(Some(args.metrics_bind).filter(|b| b.port() != 0));
+    let client = match args.manifests.is_empty() {
+        true => Some(crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?),
+        false => None,
+    };
+    let names = crate::metrics_server::names_for(args.metrics_bind);
+    let mode = crate::metrics_server::mode(&args.metrics_security, client.as_ref(), names).await?;
+    crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     let backend = args.frr_agent_socket.as_ref().map(|socket| {
         let mut settings = BackendSettings::new(socket);
         settings.window = Duration::from_millis(args.coalesce_ms);
@@ -129,13 +148,17 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut node_state = plan::incremental::NodeAnnouncements::default();
     let mut pending_dirty = plan::incremental::Dirty::everything();
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
-    let cluster = if args.manifests.is_empty() {
-        let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
+    // What this node announced at the last decision, so only what starts is an Event.
+    let mut node_assigned = None;
+    let mut announcing = assigned::Announcing::new();
+    let mut limiter = assigned::Limiter::new(std::time::Instant::now());
+    let cluster = if let Some(client) = client {
         let cache = ClusterCache::start(&client, &args.namespace, false);
         let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
         let reporter =
             crate::k8s::node_status::NodeReporter::new(client.clone(), &args.namespace, &args.node, pod);
         report::start(reporter, report_rx, backend.as_ref().map(BgpBackend::report));
+        node_assigned = Some(events::NodeAssigned::start(client.clone(), &args.node));
         tracing::info!("waiting for the first full listing of the cluster");
         cache.ready().await;
         tracing::info!("cluster listed; announcing");
@@ -228,6 +251,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 show_secrets: true,
                 live_nodes: live,
                 ips_from_status: cluster.is_some(),
+                ignore_exclude_lb: args.ignore_exclude_lb,
+                frr_log_level: Some(args.frr_log_level.clone()),
             };
             let planning = std::time::Instant::now();
             let partial = match &cluster {
@@ -301,6 +326,12 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 .collect();
             if decided {
                 record_announced(&done_here, &args.node);
+                let now: assigned::Announcing =
+                    done_here.iter().map(|a| (a.service.clone(), a.protocol)).collect();
+                if let Some(events) = &node_assigned {
+                    say_assigned(events, &mut limiter, &announcing, &now, inputs);
+                }
+                announcing = now;
             }
             if cluster.is_some() {
                 let bgp = plan::node_status::desired_bgp(done_here.iter().copied());
@@ -413,6 +444,31 @@ fn fencing_changed(q: &quorum::Quorum, before: Option<&quorum::Quorum>) {
     }
 }
 
+/// A `nodeAssigned` Event on each Service this node started announcing, as the limiter allows.
+fn say_assigned(
+    events: &events::NodeAssigned,
+    limiter: &mut assigned::Limiter,
+    before: &assigned::Announcing,
+    now: &assigned::Announcing,
+    inputs: &plan::Inputs,
+) {
+    let at = std::time::Instant::now();
+    let mut started = assigned::started(before, now).peekable();
+    if started.peek().is_none() {
+        return;
+    }
+    use kube::Resource;
+    let services: std::collections::HashMap<String, &k8s_openapi::api::core::v1::Service> =
+        inputs.services.iter().map(|s| (plan::writeback::key(s), &**s)).collect();
+    for (service, protocol) in started {
+        let Some(svc) = services.get(service) else { continue };
+        if !limiter.admit(service, at) || !events.send(svc.object_ref(&()), protocol) {
+            tracing::debug!(%service, protocol, dropped = limiter.dropped, "nodeAssigned event not sent (rate limit)");
+        }
+    }
+    limiter.forget_idle(at);
+}
+
 /// `metallb_speaker_announced`: one series per IP this node really announces.
 fn record_announced(done_here: &[&plan::PlannedAnnouncement], node: &str) {
     let m = &crate::metrics::METRICS.announced;
@@ -471,6 +527,14 @@ mod tests {
         assert!(parse(&["--fence=true"]).unwrap().fence);
         assert!(!parse(&["--fence=false"]).unwrap().fence);
         assert!(parse(&["--fence=maybe"]).is_err());
+    }
+
+    #[test]
+    fn frr_log_levels_are_checked_before_they_reach_frr() {
+        assert_eq!(parse(&[]).unwrap().frr_log_level, "info");
+        assert_eq!(parse(&["--frr-log-level", "warnings"]).unwrap().frr_log_level, "warnings");
+        let e = parse(&["--frr-log-level", "loud"]).err().unwrap().to_string();
+        assert!(e.contains("\"loud\" is not a log level") && e.contains("debugging"), "{e}");
     }
 
     #[test]

@@ -153,12 +153,8 @@ async fn keep_certificate(
 
 /// Serves tls.crt/tls.key from `dir`; returns ca.crt when cert-manager wrote one.
 async fn load_files(dir: &std::path::Path, slot: &CertSlot) -> Result<Option<String>, String> {
-    let read = |f: &str| {
-        let p = dir.join(f);
-        async move { tokio::fs::read_to_string(&p).await.map_err(|e| format!("reading {}: {e}", p.display())) }
-    };
-    slot.set_pem(&read("tls.crt").await?, &read("tls.key").await?)?;
-    Ok(read("ca.crt").await.ok().filter(|c| !c.trim().is_empty()))
+    slot.load_dir(dir).await?;
+    Ok(server::read_in(dir, "ca.crt").await.ok().filter(|c| !c.trim().is_empty()))
 }
 
 /// cert-manager's CA goes where ours would: its cainjector cannot reach the CRD in crds/.

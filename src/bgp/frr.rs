@@ -24,6 +24,7 @@ use crate::topology::NodeInfo;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FrrConfig {
     pub hostname: String,
+    /// What follows `log stdout`; empty for FRR's default level.
     pub log_level: String,
     pub routers: Vec<Router>,
     /// Origination route-maps, one per class: `route-map ferrolb-class-<tag>` sets the tag.
@@ -246,14 +247,43 @@ fn frr_community(c: &CommunityValue) -> String {
     name.to_string()
 }
 
-/// MetalLB's mapping of its log levels onto FRR's.
-pub fn frr_log_level(level: &str) -> &'static str {
-    match level {
-        "all" | "debug" => "debugging",
-        "warn" => "warnings",
-        "error" => "error",
-        "none" => "emergencies",
-        _ => "informational",
+/// FRR's own `log` levels, most severe first.
+pub const FRR_LOG_LEVELS: [&str; 8] = [
+    "emergencies",
+    "alerts",
+    "critical",
+    "errors",
+    "warnings",
+    "notifications",
+    "informational",
+    "debugging",
+];
+
+/// MetalLB's log levels and the FRR level MetalLB gives each.
+pub const METALLB_LOG_LEVELS: [(&str, &str); 6] = [
+    ("all", "debugging"),
+    ("debug", "debugging"),
+    ("info", "informational"),
+    ("warn", "warnings"),
+    ("error", "errors"),
+    ("none", "emergencies"),
+];
+
+/// FRR's `log` level for one of MetalLB's log levels or one of FRR's own names; None for
+/// anything else.
+pub fn frr_log_level(level: &str) -> Option<&'static str> {
+    let metallb = METALLB_LOG_LEVELS.into_iter().find(|(m, _)| *m == level).map(|(_, f)| f);
+    metallb.or_else(|| FRR_LOG_LEVELS.into_iter().find(|l| *l == level))
+}
+
+/// [`frr_log_level`] for a command-line flag: the level as given, or an error naming the valid ones.
+pub fn parse_log_level(level: &str) -> Result<String, String> {
+    match frr_log_level(level) {
+        Some(_) => Ok(level.to_string()),
+        None => Err(format!(
+            "{level:?} is not a log level: use all, debug, info, warn, error, none or one of FRR's ({})",
+            FRR_LOG_LEVELS.join(", ")
+        )),
     }
 }
 
@@ -320,7 +350,11 @@ pub fn build(
     }
     FrrConfig {
         hostname: node.name.clone(),
-        log_level: frr_log_level(log_level).to_string(),
+        // debugging is a log target's default, which FRR prints as a bare `log stdout`.
+        log_level: match frr_log_level(log_level).unwrap_or("informational") {
+            "debugging" => String::new(),
+            level => level.to_string(),
+        },
         routers: routers.into_values().collect(),
         classes: tags.values().copied().collect::<BTreeSet<u32>>().into_iter().collect(),
         bfd_profiles: config.bfd_profiles.values().map(bfd_view).collect(),

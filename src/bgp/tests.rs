@@ -181,3 +181,21 @@ fn the_router_id_falls_back_to_the_nodes_internal_ip() {
     let view = super::frr::build(&c, &n, &[], "info", super::Secrets::Show);
     assert_eq!(view.routers[0].router_id.as_deref(), Some("198.51.100.254"));
 }
+
+#[test]
+fn the_frr_log_level_reaches_the_rendered_log_line() {
+    let n = NodeInfo::from_node(
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": "n1"}})).unwrap(),
+        false,
+    );
+    for (given, frr) in [("info", "informational"), ("error", "errors"), ("warnings", "warnings")] {
+        let view = super::frr::build(&config(AD), &n, &[], given, super::Secrets::Show);
+        let text = super::render(&view).unwrap();
+        assert!(text.contains(&format!("log stdout {frr}\n")), "{given}: {text}");
+    }
+    // FRR prints a log target's default level (debugging) as the bare command.
+    let view = super::frr::build(&config(AD), &n, &[], "debug", super::Secrets::Show);
+    assert!(super::render(&view).unwrap().contains("log stdout\nlog timestamp"));
+    assert_eq!(super::frr::frr_log_level("loud"), None);
+    assert!(super::frr::parse_log_level("loud").unwrap_err().contains("emergencies"));
+}

@@ -1,6 +1,7 @@
 //! kube glue only: clients, caches of the cluster's objects kept current by watches, and the
 //! writes the roles make. No decisions are taken here.
 
+pub mod authz;
 pub mod cache;
 mod changes;
 pub mod config_state;

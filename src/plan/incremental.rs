@@ -164,7 +164,7 @@ struct World {
     parsed: Result<Config, Vec<config::ConfigError>>,
     nodes: Vec<NodeInfo>,
     live: BTreeSet<String>,
-    options: (Option<String>, Option<String>, bool),
+    options: (Option<String>, Option<String>, bool, bool, Option<String>),
     /// No EndpointSlice at all: every Service counted as served everywhere.
     assumed_everywhere: bool,
 }
@@ -172,7 +172,8 @@ struct World {
 impl World {
     fn of(inputs: &Inputs, options: &Options, assumed_everywhere: bool) -> World {
         let node = options.node.clone().unwrap_or_default();
-        let (nodes, live) = election_nodes(inputs, &node, options.live_nodes.as_ref());
+        let (nodes, live) =
+            election_nodes(inputs, &node, options.live_nodes.as_ref(), options.ignore_exclude_lb);
         let mut errors = inputs.decode_errors.clone();
         let parsed = match config::parse(&inputs.objects).result {
             Ok(c) if errors.is_empty() => Ok(c),
@@ -186,7 +187,13 @@ impl World {
             parsed,
             nodes,
             live,
-            options: (options.lb_class.clone(), options.node.clone(), options.show_secrets),
+            options: (
+                options.lb_class.clone(),
+                options.node.clone(),
+                options.show_secrets,
+                options.ignore_exclude_lb,
+                options.frr_log_level.clone(),
+            ),
             assumed_everywhere,
         }
     }
@@ -210,12 +217,11 @@ impl NodeAnnouncements {
             for a in plan.layer2.iter().flatten() {
                 l2.entry(a.service.clone()).or_default().push(a.clone());
             }
-            let node = inputs
-                .objects
-                .nodes
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(node))
-                .map_or_else(|| NodeInfo::named(node), |n| NodeInfo::from_node(n, false));
+            let node =
+                inputs.objects.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node)).map_or_else(
+                    || NodeInfo::named(node),
+                    |n| NodeInfo::from_node(n, options.ignore_exclude_lb),
+                );
             NodeLast {
                 world: World::of(inputs, options, inputs.endpoint_slices.is_empty()),
                 head: Plan {

@@ -127,6 +127,12 @@ pub struct Options {
     /// Nothing is allocated then (at 10,000 Services the replay was most of a speaker's pass):
     /// the plan's allocations, pending list and pool usage stay empty.
     pub ips_from_status: bool,
+    /// Let nodes labelled `node.kubernetes.io/exclude-from-external-load-balancers` announce
+    /// (MetalLB's `--ignore-exclude-lb`); every speaker must be given the same, as layer 2
+    /// elections must see the same candidates everywhere.
+    pub ignore_exclude_lb: bool,
+    /// FRR's `log` level, as `bgp::frr::frr_log_level` reads it; None: informational.
+    pub frr_log_level: Option<String>,
 }
 
 impl Plan {
@@ -407,7 +413,7 @@ fn node_decisions(
 ) -> NodeDecisions {
     let mut notes = Vec::new();
     let node = match inputs.objects.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node_name)) {
-        Some(n) => NodeInfo::from_node(n, false),
+        Some(n) => NodeInfo::from_node(n, options.ignore_exclude_lb),
         None => {
             notes.push(format!(
                 "no Node {node_name:?} in the manifests: assuming it has only its hostname label"
@@ -416,7 +422,15 @@ fn node_decisions(
         }
     };
     let bgp = bgp::plan_node(config, &node, services, endpoints);
-    let l2 = plan_layer2(inputs, config, services, endpoints, node_name, options.live_nodes.as_ref());
+    let l2 = plan_layer2(
+        inputs,
+        config,
+        services,
+        endpoints,
+        node_name,
+        options.live_nodes.as_ref(),
+        options.ignore_exclude_lb,
+    );
     NodeDecisions { node, bgp, l2, notes }
 }
 
@@ -470,7 +484,8 @@ fn finish_node(
     plan.layer2 = Some(l2_announcements);
     plan.bgp_announcements = Some(bgp_announcements.to_vec());
     let secrets = if options.show_secrets { Secrets::Show } else { Secrets::Hide };
-    let view = bgp::frr::build(config, node, bgp_announcements, "info", secrets);
+    let level = options.frr_log_level.as_deref().unwrap_or("info");
+    let view = bgp::frr::build(config, node, bgp_announcements, level, secrets);
     match bgp::render(&view) {
         Ok(text) => plan.frr_config = Some(text),
         Err(e) => plan.notes.push(format!("could not render the FRR configuration: {e}")),
@@ -486,8 +501,9 @@ fn plan_layer2(
     endpoints: &Endpoints,
     node_name: &str,
     live: Option<&std::collections::BTreeSet<String>>,
+    ignore_exclude_lb: bool,
 ) -> l2::L2NodePlan {
-    let (nodes, live) = election_nodes(inputs, node_name, live);
+    let (nodes, live) = election_nodes(inputs, node_name, live, ignore_exclude_lb);
     l2::plan_node(config, node_name, services, &nodes, &live, endpoints)
 }
 
@@ -496,9 +512,10 @@ fn election_nodes(
     inputs: &Inputs,
     node_name: &str,
     live: Option<&std::collections::BTreeSet<String>>,
+    ignore_exclude_lb: bool,
 ) -> (Vec<NodeInfo>, std::collections::BTreeSet<String>) {
     let mut nodes: Vec<NodeInfo> =
-        inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, false)).collect();
+        inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, ignore_exclude_lb)).collect();
     // Every speaker must run the election over the same candidates: nodes known only because a
     // speaker runs there (no Node object in the manifests) count as plain named nodes, on every
     // speaker alike.

@@ -119,3 +119,24 @@ fn alias_bombs_are_still_refused() {
     let mut i = Inputs::new("metallb-system");
     assert!(i.add_yaml("bomb", bomb).is_err());
 }
+
+#[test]
+fn an_excluded_node_announces_only_when_told_to_ignore_the_label() {
+    let yaml = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/29]}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerAddress: 192.0.2.254, peerASN: 64501, myASN: 64500}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: bgp}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {node.kubernetes.io/exclude-from-external-load-balancers: ''}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: a}\nspec: {type: LoadBalancer}\n";
+    let i = inputs(yaml);
+    let protocols = |ignore: bool| -> Vec<&'static str> {
+        let options = Options { node: Some("n1".into()), ignore_exclude_lb: ignore, ..Default::default() };
+        let p = plan(&i, &options);
+        assert!(p.is_valid(), "{:?}", p.errors);
+        let mut got: Vec<&str> = p.announcements.iter().flatten().map(|a| a.protocol).collect();
+        got.sort();
+        got
+    };
+    assert_eq!(protocols(false), Vec::<&str>::new());
+    assert_eq!(protocols(true), ["bgp", "layer2"]);
+}

@@ -44,6 +44,17 @@ impl CertSlot {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(CertifiedKey::new(certs, signer)));
         Ok(())
     }
+
+    /// Serves `tls.crt` and `tls.key` from `dir` (a mounted Secret, cert-manager's files).
+    pub async fn load_dir(&self, dir: &std::path::Path) -> Result<(), String> {
+        self.set_pem(&read_in(dir, "tls.crt").await?, &read_in(dir, "tls.key").await?)
+    }
+}
+
+/// The file `name` in `dir`, or an error naming it.
+pub async fn read_in(dir: &std::path::Path, name: &str) -> Result<String, String> {
+    let p = dir.join(name);
+    tokio::fs::read_to_string(&p).await.map_err(|e| format!("reading {}: {e}", p.display()))
 }
 
 impl ResolvesServerCert for CertSlot {

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const HELPER: &str = r#"
+pub const HELPER: &str = r#"
 import json, sys
 from helm_python import chart
 path, values = sys.argv[1], json.loads(sys.argv[2])
@@ -23,9 +23,10 @@ pub fn unavailable() -> Option<String> {
     (!ok).then(|| "helm-python-sdk missing (pip install helm-python-sdk)".to_string())
 }
 
+#[allow(unused_macros)]
 macro_rules! require_helm {
     () => {
-        if let Some(why) = unavailable() {
+        if let Some(why) = $crate::chart::unavailable() {
             println!("skipped: {why}");
             return;
         }
@@ -50,7 +51,7 @@ pub fn render(values: &str) -> (Vec<Value>, Value) {
 }
 
 /// The objects for `values`, after checking Helm's lint found no error.
-fn render_clean(values: &str) -> Vec<Value> {
+pub fn render_clean(values: &str) -> Vec<Value> {
     let (objects, lint) = render(values);
     assert_eq!(lint["errors"], serde_json::json!([]), "{lint:#}");
     objects
@@ -63,7 +64,7 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
 }
 
-fn container<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+pub fn container<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
     pod["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == name)
 }
 
@@ -250,7 +251,7 @@ fn the_charts_crds_are_the_generated_ones() {
 }
 
 /// Creates the rendered objects of a namespaced `kind` through a typed API.
-async fn create_namespaced<K>(client: &kube::Client, objects: &[Value], kind: &str)
+pub async fn create_namespaced<K>(client: &kube::Client, objects: &[Value], kind: &str)
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -268,7 +269,7 @@ where
 }
 
 /// The same for cluster-scoped kinds.
-async fn create_cluster<K>(client: &kube::Client, objects: &[Value], kind: &str)
+pub async fn create_cluster<K>(client: &kube::Client, objects: &[Value], kind: &str)
 where
     K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
         + Clone

@@ -70,10 +70,13 @@ spec: {type: LoadBalancer, ipFamilies: [IPv6]}
 
 const MEMBERS: &str = "node1=[2001:db8:1::11]:7946,node2=[2001:db8:1::12]:7946";
 
-/// The chart's speaker arguments (layer 2 and FRR on) for a node whose hostIP is `ip`, as the
+/// The chart's speaker arguments (layer 2 and FRR on, plain metrics: offline there is no API
+/// server to authorize scrapers) for a node whose hostIP is `ip`, as the
 /// kubelet would expand them; the cluster-only selector gives way to a fixed member list.
 fn chart_args(ip: &str, frr_socket: Option<&std::path::Path>) -> Vec<String> {
-    let rendered = crate::chart::speaker_args(r#"{"frr": {"enabled": true}, "speaker": {"layer2": true}}"#);
+    let rendered = crate::chart::speaker_args(
+        r#"{"frr": {"enabled": true}, "speaker": {"layer2": true}, "metrics": {"secure": false}}"#,
+    );
     let mut args: Vec<String> = rendered
         .iter()
         .filter(|a| !a.starts_with("--speaker-selector") && !a.starts_with("--frr-agent-socket"))

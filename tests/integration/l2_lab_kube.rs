@@ -234,6 +234,14 @@ fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
             pods.delete(&format!("speaker-{n}"), &DeleteParams::default()).await.unwrap();
         }
         let (lifted_after, probes, owner) = survivors_answer(&lab, ip, deleted);
+        // The node answering says so on the Service, as MetalLB's speakers do.
+        let said = format!("announcing from node \"node{}\" with protocol \"layer2\"", owner + 1);
+        let r = crate::kube_lab::eventually("a nodeAssigned Event from the answering node", || async {
+            let events = crate::kube_events::assigned(&client, "web").await;
+            if events.iter().any(|(note, _)| *note == said) { Ok(()) } else { Err(format!("{events:?}")) }
+        })
+        .await;
+        assert!(r.is_ok(), "{r:?}\n{}", lab.log(owner));
         for n in 1..=2 {
             assert!(condition_becomes(&client, n, "False", "Quorum").await.is_ok(), "{}", lab.log(n - 1));
             assert_eq!(lab.metric(n - 1, "ferrolb_layer2_expected_speakers"), Some(2.0));

@@ -18,3 +18,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "ferrolb.speakerServiceAccount" -}}
 {{ .Values.serviceAccounts.speaker | default (printf "%s-speaker" .Release.Name) }}
 {{- end }}
+
+{{- /* HTTP or HTTPS: what a probe or a scraper of the metrics port must speak. */}}
+{{- define "ferrolb.metricsScheme" -}}
+{{ if .Values.metrics.secure }}HTTPS{{ else }}HTTP{{ end }}
+{{- end }}
+
+{{- /* frr.logLevel, refused at install unless FRR (or MetalLB's mapping) knows it. */}}
+{{- define "ferrolb.frrLogLevel" -}}
+{{- $known := list "all" "debug" "info" "warn" "error" "none" "emergencies" "alerts" "critical" "errors" "warnings" "notifications" "informational" "debugging" }}
+{{- if not (has .Values.frr.logLevel $known) }}
+{{- fail (printf "frr.logLevel %q is not a log level: use one of %s" (toString .Values.frr.logLevel) (join ", " $known)) }}
+{{- end }}
+{{- .Values.frr.logLevel }}
+{{- end }}
