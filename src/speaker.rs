@@ -6,6 +6,7 @@
 //! layer 2 plans and drives frr-agent and the ARP/NDP responder.
 
 pub mod bgp_backend;
+mod frr_metrics;
 mod peers;
 mod report;
 
@@ -101,6 +102,7 @@ pub struct SpeakerArgs {
 pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     crate::metrics::start(Some(args.metrics_bind).filter(|b| b.port() != 0));
     let backend = args.frr_agent_socket.as_ref().map(|socket| {
+        frr_metrics::start(socket.clone(), frr_metrics::EVERY);
         let mut settings = BackendSettings::new(socket);
         settings.window = Duration::from_millis(args.coalesce_ms);
         BgpBackend::start(settings)

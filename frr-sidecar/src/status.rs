@@ -86,10 +86,18 @@ fn neighbor(vrf: &str, peer: &str, n: &Value) -> Neighbor {
         last_reset: text(n, "lastResetDueTo"),
         last_notification: text(n, "lastNotificationReason"),
         bfd_status: n.get("peerBfdInfo").map(|b| text(b, "status")).unwrap_or_default(),
-        // FRR 8.4 says -1 while no connection exists; as_u64 reads that as none.
-        remote_port: number(n, "portForeign").min(u64::from(u16::MAX)) as u32,
+        remote_port: remote_port(n),
         messages: n.get("messageStats").map(message_counters),
     }
+}
+
+/// The neighbor's BGP port. On a connection the neighbor opened, FRR's `portForeign` is the
+/// neighbor's ephemeral port and `portLocal` is 179: that says nothing of where the neighbor
+/// listens, so it counts as unknown (0). FRR 8.4 says -1 while no connection exists, which
+/// as_u64 reads as unknown too.
+fn remote_port(n: &Value) -> u32 {
+    let foreign = number(n, "portForeign").min(u64::from(u16::MAX)) as u32;
+    if number(n, "portLocal") == 179 && foreign != 179 { 0 } else { foreign }
 }
 
 fn message_counters(m: &Value) -> MessageCounters {
@@ -235,6 +243,17 @@ mod tests {
     }
 
     #[test]
+    fn the_neighbors_port_is_its_listening_port_or_unknown() {
+        let port = |json: &str| remote_port(&serde_json::from_str(json).unwrap());
+        assert_eq!(port(r#"{"portLocal":40111,"portForeign":179}"#), 179);
+        assert_eq!(port(r#"{"portLocal":40111,"portForeign":1179}"#), 1179);
+        // The neighbor connected to us: its port is an ephemeral one.
+        assert_eq!(port(r#"{"portLocal":179,"portForeign":57220}"#), 0);
+        assert_eq!(port(r#"{"portForeign":-1}"#), 0);
+        assert_eq!(port(r#"{}"#), 0);
+    }
+
+    #[test]
     fn counters_attach_only_to_the_same_session() {
         let mut p = bfd_peers(PER_VERSION[0].2).unwrap();
         let other = r#"[{"peer":"192.0.2.1","local":"192.0.2.12","interface":"eth0","multihop":false,"session-up":9}]"#;
@@ -298,7 +317,10 @@ mod tests {
             assert!(!silent.established && waiting, "FRR {version}: {silent:?}");
 
             let m = tor.messages.clone().unwrap_or_else(|| panic!("FRR {version}: no messageStats"));
-            assert!(m.opens_sent >= 1 && m.opens_received >= 1 && m.updates_sent >= 1, "FRR {version}: {m:?}");
+            assert!(
+                m.opens_sent >= 1 && m.opens_received >= 1 && m.updates_sent >= 1,
+                "FRR {version}: {m:?}"
+            );
             assert!(m.keepalives_received >= 1 && m.total_received >= 3, "FRR {version}: {m:?}");
             assert_eq!(tor.remote_port, 179, "FRR {version}");
             assert_eq!(silent.messages.as_ref().map(|m| m.total_sent), Some(0), "FRR {version}");

@@ -114,9 +114,28 @@ fn metrics_say_so(controller: &str, speaker: &str) {
     assert_eq!(sample(&c, "metallb_allocator_addresses_total{pool=\"lab\"}"), Some(256.0), "{c}");
     let allocations = sample(&c, "ferrolb_allocation_seconds_count").unwrap_or(0.0);
     assert!(allocations >= 20.0, "{c}");
+    let problems = crate::metallb_metrics::check(
+        &c,
+        "controller",
+        &["metallb_allocator_addresses_total", "metallb_k8s_client_updates_total"],
+    );
+    assert!(problems.is_empty(), "controller: {problems:#?}\n{c}");
     let s = scrape(speaker);
-    assert_eq!(sample(&s, "metallb_bgp_session_up{peer=\"tor\",node=\"node1\"}"), Some(1.0), "{s}");
-    assert_eq!(sample(&s, "metallb_bgp_session_up{peer=\"silent\",node=\"node1\"}"), Some(0.0), "{s}");
+    let problems = crate::metallb_metrics::check(
+        &s,
+        "speaker",
+        &["metallb_bgp_session_up", "metallb_bgp_updates_total", "metallb_bgp_keepalives_received"],
+    );
+    assert!(problems.is_empty(), "speaker: {problems:#?}\n{s}");
+    // MetalLB's FRR-mode labels: the neighbor as address:port, and its VRF.
+    let tor = "{peer=\"192.0.2.1:179\",vrf=\"default\"}";
+    assert_eq!(sample(&s, &format!("metallb_bgp_session_up{tor}")), Some(1.0), "{s}");
+    assert!(sample(&s, &format!("metallb_bgp_updates_total{tor}")).unwrap_or(0.0) >= 20.0, "{s}");
+    assert_eq!(
+        sample(&s, "metallb_bgp_session_up{peer=\"192.0.2.99:179\",vrf=\"default\"}"),
+        Some(0.0),
+        "{s}"
+    );
     let applies = sample(&s, "ferrolb_frr_apply_seconds_count").unwrap_or(0.0);
     assert!(applies >= 1.0, "{s}");
     println!(

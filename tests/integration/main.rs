@@ -28,10 +28,12 @@ mod kube_webhook;
 mod l2_lab;
 mod l2_lab_kube;
 mod l2_lab_members;
+mod metallb_metrics;
 mod purity;
 mod scale;
 mod soak;
 mod soak_lab;
+mod speaker_metrics;
 mod speaker_offline;
 
 use std::path::{Path, PathBuf};
