@@ -6,6 +6,7 @@
 //! layer 2 plans and drives frr-agent and the ARP/NDP responder.
 
 pub mod bgp_backend;
+mod extras_guard;
 mod frr_metrics;
 mod peers;
 mod report;
@@ -130,7 +131,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
     let cluster = if args.manifests.is_empty() {
         let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
-        let cache = ClusterCache::start(&client, &args.namespace, false);
+        let cache = ClusterCache::start(&client, &args.namespace, false, true);
         let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
         let reporter =
             crate::k8s::node_status::NodeReporter::new(client.clone(), &args.namespace, &args.node, pod);
@@ -304,7 +305,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     let n = p.announcements.as_ref().map_or(0, Vec::len);
                     tracing::info!(announcements = n, "desired FRR configuration planned");
                     if let Some(b) = &backend {
-                        b.set(conf);
+                        b.set(conf, p.frr_extras.clone());
                     }
                 }
                 None => tracing::error!("no valid configuration yet; FRR keeps what it runs"),

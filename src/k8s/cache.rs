@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Lookup, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -34,6 +34,8 @@ pub struct ClusterCache {
     nodes: Store<Node>,
     l2_statuses: Option<Store<api::ServiceL2Status>>,
     bgp_statuses: Option<Store<api::ServiceBGPStatus>>,
+    /// The speaker's `bgpextras` ConfigMap (that name only).
+    bgp_extras: Option<Store<ConfigMap>>,
     changed: Arc<Notify>,
     listed: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -52,10 +54,24 @@ where
     <K as Lookup>::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
     <K as Resource>::DynamicType: Default + Eq + Hash + Clone,
 {
+    reflect_with(api, watcher::Config::default(), changed, tasks, trim)
+}
+
+fn reflect_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: &Arc<Notify>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    trim: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource + Lookup + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    <K as Lookup>::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    <K as Resource>::DynamicType: Default + Eq + Hash + Clone,
+{
     let (store, writer) = reflector::store();
     let changed = changed.clone();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff().modify(trim));
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(trim));
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -78,8 +94,14 @@ where
 
 impl ClusterCache {
     /// Starts watching. `with_reports` adds the speakers' ServiceL2Status and ServiceBGPStatus
-    /// (the controller turns them into Service conditions).
-    pub fn start(client: &Client, namespace: &str, with_reports: bool) -> ClusterCache {
+    /// (the controller turns them into Service conditions), `with_bgp_extras` the ConfigMap
+    /// `bgpextras` (the speaker's raw FRR additions; no other ConfigMap is ever read).
+    pub fn start(
+        client: &Client,
+        namespace: &str,
+        with_reports: bool,
+        with_bgp_extras: bool,
+    ) -> ClusterCache {
         let changed = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let ns = |c: &Client| c.clone();
@@ -111,6 +133,11 @@ impl ClusterCache {
                 .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta)),
             bgp_statuses: with_reports
                 .then(|| reflect(Api::namespaced(ns(client), namespace), &changed, &mut tasks, trim::meta)),
+            bgp_extras: with_bgp_extras.then(|| {
+                let only = format!("metadata.name={}", crate::bgp::extras::CONFIG_MAP);
+                let config = watcher::Config::default().fields(&only);
+                reflect_with(Api::namespaced(ns(client), namespace), config, &changed, &mut tasks, trim::meta)
+            }),
             changed,
             listed,
             tasks,
@@ -156,6 +183,9 @@ impl ClusterCache {
             all.push(wait(e));
         }
         if let Some(e) = &self.bgp_statuses {
+            all.push(wait(e));
+        }
+        if let Some(e) = &self.bgp_extras {
             all.push(wait(e));
         }
         all
@@ -208,6 +238,13 @@ impl ClusterCache {
             objects: self.objects(),
             services: owned(&self.services),
             endpoint_slices: self.endpoint_slices.as_ref().map(owned).unwrap_or_default(),
+            bgp_extras: self.bgp_extras.as_ref().and_then(|s| {
+                let name = crate::bgp::extras::CONFIG_MAP;
+                s.state()
+                    .iter()
+                    .find(|c| c.metadata.name.as_deref() == Some(name))
+                    .and_then(|c| c.data.as_ref().and_then(|d| d.get(crate::bgp::extras::KEY)).cloned())
+            }),
             ..Default::default()
         }
     }

@@ -41,9 +41,12 @@ pub struct Plan {
     /// With `--node`: the BGP sessions that node should have.
     #[serde(skip)]
     pub sessions: Option<Vec<node_status::PlannedSession>>,
-    /// With `--node`: that node's FRR configuration.
+    /// With `--node`: that node's FRR configuration (`bgpextras` included).
     #[serde(skip)]
     pub frr_config: Option<String>,
+    /// With `--node`: the `bgpextras` at the end of `frr_config`, if any.
+    #[serde(skip)]
+    pub frr_extras: Option<String>,
     /// With `--node`: the IPs that node answers ARP/NDP for, as the responder takes them.
     #[serde(skip)]
     pub layer2: Option<Vec<l2::L2Announcement>>,
@@ -374,9 +377,32 @@ fn plan_node(
     let secrets = if options.show_secrets { Secrets::Show } else { Secrets::Hide };
     let view = bgp::frr::build(config, &node, &node_plan.announcements, "info", secrets);
     match bgp::render(&view) {
-        Ok(text) => plan.frr_config = Some(text),
+        Ok(text) => plan.frr_config = Some(with_extras(plan, text, inputs.bgp_extras.as_deref())),
         Err(e) => plan.notes.push(format!("could not render the FRR configuration: {e}")),
     }
+}
+
+/// The rendered configuration with the operator's `bgpextras` after it (FRR alone judges them),
+/// warning about lines frr-agent would never apply.
+fn with_extras(plan: &mut Plan, rendered: String, extras: Option<&str>) -> String {
+    let Some(extras) = extras.filter(|e| !e.trim().is_empty()) else { return rendered };
+    let warn = |message: String| ConfigError {
+        kind: "ConfigMap".into(),
+        name: bgp::extras::CONFIG_MAP.into(),
+        field: format!("data.{}", bgp::extras::KEY),
+        message,
+        transient: false,
+    };
+    match bgp::extras::unmanaged(extras) {
+        Ok(lines) if lines.is_empty() => {}
+        Ok(lines) => plan.warnings.push(warn(format!(
+            "never applied (frr-agent manages only routers, route-maps, prefix, community, as-path and access lists and BFD): {}",
+            lines.join("; ")
+        ))),
+        Err(e) => plan.warnings.push(warn(format!("not a readable FRR configuration: {e}"))),
+    }
+    plan.frr_extras = Some(extras.to_string());
+    bgp::extras::append(&rendered, extras)
 }
 
 /// The node's layer 2 announcements. Offline every known node counts as a live speaker; without

@@ -33,6 +33,7 @@ mod purity;
 mod scale;
 mod soak;
 mod soak_lab;
+mod speaker_extras;
 mod speaker_metrics;
 mod speaker_offline;
 
