@@ -120,6 +120,11 @@ fn metrics_say_so(controller: &str, speaker: &str) {
         &["metallb_allocator_addresses_total", "metallb_k8s_client_updates_total"],
     );
     assert!(problems.is_empty(), "controller: {problems:#?}\n{c}");
+    // The agent reads FRR every 100 ms here and the speaker asks it every second.
+    let sessions_known = wait_for(Duration::from_secs(5), || {
+        sample(&scrape(speaker), "metallb_bgp_session_up{peer=\"192.0.2.99:179\"").is_some()
+    });
+    assert!(sessions_known.is_some(), "{}", scrape(speaker));
     let s = scrape(speaker);
     let problems = crate::metallb_metrics::check(
         &s,
@@ -143,6 +148,33 @@ fn metrics_say_so(controller: &str, speaker: &str) {
         sample(&c, "ferrolb_allocation_seconds_sum").unwrap_or(0.0) / allocations * 1000.0,
         sample(&s, "ferrolb_frr_apply_seconds_sum").unwrap_or(0.0) / applies * 1000.0,
     );
+}
+
+/// The ConfigMap `bgpextras` is watched: its raw FRR lines reach node1's FRR, without a
+/// session reset; a ConfigMap of another name is never read.
+async fn extras_reach_frr(client: &kube::Client, lab: &Lab, speaker_log: &dyn Fn() -> String) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "metallb-system");
+    let map = |name: &str, line: &str| -> ConfigMap {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: metallb-system}}\ndata: {{extras: '{line}'}}\n"
+        ))
+        .unwrap()
+    };
+    let sessions = lab.session_counters();
+    maps.create(&PostParams::default(), &map("other", "ip prefix-list not-mine seq 5 permit 203.0.113.0/24"))
+        .await
+        .unwrap();
+    maps.create(&PostParams::default(), &map("bgpextras", "ip prefix-list from-extras seq 5 permit 203.0.113.0/24"))
+        .await
+        .unwrap();
+    let applied = wait_for(Duration::from_secs(10), || lab.node.running_config().contains("from-extras"));
+    assert!(applied.is_some(), "{}\n{}", lab.node.running_config(), speaker_log());
+    assert!(!lab.node.running_config().contains("not-mine"));
+    maps.delete("bgpextras", &DeleteParams::default()).await.unwrap();
+    let gone = wait_for(Duration::from_secs(10), || !lab.node.running_config().contains("from-extras"));
+    assert!(gone.is_some(), "{}", lab.node.running_config());
+    assert_eq!(lab.session_counters(), sessions, "bgpextras reset the session");
 }
 
 /// The Service condition, ServiceBGPStatus, the peer's session list and the ConfigurationStates
@@ -419,6 +451,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
         }
         reports_say_where_and_why(&client, &services, &slices, &speaker_log).await;
         metrics_say_so(&controller_metrics, &speaker_metrics);
+        extras_reach_frr(&client, &lab, &speaker_log).await;
         survives_the_api_server_going_away(&kube, &lab, &services, &slices, &speaker_log).await;
         let slowest = up.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
         println!("slowest create was Service #{slowest} (0 = the first after the session came up)");
