@@ -165,9 +165,12 @@ async fn extras_reach_frr(client: &kube::Client, lab: &Lab, speaker_log: &dyn Fn
     maps.create(&PostParams::default(), &map("other", "ip prefix-list not-mine seq 5 permit 203.0.113.0/24"))
         .await
         .unwrap();
-    maps.create(&PostParams::default(), &map("bgpextras", "ip prefix-list from-extras seq 5 permit 203.0.113.0/24"))
-        .await
-        .unwrap();
+    maps.create(
+        &PostParams::default(),
+        &map("bgpextras", "ip prefix-list from-extras seq 5 permit 203.0.113.0/24"),
+    )
+    .await
+    .unwrap();
     let applied = wait_for(Duration::from_secs(10), || lab.node.running_config().contains("from-extras"));
     assert!(applied.is_some(), "{}\n{}", lab.node.running_config(), speaker_log());
     assert!(!lab.node.running_config().contains("not-mine"));

@@ -31,6 +31,7 @@ mod l2_lab_members;
 mod metallb_metrics;
 mod purity;
 mod scale;
+mod scrape_bench;
 mod soak;
 mod soak_lab;
 mod speaker_extras;
