@@ -223,6 +223,9 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             let planning = std::time::Instant::now();
             let p = plan::plan_with_last_good(inputs, &options, last_good.as_ref());
             crate::metrics::METRICS.plan_seconds.observe(planning.elapsed().as_secs_f64());
+            // MetalLB's speaker reports these too; its alert rules read them from every pod.
+            crate::metrics::METRICS.config_loaded.set(i64::from(p.config.is_some()));
+            crate::metrics::METRICS.config_stale.set(i64::from(!p.is_valid()));
             if p.is_valid() {
                 last_good = p.config.clone();
             } else {

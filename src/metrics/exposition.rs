@@ -82,7 +82,8 @@ pub struct Family<'a> {
     pub help: &'a str,
     /// `counter` or `gauge`.
     pub kind: &'a str,
-    pub samples: Vec<(Vec<(&'a str, String)>, u64)>,
+    /// (labels as [`labels`] writes them, value)
+    pub samples: Vec<(&'a str, u64)>,
 }
 
 impl Family<'_> {
@@ -90,24 +91,22 @@ impl Family<'_> {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
         for (labels, value) in &self.samples {
-            out.push_str(self.name);
-            if !labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{k}=\"{}\"", escape(v));
-                }
-                out.push('}');
-            }
-            let _ = writeln!(out, " {value}");
+            let _ = writeln!(out, "{}{labels} {value}", self.name);
         }
     }
 }
 
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// `{k="v",…}`, values escaped; written once per series and shared by its families.
+pub fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"));
+    }
+    out.push('}');
+    out
 }
 
 #[cfg(test)]
@@ -137,13 +136,8 @@ mod tests {
     #[test]
     fn written_families_escape_label_values() {
         let mut out = String::new();
-        Family {
-            name: "m_up",
-            help: "Up.",
-            kind: "gauge",
-            samples: vec![(vec![("peer", "a\"b\\c".into()), ("vrf", "red".into())], 1)],
-        }
-        .write(&mut out);
+        let series = labels(&[("peer", "a\"b\\c"), ("vrf", "red")]);
+        Family { name: "m_up", help: "Up.", kind: "gauge", samples: vec![(&series, 1)] }.write(&mut out);
         assert_eq!(out, "# HELP m_up Up.\n# TYPE m_up gauge\nm_up{peer=\"a\\\"b\\\\c\",vrf=\"red\"} 1\n");
         let mut empty = String::new();
         Family { name: "m_c", help: "C.", kind: "counter", samples: vec![] }.write(&mut empty);

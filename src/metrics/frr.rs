@@ -10,9 +10,9 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use frr_sidecar::proto::{AgentStatus, BfdCounters, MessageCounters};
+use frr_sidecar::proto::{AgentStatus, BfdCounters, BfdPeer, MessageCounters, Neighbor};
 
-use super::exposition::Family;
+use super::exposition::{Family, labels};
 
 /// The speaker's latest copy of the agent's status; None while it has none (no agent, or the
 /// agent unreachable: absent series say "unknown", not "down").
@@ -83,11 +83,15 @@ const BFD_COUNTERS: &[(&str, &str, BfdValue)] = &[
 pub fn write(status: Option<&AgentStatus>, out: &mut String) {
     let neighbors = status.map(|s| s.neighbors.as_slice()).unwrap_or_default();
     let bfd = status.map(|s| s.bfd_peers.as_slice()).unwrap_or_default();
-    let labels = |peer: String, vrf: &str| vec![("peer", peer), ("vrf", vrf.to_string())];
-    let bgp = |value: &dyn Fn(&frr_sidecar::proto::Neighbor) -> Option<u64>| {
+    let bgp_series: Vec<String> = neighbors
+        .iter()
+        .map(|n| labels(&[("peer", &peer_label(&n.peer, n.remote_port)), ("vrf", &n.vrf)]))
+        .collect();
+    let bgp = |value: &dyn Fn(&Neighbor) -> Option<u64>| {
         neighbors
             .iter()
-            .filter_map(|n| Some((labels(peer_label(&n.peer, n.remote_port), &n.vrf), value(n)?)))
+            .zip(&bgp_series)
+            .filter_map(|(n, l)| Some((l.as_str(), value(n)?)))
             .collect::<Vec<_>>()
     };
     Family {
@@ -107,8 +111,9 @@ pub fn write(status: Option<&AgentStatus>, out: &mut String) {
     for (name, help, value) in BGP_COUNTERS {
         Family { name, help, kind: "counter", samples: bgp(&|n| n.messages.as_ref().map(value)) }.write(out);
     }
-    let sessions = |value: &dyn Fn(&frr_sidecar::proto::BfdPeer) -> Option<u64>| {
-        bfd.iter().filter_map(|p| Some((labels(p.peer.clone(), &p.vrf), value(p)?))).collect::<Vec<_>>()
+    let bfd_series: Vec<String> = bfd.iter().map(|p| labels(&[("peer", &p.peer), ("vrf", &p.vrf)])).collect();
+    let sessions = |value: &dyn Fn(&BfdPeer) -> Option<u64>| {
+        bfd.iter().zip(&bfd_series).filter_map(|(p, l)| Some((l.as_str(), value(p)?))).collect::<Vec<_>>()
     };
     Family {
         name: "metallb_bfd_session_up",
@@ -125,8 +130,6 @@ pub fn write(status: Option<&AgentStatus>, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use frr_sidecar::proto::{BfdPeer, Neighbor};
-
     use super::*;
 
     fn status() -> AgentStatus {

@@ -103,6 +103,9 @@ fn a_session_going_down_and_up_moves_metallbs_bgp_and_bfd_metrics() {
         &["metallb_bgp_session_up", "metallb_bgp_opens_sent", "metallb_bfd_session_up_events"],
     );
     assert!(problems.is_empty(), "{problems:#?}\n{text}");
+    // Loaded and not stale, as MetalLB's alert rules expect of every speaker.
+    assert_eq!(value(&text, "metallb_k8s_client_config_loaded_bool"), Some(1.0), "{text}");
+    assert_eq!(value(&text, "metallb_k8s_client_config_stale_bool"), Some(0.0), "{text}");
     let before = |name: &str, labels: &str| value(&text, &format!("{name}{labels}")).unwrap_or(-1.0);
     let (downs, ups) = (
         before("metallb_bfd_session_down_events", TOR_BFD_PEER),
