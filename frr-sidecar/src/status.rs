@@ -316,7 +316,7 @@ mod tests {
             let waiting = ["Active", "Connect", "Idle"].contains(&silent.state.as_str());
             assert!(!silent.established && waiting, "FRR {version}: {silent:?}");
 
-            let m = tor.messages.clone().unwrap_or_else(|| panic!("FRR {version}: no messageStats"));
+            let m = tor.messages.unwrap_or_else(|| panic!("FRR {version}: no messageStats"));
             assert!(
                 m.opens_sent >= 1 && m.opens_received >= 1 && m.updates_sent >= 1,
                 "FRR {version}: {m:?}"
@@ -327,7 +327,7 @@ mod tests {
 
             let mut b = bfd_peers(bfd_json).unwrap_or_else(|e| panic!("FRR {version}: {e}"));
             add_bfd_counters(&mut b, counters_json).unwrap_or_else(|e| panic!("FRR {version}: {e}"));
-            let c = b[0].counters.clone().unwrap_or_else(|| panic!("FRR {version}: no BFD counters"));
+            let c = b[0].counters.unwrap_or_else(|| panic!("FRR {version}: no BFD counters"));
             assert!(c.control_packet_input > 0 && c.control_packet_output > 0, "FRR {version}: {c:?}");
             assert_eq!((c.session_up_events, c.session_down_events), (1, 0), "FRR {version}: {c:?}");
             assert_eq!((c.echo_packet_input, c.echo_packet_output), (0, 0), "FRR {version}: {c:?}");

@@ -52,13 +52,12 @@ pub fn from_openmetrics(openmetrics: &str, bare: &[&str]) -> String {
         let name_end = sample.find(['{', ' ']).unwrap_or(sample.len());
         let (name, rest) = sample.split_at(name_end);
         match &family {
-            Some((f, written, "counter")) => match name.strip_prefix(f) {
-                Some("_total") => {
+            // `_created` has no place in 0.0.4: only `_total` is written.
+            Some((f, written, "counter")) => {
+                if name.strip_prefix(f) == Some("_total") {
                     let _ = writeln!(out, "{written}{rest}");
                 }
-                // `_created` has no place in 0.0.4.
-                _ => {}
-            },
+            }
             Some((f, written, "info")) if name == *f || name.strip_prefix(f) == Some("_info") => {
                 let _ = writeln!(out, "{written}{rest}");
             }

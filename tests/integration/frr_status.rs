@@ -82,13 +82,13 @@ fn status_json_of_this_frr_parses_as_the_agent_reads_it() {
     assert_eq!((p.receive_interval_millis, p.transmit_interval_millis, p.detect_multiplier), (300, 300, 3));
 
     // MetalLB's FRR-mode counters: the session's messages, BFD's packets and events.
-    let m = tor_n.messages.clone().expect("messageStats");
+    let m = tor_n.messages.expect("messageStats");
     assert!(m.opens_sent >= 1 && m.opens_received >= 1 && m.updates_sent >= 1, "{m:?}");
     assert!(m.total_sent >= m.opens_sent + m.updates_sent + m.keepalives_sent, "{m:?}");
     assert_eq!(tor_n.remote_port, 179, "{tor_n:?}");
     let mut with_counters = peers.clone();
     status::add_bfd_counters(&mut with_counters, &counters_text).unwrap();
-    let c = with_counters.iter().find(|p| p.peer == "192.0.2.1").and_then(|p| p.counters.clone());
+    let c = with_counters.iter().find(|p| p.peer == "192.0.2.1").and_then(|p| p.counters);
     let c = c.unwrap_or_else(|| panic!("no counters for the ToR's BFD session: {counters_text}"));
     assert!(c.control_packet_input > 0 && c.control_packet_output > 0, "{c:?}");
     assert!(c.session_up_events >= 1, "{c:?}");
