@@ -85,7 +85,8 @@ fn status_json_of_this_frr_parses_as_the_agent_reads_it() {
     let m = tor_n.messages.expect("messageStats");
     assert!(m.opens_sent >= 1 && m.opens_received >= 1 && m.updates_sent >= 1, "{m:?}");
     assert!(m.total_sent >= m.opens_sent + m.updates_sent + m.keepalives_sent, "{m:?}");
-    assert_eq!(tor_n.remote_port, 179, "{tor_n:?}");
+    // 179, or unknown when the ToR happened to open the connection (both sides listen here).
+    assert!([0, 179].contains(&tor_n.remote_port), "{tor_n:?}");
     let mut with_counters = peers.clone();
     status::add_bfd_counters(&mut with_counters, &counters_text).unwrap();
     let c = with_counters.iter().find(|p| p.peer == "192.0.2.1").and_then(|p| p.counters);

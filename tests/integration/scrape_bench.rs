@@ -4,7 +4,7 @@
 //! `cargo test --test integration -- --ignored scrape_bench` gives the figures for 100 peers.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use frr_sidecar::apply::Vtysh;
@@ -12,8 +12,8 @@ use frr_sidecar::status;
 
 use crate::agent_process::AgentProcess;
 use crate::bgp_lab::Lab;
-use crate::fabric::Running;
 use crate::frr_lab::wait_for;
+use crate::speaker_offline::OfflineSpeaker;
 
 /// The ToR, and `peers - 1` neighbors on the link that never answer, all with BFD.
 fn manifests(peers: usize) -> String {
@@ -67,22 +67,9 @@ fn run(peers: usize, scrapes: usize) {
     let vtysh = Vtysh { program: wrapper, args };
     let poll = Duration::from_secs(1);
     let agent = AgentProcess::start_with(&lab.node, "agent", vtysh, poll);
-    let dir = lab.node.dir().join("manifests");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("all.yaml"), manifests(peers)).unwrap();
     let at = format!("127.0.0.1:{}", crate::kube_lab::free_port());
-    let log = lab.node.dir().join("speaker.log");
-    let _speaker = Running(
-        Command::new(crate::ferrolb_bin())
-            .args(["speaker", "--node", "node1", "--metrics-bind", &at, "-f"])
-            .arg(&dir)
-            .arg("--frr-agent-socket")
-            .arg(&agent.socket)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let files = [("all.yaml".to_string(), manifests(peers))];
+    let speaker = OfflineSpeaker::start(&lab.node, &agent, &files, &["--metrics-bind", &at]);
     let text = || crate::speaker_metrics::scrape(&at);
     let known = wait_for(Duration::from_secs(60), || {
         let t = text();
@@ -91,8 +78,7 @@ fn run(peers: usize, scrapes: usize) {
             && t.contains("\nmetallb_bgp_session_up{peer=\"192.0.2.1:179\",vrf=\"default\"} 1\n")
     });
     let sample = text();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(known.is_some(), "not every session in the metrics:\n{sample}\n{log_text}");
+    assert!(known.is_some(), "not every session in the metrics:\n{sample}\n{}", speaker.log());
 
     // The agent's vtysh calls while idle, then while scraped as fast as one client can.
     let window = Duration::from_secs(5);

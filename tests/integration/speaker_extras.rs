@@ -3,34 +3,13 @@
 //! refuses is refused whole, in FRR's words, while the last accepted extras stay and new
 //! Services are still announced.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::agent_process::AgentProcess;
 use crate::bgp_lab::Lab;
-use crate::fabric::Running;
 use crate::frr_lab::wait_for;
-
-const SETUP: &str = "apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: pool}
-spec: {addresses: [198.51.100.0/28]}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: tor}
-spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, holdTime: 9s, keepaliveTime: 3s, connectTime: 1s, routerID: 192.0.2.11}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: ad}
-";
-
-fn service(name: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{type: LoadBalancer}}\n"
-    )
-}
+use crate::speaker_offline::{OfflineSpeaker, SETUP, service};
 
 fn extras_map(extras: &str) -> String {
     let indented: String = extras.lines().map(|l| format!("    {l}\n")).collect();
@@ -50,23 +29,10 @@ fn extras_reach_frr_untouched_sessions_stay_up_and_a_refused_extra_changes_nothi
     require_frr!();
     let lab = Lab::start();
     let agent = AgentProcess::start(&lab.node, "agent");
-    let dir = lab.node.dir().join("manifests");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("00-setup.yaml"), SETUP).unwrap();
-    std::fs::write(dir.join("svc-a.yaml"), service("a")).unwrap();
-    let log = lab.node.dir().join("speaker.log");
-    let _speaker = Running(
-        Command::new(crate::ferrolb_bin())
-            .args(["speaker", "--node", "node1", "--rescan-ms", "50", "-f"])
-            .arg(&dir)
-            .arg("--frr-agent-socket")
-            .arg(&agent.socket)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let files = [("00-setup.yaml".to_string(), SETUP.to_string()), ("svc-a.yaml".to_string(), service("a"))];
+    let speaker = OfflineSpeaker::start(&lab.node, &agent, &files, &["--rescan-ms", "50"]);
+    let dir = speaker.dir.clone();
+    let log_text = || speaker.log();
     assert!(wait_for(Duration::from_secs(30), || lab.received() == 1).is_some(), "{}", log_text());
     // Settled: BGP may have reset the first session once while it came up.
     std::thread::sleep(Duration::from_secs(1));

@@ -1,38 +1,22 @@
 //! MetalLB's BGP and BFD metrics as `ferrolb speaker` serves them, from a real FRR through
 //! frr-agent: a ToR peering with BFD, the node's link cut and restored; the values follow.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::agent_process::AgentProcess;
 use crate::bgp_lab::Lab;
-use crate::fabric::Running;
 use crate::frr_lab::wait_for;
+use crate::speaker_offline::OfflineSpeaker;
 
-const SETUP: &str = "apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: pool}
-spec: {addresses: [198.51.100.0/28]}
----
-apiVersion: metallb.io/v1beta1
-kind: BFDProfile
-metadata: {name: fast}
-spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: tor}
-spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, holdTime: 9s, keepaliveTime: 3s, connectTime: 1s, routerID: 192.0.2.11, bfdProfile: fast}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: ad}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop}
-spec: {type: LoadBalancer}
-";
+/// The offline speaker's setup with BFD on the ToR's session, and one Service.
+fn setup() -> String {
+    let bfd = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\n\
+               spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n---\n";
+    let peers = crate::speaker_offline::SETUP
+        .replace("routerID: 192.0.2.11}", "routerID: 192.0.2.11, bfdProfile: fast}");
+    format!("{bfd}{peers}---\n{}", crate::speaker_offline::service("web"))
+}
 
 const TOR_BFD: &str = "router bgp 64500
  neighbor 192.0.2.11 bfd
@@ -64,23 +48,10 @@ fn a_session_going_down_and_up_moves_metallbs_bgp_and_bfd_metrics() {
     let lab = Lab::start();
     lab.tor.configure(TOR_BFD);
     let agent = AgentProcess::start(&lab.node, "agent");
-    let dir = lab.node.dir().join("manifests");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("setup.yaml"), SETUP).unwrap();
     let metrics = format!("127.0.0.1:{}", crate::kube_lab::free_port());
-    let log = lab.node.dir().join("speaker.log");
-    let _speaker = Running(
-        Command::new(crate::ferrolb_bin())
-            .args(["speaker", "--node", "node1", "--metrics-bind", &metrics, "-f"])
-            .arg(&dir)
-            .arg("--frr-agent-socket")
-            .arg(&agent.socket)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let files = [("setup.yaml".to_string(), setup())];
+    let speaker = OfflineSpeaker::start(&lab.node, &agent, &files, &["--metrics-bind", &metrics]);
+    let log_text = || speaker.log();
     let series = |name: &str, labels: &str| value(&scrape(&metrics), &format!("{name}{labels}"));
     let up = wait_for(Duration::from_secs(60), || {
         series("metallb_bgp_session_up", TOR) == Some(1.0)
