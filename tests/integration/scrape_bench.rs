@@ -55,6 +55,8 @@ fn calls(file: &std::path::Path) -> usize {
 
 fn run(peers: usize, scrapes: usize) {
     let lab = Lab::start();
+    // The ToR answers BFD too: FRR 10.3 holds a BGP session down while its BFD session is.
+    lab.tor.configure(crate::speaker_metrics::TOR_BFD);
     // Every vtysh call the agent makes leaves a line in `counted`.
     let counted = lab.node.dir().join("vtysh-calls");
     let wrapper = lab.node.dir().join("counting-vtysh");

@@ -18,7 +18,7 @@ fn setup() -> String {
     format!("{bfd}{peers}---\n{}", crate::speaker_offline::service("web"))
 }
 
-const TOR_BFD: &str = "router bgp 64500
+pub const TOR_BFD: &str = "router bgp 64500
  neighbor 192.0.2.11 bfd
 exit
 bfd
