@@ -128,6 +128,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut answering = Announced::new();
     // What the last valid configuration was: a bad object never takes announcements away.
     let mut last_good = None;
+    // The bgpextras warnings last logged: said once, not on every pass.
+    let mut said_about_extras = Vec::new();
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
     let cluster = if args.manifests.is_empty() {
         let client = crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
@@ -223,6 +225,18 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             let planning = std::time::Instant::now();
             let p = plan::plan_with_last_good(inputs, &options, last_good.as_ref());
             crate::metrics::METRICS.plan_seconds.observe(planning.elapsed().as_secs_f64());
+            let extras_warnings: Vec<String> = p
+                .warnings
+                .iter()
+                .filter(|w| w.name == crate::bgp::extras::CONFIG_MAP && w.kind == "ConfigMap")
+                .map(ToString::to_string)
+                .collect();
+            if extras_warnings != said_about_extras {
+                for w in &extras_warnings {
+                    tracing::warn!(warning = %w, "bgpextras");
+                }
+                said_about_extras = extras_warnings;
+            }
             // MetalLB's speaker reports these too; its alert rules read them from every pod.
             crate::metrics::METRICS.config_loaded.set(i64::from(p.config.is_some()));
             crate::metrics::METRICS.config_stale.set(i64::from(!p.is_valid()));

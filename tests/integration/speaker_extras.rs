@@ -80,6 +80,13 @@ fn extras_reach_frr_untouched_sessions_stay_up_and_a_refused_extra_changes_nothi
     assert!(gone.is_some(), "{}", lab.node.running_config());
     assert!(!lab.node.running_config().contains("extra-cl"), "{}", lab.node.running_config());
 
+    // A line frr-agent would never apply is said so, once, not silently dropped.
+    std::fs::write(dir.join("01-extras.yaml"), extras_map("ip route 203.0.113.0/24 192.0.2.1")).unwrap();
+    let warned = wait_for(Duration::from_secs(10), || log_text().contains("never applied"));
+    assert!(warned.is_some(), "{}", log_text());
+    assert!(log_text().contains("ip route 203.0.113.0/24 192.0.2.1"), "{}", log_text());
+    std::fs::remove_file(dir.join("01-extras.yaml")).unwrap();
+
     // None of it touched the session.
     assert_eq!(lab.session_counters(), sessions, "the BGP session was reset");
     assert_eq!(lab.received(), 2);
