@@ -120,6 +120,8 @@ fn metrics_say_so(controller: &str, speaker: &str) {
         &["metallb_allocator_addresses_total", "metallb_k8s_client_updates_total"],
     );
     assert!(problems.is_empty(), "controller: {problems:#?}\n{c}");
+    // Each Service's allocation written counts.
+    assert!(sample(&c, "metallb_k8s_client_updates_total").unwrap_or(0.0) >= 20.0, "{c}");
     // The agent reads FRR every 100 ms here and the speaker asks it every second.
     let sessions_known = wait_for(Duration::from_secs(5), || {
         sample(&scrape(speaker), "metallb_bgp_session_up{peer=\"192.0.2.99:179\"").is_some()
