@@ -8,6 +8,7 @@
 //! Names, types and labels are those of MetalLB's FRR exporter: labels `peer` (`address:port`)
 //! and `vrf`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use frr_sidecar::proto::{AgentStatus, BfdCounters, BfdPeer, MessageCounters, Neighbor};
@@ -19,10 +20,10 @@ use super::exposition::{Family, labels};
 static LATEST: Mutex<Option<AgentStatus>> = Mutex::new(None);
 
 /// Whether this process exports the FRR families at all (a speaker with an agent).
-static ENABLED: Mutex<bool> = Mutex::new(false);
+static ENABLED: AtomicBool = AtomicBool::new(false);
 
 pub fn enable() {
-    *ENABLED.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    ENABLED.store(true, Ordering::Relaxed);
 }
 
 pub fn set(status: Option<AgentStatus>) {
@@ -31,7 +32,7 @@ pub fn set(status: Option<AgentStatus>) {
 
 /// The families for the last status, or nothing in a process that has no agent.
 pub fn render(out: &mut String) {
-    if !*ENABLED.lock().unwrap_or_else(PoisonError::into_inner) {
+    if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
     let latest = LATEST.lock().unwrap_or_else(PoisonError::into_inner);

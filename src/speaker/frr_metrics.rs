@@ -13,6 +13,9 @@ use frr_sidecar::proto::StatusRequest;
 /// How often the copy is refreshed: the agent itself reads FRR once a second by default.
 pub const EVERY: Duration = Duration::from_secs(1);
 
+/// The agent answers from memory; one that takes longer than this is stuck.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
 pub fn start(socket: PathBuf, every: Duration) {
     crate::metrics::frr::enable();
     tokio::spawn(async move {
@@ -21,10 +24,12 @@ pub fn start(socket: PathBuf, every: Duration) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let status = match client.status(StatusRequest {}).await {
+            // A stuck agent must not leave old values looking current.
+            let asked = tokio::time::timeout(ANSWER_WITHIN, client.status(StatusRequest {})).await;
+            let status = match asked {
                 // An agent that cannot reach FRR knows nothing of the sessions now.
-                Ok(r) => Some(r.into_inner()).filter(|s| s.frr_reachable),
-                Err(_) => None,
+                Ok(Ok(r)) => Some(r.into_inner()).filter(|s| s.frr_reachable),
+                Ok(Err(_)) | Err(_) => None,
             };
             crate::metrics::frr::set(status);
         }
