@@ -99,9 +99,8 @@ pub fn check(text: &str, role: &str, with_samples: &[&str]) -> Vec<String> {
     problems
 }
 
-/// One value in every family, in this process, then the whole list checked for both roles.
-#[test]
-fn every_metallb_metric_has_metallbs_name_type_and_labels() {
+/// This process's exposition with one value in every family.
+fn populated() -> String {
     use ferrolb::metrics::{AnnouncedLabels, IpLabels, METRICS, PoolLabels};
     use frr_sidecar::proto::{AgentStatus, BfdCounters, BfdPeer, MessageCounters, Neighbor};
     let pool = PoolLabels { pool: "front".into() };
@@ -145,7 +144,13 @@ fn every_metallb_metric_has_metallbs_name_type_and_labels() {
         }],
         ..Default::default()
     }));
-    let text = ferrolb::metrics::render();
+    ferrolb::metrics::render()
+}
+
+/// One value in every family, in this process, then the whole list checked for both roles.
+#[test]
+fn every_metallb_metric_has_metallbs_name_type_and_labels() {
+    let text = populated();
     let all: Vec<String> = expected().into_iter().map(|m| m.name).collect();
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     for role in ["controller", "speaker"] {
@@ -156,6 +161,39 @@ fn every_metallb_metric_has_metallbs_name_type_and_labels() {
     assert!(text.contains("\nmetallb_layer2_requests_received{ip=\"192.0.2.10\"} 1\n"), "{text}");
     // ferrolb's own histograms stay beside them.
     assert!(text.contains("# TYPE ferrolb_frr_apply_seconds histogram"), "{text}");
+}
+
+/// Prometheus' own parser reads the exposition (`promtool check metrics`, from Debian's
+/// `prometheus`); its only complaints may be about `_total` suffixes (wanted on counters, not
+/// on gauges) of names MetalLB chose otherwise.
+#[test]
+fn prometheus_reads_the_exposition() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        println!("skipped: no promtool (Debian's prometheus package has it)");
+        return;
+    };
+    let text = populated();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // 1: it could not parse the text; 3: lint findings, read below.
+    assert_ne!(out.status.code(), Some(1), "{said}\n{text}");
+    let metallb: Vec<String> = expected().into_iter().map(|m| m.name).collect();
+    for line in said.lines().filter(|l| !l.trim().is_empty()) {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let suffix = line.ends_with("counter metrics should have \"_total\" suffix")
+            || line.ends_with("non-counter metrics should not have \"_total\" suffix");
+        let metallbs_own = metallb.iter().any(|m| m == name) && suffix;
+        assert!(metallbs_own, "promtool: {line}\n{said}");
+    }
 }
 
 #[test]
