@@ -68,7 +68,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let mode = crate::metrics_server::mode(&args.metrics_security, Some(&client), names).await?;
     crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     // A standby keeps its cache warm, so taking over costs only the lease.
-    let cache = Arc::new(ClusterCache::start(&client, &args.namespace, true));
+    let cache = Arc::new(ClusterCache::start(&client, &args.namespace, true, false));
     let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, &cache));
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "ferrolb".into())

@@ -2,8 +2,13 @@
 //! alert rules keep working), `ferrolb_` histograms for what MetalLB does not measure.
 //!
 //! One process-wide set: the roles and the responder count where things happen, without
-//! threading a handle through every layer. Counters carry OpenMetrics' `_total` suffix.
-//! `metrics_server` serves them.
+//! threading a handle through every layer. Served in Prometheus' text format 0.0.4, as MetalLB
+//! serves it, so counters keep MetalLB's exact names (see `exposition`).
+
+mod exposition;
+pub mod frr;
+
+pub use exposition::CONTENT_TYPE;
 
 use std::sync::LazyLock;
 
@@ -32,12 +37,6 @@ pub struct IpLabels {
     pub ip: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PeerLabels {
-    pub peer: String,
-    pub node: String,
-}
-
 pub struct Metrics {
     registry: Registry,
     pub addresses_total: Family<PoolLabels, Gauge>,
@@ -54,7 +53,6 @@ pub struct Metrics {
     pub layer2_requests: Family<IpLabels, Counter>,
     pub layer2_responses: Family<IpLabels, Counter>,
     pub layer2_gratuitous: Family<IpLabels, Counter>,
-    pub bgp_session_up: Family<PeerLabels, Gauge>,
     pub allocation_seconds: Histogram,
     pub apply_seconds: Histogram,
     pub layer2_takeover_seconds: Histogram,
@@ -87,7 +85,6 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         layer2_requests: Family::default(),
         layer2_responses: Family::default(),
         layer2_gratuitous: Family::default(),
-        bgp_session_up: Family::default(),
         allocation_seconds: latency(),
         apply_seconds: latency(),
         layer2_takeover_seconds: latency(),
@@ -136,12 +133,6 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         l.register("requests_received", "ARP/NDP requests for an announced IP", m.layer2_requests.clone());
         l.register("responses_sent", "ARP/NDP replies sent", m.layer2_responses.clone());
         l.register("gratuitous_sent", "Gratuitous ARP/unsolicited NA sent", m.layer2_gratuitous.clone());
-        let b = r.sub_registry_with_prefix("bgp");
-        b.register(
-            "session_up",
-            "1 while the BGP session to the peer is established",
-            m.bgp_session_up.clone(),
-        );
     }
     {
         let f = registry.sub_registry_with_prefix("ferrolb");
@@ -184,11 +175,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     Metrics { registry, ..m }
 });
 
-/// The OpenMetrics text of every metric.
+/// MetalLB's counters whose names carry no `_total`, kept so in the exposition.
+const BARE_COUNTERS: &[&str] =
+    &["metallb_layer2_requests_received", "metallb_layer2_responses_sent", "metallb_layer2_gratuitous_sent"];
+
+/// The text of every metric, in format 0.0.4 ([`CONTENT_TYPE`]).
 pub fn render() -> String {
-    let mut out = String::new();
+    let mut openmetrics = String::new();
     // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &METRICS.registry);
+    let _ = prometheus_client::encoding::text::encode(&mut openmetrics, &METRICS.registry);
+    let mut out = exposition::from_openmetrics(&openmetrics, BARE_COUNTERS);
+    frr::render(&mut out);
     out
 }
 

@@ -183,11 +183,7 @@ async fn handle(
         }
     }
     Ok(match path.as_str() {
-        "/metrics" => reply(
-            StatusCode::OK,
-            crate::metrics::render(),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
+        "/metrics" => reply(StatusCode::OK, crate::metrics::render(), crate::metrics::CONTENT_TYPE),
         "/healthz" => reply(StatusCode::OK, "ok".into(), "text/plain"),
         _ => reply(StatusCode::NOT_FOUND, String::new(), "text/plain"),
     })

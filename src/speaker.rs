@@ -8,6 +8,8 @@
 mod assigned;
 pub mod bgp_backend;
 mod events;
+mod extras_guard;
+mod frr_metrics;
 mod peers;
 mod report;
 
@@ -120,6 +122,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mode = crate::metrics_server::mode(&args.metrics_security, client.as_ref(), names).await?;
     crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     let backend = args.frr_agent_socket.as_ref().map(|socket| {
+        frr_metrics::start(socket.clone(), frr_metrics::EVERY);
         let mut settings = BackendSettings::new(socket);
         settings.window = Duration::from_millis(args.coalesce_ms);
         BgpBackend::start(settings)
@@ -144,6 +147,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut answering = Announced::new();
     // What the last valid configuration was: a bad object never takes announcements away.
     let mut last_good = None;
+    // The bgpextras warnings last logged: said once, not on every pass.
+    let mut said_about_extras = Vec::new();
     // The node's announcements per Service, and what changed since they were decided.
     let mut node_state = plan::incremental::NodeAnnouncements::default();
     let mut pending_dirty = plan::incremental::Dirty::everything();
@@ -153,7 +158,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut announcing = assigned::Announcing::new();
     let mut limiter = assigned::Limiter::new(std::time::Instant::now());
     let cluster = if let Some(client) = client {
-        let cache = ClusterCache::start(&client, &args.namespace, false);
+        let cache = ClusterCache::start(&client, &args.namespace, false, true);
         let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
         let reporter =
             crate::k8s::node_status::NodeReporter::new(client.clone(), &args.namespace, &args.node, pod);
@@ -255,6 +260,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 frr_log_level: Some(args.frr_log_level.clone()),
             };
             let planning = std::time::Instant::now();
+            // Decided in full after a partial snapshot: what it decided from, for the Events.
+            let mut all = None;
             let partial = match &cluster {
                 Some(_) if !pending_dirty.everything => {
                     node_state.decide_changed(inputs, &options, &pending_dirty.services)
@@ -265,15 +272,31 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 Some(p) => p,
                 None if cluster.is_some() && !pending_dirty.everything => {
                     // Something besides the Services changed: decide them all.
-                    let all = announced_by_controller(
+                    let every = all.insert(announced_by_controller(
                         cluster.as_ref().map(ClusterCache::inputs).unwrap_or_default(),
-                    );
-                    node_state.decide_all(&all, &options, last_good.as_ref())
+                    ));
+                    node_state.decide_all(every, &options, last_good.as_ref())
                 }
                 None => node_state.decide_all(inputs, &options, last_good.as_ref()),
             };
+            let inputs = all.as_ref().unwrap_or(inputs);
             pending_dirty = plan::incremental::Dirty::default();
             crate::metrics::METRICS.plan_seconds.observe(planning.elapsed().as_secs_f64());
+            let extras_warnings: Vec<String> = p
+                .warnings
+                .iter()
+                .filter(|w| w.name == crate::bgp::extras::CONFIG_MAP && w.kind == "ConfigMap")
+                .map(ToString::to_string)
+                .collect();
+            if extras_warnings != said_about_extras {
+                for w in &extras_warnings {
+                    tracing::warn!(warning = %w, "bgpextras");
+                }
+                said_about_extras = extras_warnings;
+            }
+            // MetalLB's speaker reports these too; its alert rules read them from every pod.
+            crate::metrics::METRICS.config_loaded.set(i64::from(p.config.is_some()));
+            crate::metrics::METRICS.config_stale.set(i64::from(!p.is_valid()));
             if p.is_valid() {
                 last_good = p.config.clone();
             } else {
@@ -362,7 +385,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     let n = p.announcements.as_ref().map_or(0, Vec::len);
                     tracing::info!(announcements = n, "desired FRR configuration planned");
                     if let Some(b) = &backend {
-                        b.set(conf);
+                        b.set(conf, p.frr_extras.clone());
                     }
                 }
                 None => tracing::error!("no valid configuration yet; FRR keeps what it runs"),

@@ -10,12 +10,26 @@ use std::collections::BTreeSet;
 
 use crate::tree::{ConfigTree, ContextPath};
 
-/// What the agent manages. Anything else in FRR (zebra's forwarding lines, interfaces, an
-/// operator's extra config) is left alone.
+/// What the agent manages: what ferrolb renders, and the filters an operator's `bgpextras`
+/// may add beside them (community, as-path and access lists, which route-maps match on).
+/// Anything else in FRR (zebra's forwarding lines, interfaces, static routes) is left alone.
+const OWNED_ROOT_LINES: &[&str] = &[
+    "ip prefix-list ",
+    "ipv6 prefix-list ",
+    "hostname ",
+    "log ",
+    "ip nht ",
+    "ipv6 nht ",
+    "bgp community-list ",
+    "bgp large-community-list ",
+    "bgp extcommunity-list ",
+    "bgp as-path access-list ",
+    "access-list ",
+    "ipv6 access-list ",
+];
+
 fn owned_root_line(line: &str) -> bool {
-    ["ip prefix-list ", "ipv6 prefix-list ", "hostname ", "log ", "ip nht ", "ipv6 nht "]
-        .iter()
-        .any(|p| line.starts_with(p))
+    OWNED_ROOT_LINES.iter().any(|p| line.starts_with(p))
 }
 
 fn owned_context(path: &[String]) -> bool {

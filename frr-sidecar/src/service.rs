@@ -204,15 +204,21 @@ impl Inner {
         let mut bfd = Vec::new();
         for vrf in vrfs {
             let text = self.vtysh.show(&status::bfd_command(vrf)).map_err(|e| e.to_string())?;
-            bfd.extend(status::bfd_peers(&text).map_err(|e| e.to_string())?);
+            let mut peers = status::bfd_peers(&text).map_err(|e| e.to_string())?;
+            if !peers.is_empty() {
+                let text = self.vtysh.show(&status::bfd_counters_command(vrf)).map_err(|e| e.to_string())?;
+                status::add_bfd_counters(&mut peers, &text).map_err(|e| e.to_string())?;
+            }
+            bfd.extend(peers);
         }
         Ok((neighbors, bfd))
     }
 }
 
+/// Keepalives and BFD packets move the counters on every poll, as clocks do: neither is news.
 fn without_clocks(s: &AgentStatus) -> AgentStatus {
     let mut s = s.clone();
-    s.neighbors.iter_mut().for_each(|n| n.state_for_millis = 0);
-    s.bfd_peers.iter_mut().for_each(|p| p.status_for_seconds = 0);
+    s.neighbors.iter_mut().for_each(|n| (n.state_for_millis, n.messages) = (0, None));
+    s.bfd_peers.iter_mut().for_each(|p| (p.status_for_seconds, p.counters) = (0, None));
     s
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::proto::{BfdPeer, Neighbor};
+use crate::proto::{BfdCounters, BfdPeer, MessageCounters, Neighbor};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unexpected output from `{command}`: {reason}")]
@@ -18,6 +18,11 @@ pub const NEIGHBORS_COMMAND: &str = "show bgp vrf all neighbors json";
 /// so the agent asks VRF by VRF.)
 pub fn bfd_command(vrf: &str) -> String {
     format!("show bfd vrf {vrf} peers json")
+}
+
+/// Packet and event counters of one VRF's BFD sessions (MetalLB's FRR mode exports them).
+pub fn bfd_counters_command(vrf: &str) -> String {
+    format!("show bfd vrf {vrf} peers counters json")
 }
 
 fn parse(command: &str, text: &str) -> Result<Value, StatusError> {
@@ -81,7 +86,68 @@ fn neighbor(vrf: &str, peer: &str, n: &Value) -> Neighbor {
         last_reset: text(n, "lastResetDueTo"),
         last_notification: text(n, "lastNotificationReason"),
         bfd_status: n.get("peerBfdInfo").map(|b| text(b, "status")).unwrap_or_default(),
+        remote_port: remote_port(n),
+        messages: n.get("messageStats").map(message_counters),
     }
+}
+
+/// The neighbor's BGP port. On a connection the neighbor opened, FRR's `portForeign` is the
+/// neighbor's ephemeral port and `portLocal` is 179: that says nothing of where the neighbor
+/// listens, so it counts as unknown (0). FRR 8.4 says -1 while no connection exists, which
+/// as_u64 reads as unknown too.
+fn remote_port(n: &Value) -> u32 {
+    let foreign = number(n, "portForeign").min(u64::from(u16::MAX)) as u32;
+    if number(n, "portLocal") == 179 && foreign != 179 { 0 } else { foreign }
+}
+
+fn message_counters(m: &Value) -> MessageCounters {
+    MessageCounters {
+        opens_sent: number(m, "opensSent"),
+        opens_received: number(m, "opensRecv"),
+        notifications_sent: number(m, "notificationsSent"),
+        notifications_received: number(m, "notificationsRecv"),
+        updates_sent: number(m, "updatesSent"),
+        updates_received: number(m, "updatesRecv"),
+        keepalives_sent: number(m, "keepalivesSent"),
+        keepalives_received: number(m, "keepalivesRecv"),
+        route_refresh_sent: number(m, "routeRefreshSent"),
+        route_refresh_received: number(m, "routeRefreshRecv"),
+        total_sent: number(m, "totalSent"),
+        total_received: number(m, "totalRecv"),
+    }
+}
+
+/// `show bfd vrf NAME peers counters json` attached to the sessions `show bfd vrf NAME peers
+/// json` listed; a session is the same one when peer, local address, interface and hop mode
+/// agree. Sessions the counters do not mention keep none.
+pub fn add_bfd_counters(peers: &mut [BfdPeer], output: &str) -> Result<(), StatusError> {
+    let command = "show bfd peers counters json";
+    let list = match parse(command, output)? {
+        Value::Null => return Ok(()),
+        Value::Array(list) => list,
+        _ => return Err(StatusError { command: command.into(), reason: "not a list".into() }),
+    };
+    for c in &list {
+        let multihop = c.get("multihop").and_then(Value::as_bool).unwrap_or(false);
+        let same = |p: &&mut BfdPeer| {
+            p.peer == text(c, "peer")
+                && p.local == text(c, "local")
+                && p.interface == text(c, "interface")
+                && p.multihop == multihop
+        };
+        if let Some(p) = peers.iter_mut().find(same) {
+            p.counters = Some(BfdCounters {
+                control_packet_input: number(c, "control-packet-input"),
+                control_packet_output: number(c, "control-packet-output"),
+                echo_packet_input: number(c, "echo-packet-input"),
+                echo_packet_output: number(c, "echo-packet-output"),
+                session_up_events: number(c, "session-up"),
+                session_down_events: number(c, "session-down"),
+                zebra_notifications: number(c, "zebra-notifications"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `show bfd vrf NAME peers json`: a list of sessions.
@@ -111,6 +177,7 @@ pub fn bfd_peers(output: &str) -> Result<Vec<BfdPeer>, StatusError> {
                 detect_multiplier: number(p, "detect-multiplier") as u32,
                 receive_interval_millis: number(p, "receive-interval") as u32,
                 transmit_interval_millis: number(p, "transmit-interval") as u32,
+                counters: None,
             }
         })
         .collect();
@@ -176,6 +243,27 @@ mod tests {
     }
 
     #[test]
+    fn the_neighbors_port_is_its_listening_port_or_unknown() {
+        let port = |json: &str| remote_port(&serde_json::from_str(json).unwrap());
+        assert_eq!(port(r#"{"portLocal":40111,"portForeign":179}"#), 179);
+        assert_eq!(port(r#"{"portLocal":40111,"portForeign":1179}"#), 1179);
+        // The neighbor connected to us: its port is an ephemeral one.
+        assert_eq!(port(r#"{"portLocal":179,"portForeign":57220}"#), 0);
+        assert_eq!(port(r#"{"portForeign":-1}"#), 0);
+        assert_eq!(port(r#"{}"#), 0);
+    }
+
+    #[test]
+    fn counters_attach_only_to_the_same_session() {
+        let mut p = bfd_peers(PER_VERSION[0].2).unwrap();
+        let other = r#"[{"peer":"192.0.2.1","local":"192.0.2.12","interface":"eth0","multihop":false,"session-up":9}]"#;
+        add_bfd_counters(&mut p, other).unwrap();
+        assert_eq!(p[0].counters, None);
+        assert!(add_bfd_counters(&mut p, "% Unknown command").is_err());
+        add_bfd_counters(&mut p, "").unwrap();
+    }
+
+    #[test]
     fn no_router_no_sessions_and_garbage_is_an_error() {
         assert_eq!(neighbors("").unwrap(), vec![]);
         assert_eq!(neighbors("{}").unwrap(), vec![]);
@@ -191,27 +279,30 @@ mod tests {
     /// `show bgp vrf all neighbors json` and `show bfd vrf default peers json` from each supported
     /// FRR version (`FERROLB_CAPTURE_FIXTURES=1` with the integration test frr_status
     /// recaptures them): an established eBGP session with BFD, one that never answers.
-    const PER_VERSION: &[(&str, &str, &str)] = &[
+    const PER_VERSION: &[(&str, &str, &str, &str)] = &[
         (
             "8.4",
             include_str!("../fixtures/frr-8.4/neighbors.json"),
             include_str!("../fixtures/frr-8.4/bfd-peers.json"),
+            include_str!("../fixtures/frr-8.4/bfd-counters.json"),
         ),
         (
             "10.3",
             include_str!("../fixtures/frr-10.3/neighbors.json"),
             include_str!("../fixtures/frr-10.3/bfd-peers.json"),
+            include_str!("../fixtures/frr-10.3/bfd-counters.json"),
         ),
         (
             "10.7",
             include_str!("../fixtures/frr-10.7/neighbors.json"),
             include_str!("../fixtures/frr-10.7/bfd-peers.json"),
+            include_str!("../fixtures/frr-10.7/bfd-counters.json"),
         ),
     ];
 
     #[test]
     fn every_supported_versions_output_reads_the_same() {
-        for (version, neighbors_json, bfd_json) in PER_VERSION {
+        for (version, neighbors_json, bfd_json, counters_json) in PER_VERSION {
             let n = neighbors(neighbors_json).unwrap_or_else(|e| panic!("FRR {version}: {e}"));
             assert_eq!(n.len(), 2, "FRR {version}: {n:?}");
             let (tor, silent) = (&n[0], &n[1]);
@@ -221,9 +312,25 @@ mod tests {
             assert_eq!(tor.bfd_status, "Up", "FRR {version}");
             assert!(tor.connections_established >= 1 && tor.state_for_millis > 0, "FRR {version}: {tor:?}");
             assert_eq!((silent.peer.as_str(), silent.remote_as), ("192.0.2.99", 64501), "FRR {version}");
-            assert!(!silent.established && silent.state == "Connect", "FRR {version}: {silent:?}");
+            // Where in its connect cycle the capture caught it.
+            let waiting = ["Active", "Connect", "Idle"].contains(&silent.state.as_str());
+            assert!(!silent.established && waiting, "FRR {version}: {silent:?}");
 
-            let b = bfd_peers(bfd_json).unwrap_or_else(|e| panic!("FRR {version}: {e}"));
+            let m = tor.messages.unwrap_or_else(|| panic!("FRR {version}: no messageStats"));
+            assert!(
+                m.opens_sent >= 1 && m.opens_received >= 1 && m.updates_sent >= 1,
+                "FRR {version}: {m:?}"
+            );
+            assert!(m.keepalives_received >= 1 && m.total_received >= 3, "FRR {version}: {m:?}");
+            assert_eq!(tor.remote_port, 179, "FRR {version}");
+            assert_eq!(silent.messages.as_ref().map(|m| m.total_sent), Some(0), "FRR {version}");
+
+            let mut b = bfd_peers(bfd_json).unwrap_or_else(|e| panic!("FRR {version}: {e}"));
+            add_bfd_counters(&mut b, counters_json).unwrap_or_else(|e| panic!("FRR {version}: {e}"));
+            let c = b[0].counters.unwrap_or_else(|| panic!("FRR {version}: no BFD counters"));
+            assert!(c.control_packet_input > 0 && c.control_packet_output > 0, "FRR {version}: {c:?}");
+            assert_eq!((c.session_up_events, c.session_down_events), (1, 0), "FRR {version}: {c:?}");
+            assert_eq!((c.echo_packet_input, c.echo_packet_output), (0, 0), "FRR {version}: {c:?}");
             assert_eq!(b.len(), 1, "FRR {version}: {b:?}");
             let p = &b[0];
             assert_eq!(

@@ -3,6 +3,7 @@
 //! ([`frr`], rendered by [`render`] through `templates/frr.conf.tera`).
 
 pub mod announce;
+pub mod extras;
 pub mod frr;
 
 pub use crate::topology::ServiceState;

@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Lookup, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -38,12 +38,28 @@ where
     <K as Lookup>::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
     <K as Resource>::DynamicType: Default + Eq + Hash + Clone,
 {
+    reflect_with(api, watcher::Config::default(), shared, tasks, trim, marks)
+}
+
+/// [`reflect`] with a watch of its own (a field selector).
+fn reflect_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    shared: &Shared,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    trim: fn(&mut K),
+    marks: Marks,
+) -> (Store<K>, Arc<Mutex<Tracker>>)
+where
+    K: Resource + Lookup + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
+    <K as Lookup>::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    <K as Resource>::DynamicType: Default + Eq + Hash + Clone,
+{
     let (store, writer) = reflector::store();
     let (changed, dirty) = (shared.changed.clone(), shared.dirty.clone());
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let track = tracker.clone();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff().modify(trim));
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(trim));
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -96,6 +112,8 @@ pub struct ClusterCache {
     nodes: Store<Node>,
     l2_statuses: Option<(Store<api::ServiceL2Status>, Arc<Mutex<Tracker>>)>,
     bgp_statuses: Option<(Store<api::ServiceBGPStatus>, Arc<Mutex<Tracker>>)>,
+    /// The speaker's `bgpextras` ConfigMap (that name only).
+    bgp_extras: Option<Store<ConfigMap>>,
     changed: Arc<Notify>,
     dirty: Arc<Mutex<Dirty>>,
     listed: tokio::sync::watch::Receiver<bool>,
@@ -104,8 +122,14 @@ pub struct ClusterCache {
 
 impl ClusterCache {
     /// Starts watching. `with_reports` adds the speakers' ServiceL2Status and ServiceBGPStatus
-    /// (the controller turns them into Service conditions).
-    pub fn start(client: &Client, namespace: &str, with_reports: bool) -> ClusterCache {
+    /// (the controller turns them into Service conditions), `with_bgp_extras` the ConfigMap
+    /// `bgpextras` (the speaker's raw FRR additions; no other ConfigMap is ever read).
+    pub fn start(
+        client: &Client,
+        namespace: &str,
+        with_reports: bool,
+        with_bgp_extras: bool,
+    ) -> ClusterCache {
         let shared =
             Shared { changed: Arc::new(Notify::new()), dirty: Arc::new(Mutex::new(Dirty::everything())) };
         let mut tasks = Vec::new();
@@ -165,6 +189,12 @@ impl ClusterCache {
                     about(changes::bgp_report_service, true),
                 )
             }),
+            bgp_extras: with_bgp_extras.then(|| {
+                let only = format!("metadata.name={}", crate::bgp::extras::CONFIG_MAP);
+                let config = watcher::Config::default().fields(&only);
+                let api = Api::namespaced(client.clone(), namespace);
+                reflect_with(api, config, &shared, &mut tasks, trim::meta, everything).0
+            }),
             changed: shared.changed,
             dirty: shared.dirty,
             listed,
@@ -211,6 +241,9 @@ impl ClusterCache {
             all.push(wait(e));
         }
         if let Some((e, _)) = &self.bgp_statuses {
+            all.push(wait(e));
+        }
+        if let Some(e) = &self.bgp_extras {
             all.push(wait(e));
         }
         all
@@ -280,8 +313,19 @@ impl ClusterCache {
             objects: self.objects(),
             services: self.services.state(),
             endpoint_slices: self.endpoint_slices.as_ref().map(|(s, _)| s.state()).unwrap_or_default(),
+            bgp_extras: self.bgp_extras(),
             ..Default::default()
         }
+    }
+
+    fn bgp_extras(&self) -> Option<String> {
+        let name = crate::bgp::extras::CONFIG_MAP;
+        self.bgp_extras.as_ref().and_then(|s| {
+            s.state()
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(name))
+                .and_then(|c| c.data.as_ref().and_then(|d| d.get(crate::bgp::extras::KEY)).cloned())
+        })
     }
 
     /// [`ClusterCache::inputs`] with only `services` (those that exist) and their slices.
@@ -294,6 +338,7 @@ impl ClusterCache {
             objects: self.objects(),
             services: found.collect(),
             endpoint_slices: self.endpoint_slices.as_ref().map(|s| about(s, services)).unwrap_or_default(),
+            bgp_extras: self.bgp_extras(),
             ..Default::default()
         }
     }

@@ -167,6 +167,7 @@ struct World {
     options: (Option<String>, Option<String>, bool, bool, Option<String>),
     /// No EndpointSlice at all: every Service counted as served everywhere.
     assumed_everywhere: bool,
+    bgp_extras: Option<String>,
 }
 
 impl World {
@@ -195,6 +196,7 @@ impl World {
                 options.frr_log_level.clone(),
             ),
             assumed_everywhere,
+            bgp_extras: inputs.bgp_extras.clone(),
         }
     }
 }
@@ -279,7 +281,9 @@ impl NodeAnnouncements {
         }
         let bgp_all: Vec<bgp::Announcement> = last.bgp.values().flatten().cloned().collect();
         let l2_all: Vec<L2Announcement> = last.l2.values().flatten().cloned().collect();
-        finish_node(&mut plan, &config, &last.node, &bgp_all, l2_all, options);
+        finish_node(&mut plan, &config, &last.node, &bgp_all, l2_all, inputs.bgp_extras.as_deref(), options);
+        // Said by the full decision already (the extras are part of the world).
+        plan.warnings = last.head.warnings.clone();
         plan.not_announced = Some(refused);
         Some(plan)
     }

@@ -25,6 +25,8 @@ pub struct Inputs {
     pub decode_errors: Vec<ConfigError>,
     /// Documents skipped (unknown kinds) and similar notes.
     pub notes: Vec<String>,
+    /// The raw FRR configuration of the ConfigMap `bgpextras` (key `extras`), as MetalLB reads it.
+    pub bgp_extras: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,19 @@ impl Inputs {
                     _ => self.notes.push(format!(
                         "{source_name}: document {index}: ConfigMap config has no MetalLB configuration"
                     )),
+                }
+            }
+            ("", "v1", "ConfigMap") if name == crate::bgp::extras::CONFIG_MAP => {
+                let namespace = doc.pointer("/metadata/namespace").and_then(Value::as_str);
+                match namespace {
+                    Some(ns) if ns != self.objects.namespace => self.notes.push(format!(
+                        "{source_name}: document {index}: skipped ConfigMap {ns}/{name}: bgpextras is read from namespace {}",
+                        self.objects.namespace
+                    )),
+                    _ => {
+                        let extras = doc.pointer(&format!("/data/{}", crate::bgp::extras::KEY));
+                        self.bgp_extras = extras.and_then(Value::as_str).map(str::to_string);
+                    }
                 }
             }
             ("", "v1", "Service") => push(&mut self.services, decode(doc, &kind, &name, errs).map(Arc::new)),

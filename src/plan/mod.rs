@@ -42,12 +42,15 @@ pub struct Plan {
     /// With `--node`: the BGP sessions that node should have.
     #[serde(skip)]
     pub sessions: Option<Vec<node_status::PlannedSession>>,
-    /// With `--node`: that node's FRR configuration.
+    /// With `--node`: that node's FRR configuration (`bgpextras` included).
     #[serde(skip)]
     pub frr_config: Option<String>,
     /// With `--node`: its BGP announcements as the FRR configuration was built from them.
     #[serde(skip)]
     pub bgp_announcements: Option<Vec<bgp::Announcement>>,
+    /// With `--node`: the `bgpextras` at the end of `frr_config`, if any.
+    #[serde(skip)]
+    pub frr_extras: Option<String>,
     /// With `--node`: the IPs that node answers ARP/NDP for, as the responder takes them.
     #[serde(skip)]
     pub layer2: Option<Vec<l2::L2Announcement>>,
@@ -392,7 +395,15 @@ fn plan_node(
             }))
             .collect(),
     );
-    finish_node(plan, config, &decided.node, &decided.bgp.announcements, decided.l2.announcements, options);
+    finish_node(
+        plan,
+        config,
+        &decided.node,
+        &decided.bgp.announcements,
+        decided.l2.announcements,
+        inputs.bgp_extras.as_deref(),
+        options,
+    );
 }
 
 /// What one node decides for `services`: BGP and layer 2 announcements, and why not.
@@ -442,6 +453,7 @@ fn finish_node(
     node: &NodeInfo,
     bgp_announcements: &[bgp::Announcement],
     l2_announcements: Vec<l2::L2Announcement>,
+    extras: Option<&str>,
     options: &Options,
 ) {
     plan.sessions = Some(
@@ -487,9 +499,32 @@ fn finish_node(
     let level = options.frr_log_level.as_deref().unwrap_or("info");
     let view = bgp::frr::build(config, node, bgp_announcements, level, secrets);
     match bgp::render(&view) {
-        Ok(text) => plan.frr_config = Some(text),
+        Ok(text) => plan.frr_config = Some(with_extras(plan, text, extras)),
         Err(e) => plan.notes.push(format!("could not render the FRR configuration: {e}")),
     }
+}
+
+/// The rendered configuration with the operator's `bgpextras` after it (FRR alone judges them),
+/// warning about lines frr-agent would never apply.
+fn with_extras(plan: &mut Plan, rendered: String, extras: Option<&str>) -> String {
+    let Some(extras) = extras.filter(|e| !e.trim().is_empty()) else { return rendered };
+    let warn = |message: String| ConfigError {
+        kind: "ConfigMap".into(),
+        name: bgp::extras::CONFIG_MAP.into(),
+        field: format!("data.{}", bgp::extras::KEY),
+        message,
+        transient: false,
+    };
+    match bgp::extras::unmanaged(extras) {
+        Ok(lines) if lines.is_empty() => {}
+        Ok(lines) => plan.warnings.push(warn(format!(
+            "never applied (frr-agent manages only routers, route-maps, prefix, community, as-path and access lists and BFD): {}",
+            lines.join("; ")
+        ))),
+        Err(e) => plan.warnings.push(warn(format!("not a readable FRR configuration: {e}"))),
+    }
+    plan.frr_extras = Some(extras.to_string());
+    bgp::extras::append(&rendered, extras)
 }
 
 /// The node's layer 2 announcements. Offline every known node counts as a live speaker; without

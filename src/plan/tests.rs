@@ -140,3 +140,32 @@ fn an_excluded_node_announces_only_when_told_to_ignore_the_label() {
     assert_eq!(protocols(false), Vec::<&str>::new());
     assert_eq!(protocols(true), ["bgp", "layer2"]);
 }
+
+#[test]
+fn bgpextras_end_the_nodes_frr_configuration_and_unmanaged_lines_are_warned_about() {
+    let setup = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [198.51.100.0/28]}\n\
+        ---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, routerID: 192.0.2.11}\n";
+    let map = |ns: &str, extras: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: bgpextras, namespace: {ns}}}\ndata: {{extras: {extras:?}}}\n"
+        )
+    };
+    let node = Options { node: Some("node1".into()), ..Default::default() };
+    let extras = "ip prefix-list x seq 5 permit 203.0.113.0/24\nip route 203.0.113.0/24 192.0.2.1\n";
+    let p = plan(&inputs(&format!("{setup}{}", map("metallb-system", extras))), &node);
+    let conf = p.frr_config.unwrap();
+    assert!(conf.ends_with(extras) && conf.contains("router bgp 64512"), "{conf}");
+    assert_eq!(p.frr_extras.as_deref(), Some(extras));
+    let w: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        w.iter().any(|w| w.starts_with("ConfigMap \"bgpextras\": data.extras: never applied")
+            && w.ends_with("ip route 203.0.113.0/24 192.0.2.1")),
+        "{w:?}"
+    );
+    // Read from ferrolb's namespace only.
+    let elsewhere = inputs(&format!("{setup}{}", map("default", extras)));
+    assert_eq!(elsewhere.bgp_extras, None);
+    assert!(elsewhere.notes.iter().any(|n| n.contains("bgpextras is read from namespace metallb-system")));
+    let p = plan(&elsewhere, &node);
+    assert!(!p.frr_config.unwrap().contains("203.0.113.0/24"));
+}

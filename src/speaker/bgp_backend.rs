@@ -15,6 +15,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+pub use super::extras_guard::Desired;
+use super::extras_guard::{ExtrasGuard, Sent};
+
 #[derive(Debug, Clone)]
 pub struct BackendSettings {
     pub socket: PathBuf,
@@ -51,7 +54,7 @@ pub struct BackendReport {
 }
 
 pub struct BgpBackend {
-    desired: watch::Sender<Option<String>>,
+    desired: watch::Sender<Option<Desired>>,
     report: watch::Receiver<BackendReport>,
 }
 
@@ -64,12 +67,14 @@ impl BgpBackend {
         BgpBackend { desired, report }
     }
 
-    /// Sets the configuration FRR should run. Cheap: identical configurations are dropped here.
-    pub fn set(&self, config: String) {
+    /// Sets the configuration FRR should run, `bgpextras` at its end. Cheap: identical
+    /// configurations are dropped here.
+    pub fn set(&self, config: String, extras: Option<String>) {
+        let want = Desired { config, extras };
         self.desired.send_if_modified(|now| {
-            let changed = now.as_deref() != Some(config.as_str());
+            let changed = now.as_ref() != Some(&want);
             if changed {
-                *now = Some(config);
+                *now = Some(want);
             }
             changed
         });
@@ -88,7 +93,7 @@ fn first_generation() -> u64 {
 
 async fn run(
     settings: BackendSettings,
-    mut desired: watch::Receiver<Option<String>>,
+    mut desired: watch::Receiver<Option<Desired>>,
     report: watch::Sender<BackendReport>,
 ) {
     let mut client = frr_sidecar::server::client(&settings.socket);
@@ -97,6 +102,7 @@ async fn run(
     let mut due: Option<Instant> = None;
     let mut backoff = settings.min_backoff;
     let mut statuses = None;
+    let mut guard = ExtrasGuard::default();
     loop {
         if statuses.is_none() {
             statuses = client.watch_status(StatusRequest {}).await.ok().map(|r| r.into_inner());
@@ -143,7 +149,8 @@ async fn run(
             },
             _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 due = None;
-                let Some(config) = desired.borrow_and_update().clone() else { continue };
+                let Some(want) = desired.borrow_and_update().clone() else { continue };
+                let (config, chosen) = guard.text(&want);
                 if sent.as_ref().is_some_and(|(_, c)| *c == config) {
                     continue;
                 }
@@ -151,15 +158,28 @@ async fn run(
                 let started = Instant::now();
                 let outcome = apply(&mut client, &config, generation).await;
                 crate::metrics::METRICS.apply_seconds.observe(started.elapsed().as_secs_f64());
+                if let Err(Failure::Rejected(e) | Failure::Retry(e, true)) = &outcome
+                    && guard.refused(&want, chosen)
+                {
+                    tracing::error!(error = %e, "FRR refused the bgpextras; running the configuration with the extras it accepted last");
+                    report.send_modify(|r| r.last_error = format!("bgpextras refused by FRR: {e}"));
+                    // The same desired configuration again, the refused extras left out.
+                    due = Some(Instant::now());
+                    continue;
+                }
                 match outcome {
                     Ok(()) => {
+                        guard.applied(&want, chosen);
                         backoff = settings.min_backoff;
                         sent = Some((generation, config));
                         report.send_modify(|r| {
                             r.applied_generation = Some(generation);
                             r.behind = false;
                             r.agent_reachable = true;
-                            r.last_error.clear();
+                            // Running without refused extras is still worth saying.
+                            if chosen != Sent::Fallback {
+                                r.last_error.clear();
+                            }
                             r.applies += 1;
                         });
                     }

@@ -75,15 +75,6 @@ pub fn start(
                 }
                 if let (Some(planned), Some(agent)) = (&want.sessions, &agent) {
                     let reports = node_status::session_reports(planned, facts(agent).as_deref());
-                    let up = &crate::metrics::METRICS.bgp_session_up;
-                    up.clear();
-                    for r in &reports {
-                        let labels = crate::metrics::PeerLabels {
-                            peer: r.peer.clone(),
-                            node: reporter.node().to_string(),
-                        };
-                        up.get_or_create(&labels).set(i64::from(r.established));
-                    }
                     if let Err(e) = reporter.sync_sessions(reports).await {
                         ok = false;
                         tracing::warn!(error = %e, "reporting BGP sessions; retrying");

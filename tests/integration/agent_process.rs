@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use frr_sidecar::apply::Vtysh;
 use frr_sidecar::proto::frr_agent_client::FrrAgentClient;
 use frr_sidecar::service::{Agent, Settings};
 use tokio::sync::oneshot;
@@ -19,15 +20,15 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn start(frr: &Frr, name: &str) -> AgentProcess {
+        AgentProcess::start_with(frr, name, frr.agent_vtysh(), Duration::from_millis(100))
+    }
+
+    /// With another vtysh (a wrapper counting calls, say) and poll period.
+    pub fn start_with(frr: &Frr, name: &str, vtysh: Vtysh, poll: Duration) -> AgentProcess {
         let socket = frr.dir().join(format!("{name}.sock"));
         let state = frr.dir().join(format!("{name}-state"));
         std::fs::create_dir_all(&state).unwrap();
-        let agent = Agent::new(Settings {
-            vtysh: frr.agent_vtysh(),
-            run_dir: frr.dir().join("run"),
-            state_dir: state,
-            poll: Duration::from_millis(100),
-        });
+        let agent = Agent::new(Settings { vtysh, run_dir: frr.dir().join("run"), state_dir: state, poll });
         let (stop, stopped) = oneshot::channel::<()>();
         let path = socket.clone();
         let thread = std::thread::spawn(move || {

@@ -85,7 +85,7 @@ fn the_backend_waits_for_the_agent_coalesces_bursts_and_resends_to_a_new_agent()
     let report = backend.report();
 
     // No agent yet: the backend keeps trying and says why.
-    backend.set(node_config(1, "64500:100"));
+    backend.set(node_config(1, "64500:100"), None);
     let waiting = wait_for(Duration::from_secs(5), || {
         let r = report.borrow();
         r.behind && !r.agent_reachable && !r.last_error.is_empty()
@@ -101,7 +101,7 @@ fn the_backend_waits_for_the_agent_coalesces_bursts_and_resends_to_a_new_agent()
     let before = report.borrow().applies;
     let started = Instant::now();
     for config in configs {
-        backend.set(config);
+        backend.set(config, None);
     }
     let planned = started.elapsed();
     let seen = wait_for(Duration::from_secs(30), || lab.received() == 200);

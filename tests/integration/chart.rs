@@ -305,22 +305,35 @@ fn the_controller_works_with_only_the_rights_the_chart_grants() {
         create_namespaced::<Role>(&admin, &objects, "Role").await;
         create_namespaced::<RoleBinding>(&admin, &objects, "RoleBinding").await;
 
-        // A token for the controller's ServiceAccount, and a kubeconfig using only it.
+        // A token for a ServiceAccount, and a kubeconfig using only it.
         let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "metallb-system");
         let request = TokenRequest {
             spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(3600), ..Default::default() },
             ..Default::default()
         };
-        let token = accounts
-            .create_token_request("ferrolb-controller", &PostParams::default(), &request)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .token;
-        let kubeconfig = lab.dir.join("controller-sa.kubeconfig");
         let admin_config = std::fs::read_to_string(lab.kubeconfig()).unwrap();
-        std::fs::write(&kubeconfig, admin_config.replace(crate::kube_lab::TOKEN, &token)).unwrap();
+        let kubeconfig_of = async |account: &str| {
+            let token = accounts
+                .create_token_request(account, &PostParams::default(), &request)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .token;
+            let kubeconfig = lab.dir.join(format!("{account}-sa.kubeconfig"));
+            std::fs::write(&kubeconfig, admin_config.replace(crate::kube_lab::TOKEN, &token)).unwrap();
+            kubeconfig
+        };
+        let kubeconfig = kubeconfig_of("ferrolb-controller").await;
+
+        // The speaker may read the ConfigMap `bgpextras` as it watches it (by name), and no
+        // other ConfigMap.
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let speaker = ferrolb::k8s::client(Some(&kubeconfig_of("ferrolb-speaker").await)).await.unwrap();
+        let maps: Api<ConfigMap> = Api::namespaced(speaker, "metallb-system");
+        let by_name = kube::api::ListParams::default().fields("metadata.name=bgpextras");
+        assert!(maps.list(&by_name).await.is_ok(), "the speaker cannot list bgpextras");
+        assert!(maps.list(&Default::default()).await.is_err(), "the speaker may list every ConfigMap");
 
         let yaml = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [192.0.2.0/28]}\n";
         let pool: ferrolb::api::IPAddressPool = serde_saphyr::from_str(yaml).unwrap();

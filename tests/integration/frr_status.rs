@@ -1,5 +1,6 @@
 //! The JSON frr-agent reads for Status, from the FRR under test: an established session with
-//! BFD, one that never comes up, and the BFD sessions, parsed as the agent parses them.
+//! BFD, one that never comes up, the BFD sessions and their counters, parsed as the agent
+//! parses them.
 //! `FERROLB_CAPTURE_FIXTURES=1` also writes the raw output to
 //! `frr-sidecar/fixtures/frr-<version>/`, where the parser's unit tests read it for every
 //! supported version without FRR.
@@ -62,6 +63,7 @@ fn status_json_of_this_frr_parses_as_the_agent_reads_it() {
     });
     let (neighbors_text, bfd_text) = (show(&node, status::NEIGHBORS_COMMAND), show(&node, &bfd));
     assert!(up.is_some(), "never up: {neighbors_text}\n{bfd_text}");
+    let counters_text = show(&node, &status::bfd_counters_command("default"));
 
     let neighbors = status::neighbors(&neighbors_text).unwrap();
     assert_eq!(neighbors.len(), 2, "{neighbors:?}");
@@ -79,12 +81,26 @@ fn status_json_of_this_frr_parses_as_the_agent_reads_it() {
     assert_eq!((p.status.as_str(), p.vrf.as_str(), p.multihop), ("up", "default", false));
     assert_eq!((p.receive_interval_millis, p.transmit_interval_millis, p.detect_multiplier), (300, 300, 3));
 
+    // MetalLB's FRR-mode counters: the session's messages, BFD's packets and events.
+    let m = tor_n.messages.expect("messageStats");
+    assert!(m.opens_sent >= 1 && m.opens_received >= 1 && m.updates_sent >= 1, "{m:?}");
+    assert!(m.total_sent >= m.opens_sent + m.updates_sent + m.keepalives_sent, "{m:?}");
+    // 179, or unknown when the ToR happened to open the connection (both sides listen here).
+    assert!([0, 179].contains(&tor_n.remote_port), "{tor_n:?}");
+    let mut with_counters = peers.clone();
+    status::add_bfd_counters(&mut with_counters, &counters_text).unwrap();
+    let c = with_counters.iter().find(|p| p.peer == "192.0.2.1").and_then(|p| p.counters);
+    let c = c.unwrap_or_else(|| panic!("no counters for the ToR's BFD session: {counters_text}"));
+    assert!(c.control_packet_input > 0 && c.control_packet_output > 0, "{c:?}");
+    assert!(c.session_up_events >= 1, "{c:?}");
+
     if std::env::var_os("FERROLB_CAPTURE_FIXTURES").is_some() {
         let label = node.install().label();
         let dir = crate::repo_root().join(format!("frr-sidecar/fixtures/frr-{label}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("neighbors.json"), &neighbors_text).unwrap();
         std::fs::write(dir.join("bfd-peers.json"), &bfd_text).unwrap();
+        std::fs::write(dir.join("bfd-counters.json"), &counters_text).unwrap();
         println!("captured FRR {label}'s output in {}", dir.display());
     }
 }

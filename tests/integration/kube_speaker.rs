@@ -114,9 +114,35 @@ fn metrics_say_so(controller: &str, speaker: &str) {
     assert_eq!(sample(&c, "metallb_allocator_addresses_total{pool=\"lab\"}"), Some(256.0), "{c}");
     let allocations = sample(&c, "ferrolb_allocation_seconds_count").unwrap_or(0.0);
     assert!(allocations >= 20.0, "{c}");
+    let problems = crate::metallb_metrics::check(
+        &c,
+        "controller",
+        &["metallb_allocator_addresses_total", "metallb_k8s_client_updates_total"],
+    );
+    assert!(problems.is_empty(), "controller: {problems:#?}\n{c}");
+    // Each Service's allocation written counts.
+    assert!(sample(&c, "metallb_k8s_client_updates_total").unwrap_or(0.0) >= 20.0, "{c}");
+    // The agent reads FRR every 100 ms here and the speaker asks it every second.
+    let sessions_known = wait_for(Duration::from_secs(5), || {
+        sample(&scrape(speaker), "metallb_bgp_session_up{peer=\"192.0.2.99:179\"").is_some()
+    });
+    assert!(sessions_known.is_some(), "{}", scrape(speaker));
     let s = scrape(speaker);
-    assert_eq!(sample(&s, "metallb_bgp_session_up{peer=\"tor\",node=\"node1\"}"), Some(1.0), "{s}");
-    assert_eq!(sample(&s, "metallb_bgp_session_up{peer=\"silent\",node=\"node1\"}"), Some(0.0), "{s}");
+    let problems = crate::metallb_metrics::check(
+        &s,
+        "speaker",
+        &["metallb_bgp_session_up", "metallb_bgp_updates_total", "metallb_bgp_keepalives_received"],
+    );
+    assert!(problems.is_empty(), "speaker: {problems:#?}\n{s}");
+    // MetalLB's FRR-mode labels: the neighbor as address:port, and its VRF.
+    let tor = "{peer=\"192.0.2.1:179\",vrf=\"default\"}";
+    assert_eq!(sample(&s, &format!("metallb_bgp_session_up{tor}")), Some(1.0), "{s}");
+    assert!(sample(&s, &format!("metallb_bgp_updates_total{tor}")).unwrap_or(0.0) >= 20.0, "{s}");
+    assert_eq!(
+        sample(&s, "metallb_bgp_session_up{peer=\"192.0.2.99:179\",vrf=\"default\"}"),
+        Some(0.0),
+        "{s}"
+    );
     let applies = sample(&s, "ferrolb_frr_apply_seconds_count").unwrap_or(0.0);
     assert!(applies >= 1.0, "{s}");
     println!(
@@ -124,6 +150,36 @@ fn metrics_say_so(controller: &str, speaker: &str) {
         sample(&c, "ferrolb_allocation_seconds_sum").unwrap_or(0.0) / allocations * 1000.0,
         sample(&s, "ferrolb_frr_apply_seconds_sum").unwrap_or(0.0) / applies * 1000.0,
     );
+}
+
+/// The ConfigMap `bgpextras` is watched: its raw FRR lines reach node1's FRR, without a
+/// session reset; a ConfigMap of another name is never read.
+async fn extras_reach_frr(client: &kube::Client, lab: &Lab, speaker_log: &dyn Fn() -> String) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "metallb-system");
+    let map = |name: &str, line: &str| -> ConfigMap {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: metallb-system}}\ndata: {{extras: '{line}'}}\n"
+        ))
+        .unwrap()
+    };
+    let sessions = lab.session_counters();
+    maps.create(&PostParams::default(), &map("other", "ip prefix-list not-mine seq 5 permit 203.0.113.0/24"))
+        .await
+        .unwrap();
+    maps.create(
+        &PostParams::default(),
+        &map("bgpextras", "ip prefix-list from-extras seq 5 permit 203.0.113.0/24"),
+    )
+    .await
+    .unwrap();
+    let applied = wait_for(Duration::from_secs(10), || lab.node.running_config().contains("from-extras"));
+    assert!(applied.is_some(), "{}\n{}", lab.node.running_config(), speaker_log());
+    assert!(!lab.node.running_config().contains("not-mine"));
+    maps.delete("bgpextras", &DeleteParams::default()).await.unwrap();
+    let gone = wait_for(Duration::from_secs(10), || !lab.node.running_config().contains("from-extras"));
+    assert!(gone.is_some(), "{}", lab.node.running_config());
+    assert_eq!(lab.session_counters(), sessions, "bgpextras reset the session");
 }
 
 /// The Service condition, ServiceBGPStatus, the peer's session list and the ConfigurationStates
@@ -400,6 +456,7 @@ fn a_new_service_reaches_the_tor_and_a_deleted_one_leaves_it() {
         }
         reports_say_where_and_why(&client, &services, &slices, &speaker_log).await;
         metrics_say_so(&controller_metrics, &speaker_metrics);
+        extras_reach_frr(&client, &lab, &speaker_log).await;
         survives_the_api_server_going_away(&kube, &lab, &services, &slices, &speaker_log).await;
         let slowest = up.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
         println!("slowest create was Service #{slowest} (0 = the first after the session came up)");

@@ -33,11 +33,15 @@ mod kube_webhook;
 mod l2_lab;
 mod l2_lab_kube;
 mod l2_lab_members;
+mod metallb_metrics;
 mod prometheus_rules;
 mod purity;
 mod scale;
+mod scrape_bench;
 mod soak;
 mod soak_lab;
+mod speaker_extras;
+mod speaker_metrics;
 mod speaker_offline;
 
 use std::path::{Path, PathBuf};

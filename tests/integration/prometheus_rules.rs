@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use ferrolb::metrics::{METRICS, PeerLabels, PoolLabels};
+use ferrolb::metrics::{METRICS, PoolLabels};
+use frr_sidecar::proto::{AgentStatus, BfdPeer, Neighbor};
 use serde_json::{Value, json};
 
 fn promtool() -> Option<String> {
@@ -76,9 +77,16 @@ fn metallbs_alerts_fire_on_ferrolbs_metrics() {
     }
     m.config_stale.set(1);
     m.config_loaded.set(0);
-    for peer in ["tor", "tor2"] {
-        m.bgp_session_up.get_or_create(&PeerLabels { peer: peer.into(), node: "node1".into() }).set(0);
-    }
+    // The BGP and BFD families come from frr-agent's status of FRR.
+    ferrolb::metrics::frr::enable();
+    ferrolb::metrics::frr::set(Some(AgentStatus {
+        neighbors: ["192.0.2.1", "192.0.2.2"]
+            .iter()
+            .map(|peer| Neighbor { vrf: "default".into(), peer: peer.to_string(), remote_port: 179, ..Default::default() })
+            .collect(),
+        bfd_peers: vec![BfdPeer { vrf: "default".into(), peer: "192.0.2.1".into(), status: "down".into(), ..Default::default() }],
+        ..Default::default()
+    }));
     let text = ferrolb::metrics::render();
     let pool_total = exported(&text, "metallb_allocator_addresses_total", "pool=\"front\"");
     let pool_used = exported(&text, "metallb_allocator_addresses_in_use_total", "pool=\"front\"");
@@ -86,15 +94,15 @@ fn metallbs_alerts_fire_on_ferrolbs_metrics() {
     let full_used = exported(&text, "metallb_allocator_addresses_in_use_total", "pool=\"kept-full\"");
     let stale = scraped(&exported(&text, "metallb_k8s_client_config_stale_bool", ""), "speaker-a");
     let loaded = scraped(&exported(&text, "metallb_k8s_client_config_loaded_bool", ""), "speaker-a");
-    let down = scraped(&exported(&text, "metallb_bgp_session_up", "peer=\"tor\""), "speaker-a");
-    let up = scraped(&exported(&text, "metallb_bgp_session_up", "peer=\"tor2\""), "speaker-a");
+    let down = scraped(&exported(&text, "metallb_bgp_session_up", "peer=\"192.0.2.1:179\""), "speaker-a");
+    let up = scraped(&exported(&text, "metallb_bgp_session_up", "peer=\"192.0.2.2:179\""), "speaker-a");
     // The BFD family comes with frr-agent's status; its series as MetalLB's FRR exporter names it.
     let bfd = scraped(
         &text
             .lines()
             .find(|l| l.starts_with("metallb_bfd_session_up{"))
             .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
-            .unwrap_or_else(|| r#"metallb_bfd_session_up{peer="192.0.2.1",node="node1"}"#.into()),
+            .unwrap_or_else(|| r#"metallb_bfd_session_up{peer="192.0.2.1",vrf="default"}"#.into()),
         "speaker-a",
     );
 
@@ -137,10 +145,10 @@ fn metallbs_alerts_fire_on_ferrolbs_metrics() {
                     "address pool front is exhausted".into())]),
                 alert("2m", "MetalLBBGPSessionDown", vec![]),
                 alert("4m", "MetalLBBGPSessionDown", vec![(sev(&labels(&down), "critical"),
-                    "node1: BGP session to tor is down".into())]),
+                    "speaker-a: BGP session to 192.0.2.1:179 is down".into())]),
                 alert("3m", "MetalLBBFDSessionDown", vec![]),
                 alert("4m", "MetalLBBFDSessionDown", vec![(sev(&labels(&bfd), "critical"),
-                    format!("node1: BFD session to {} is down", labels(&bfd)["peer"]))]),
+                    format!("speaker-a: BFD session to {} is down", labels(&bfd)["peer"]))]),
             ],
         }],
     });

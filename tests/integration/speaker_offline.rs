@@ -2,15 +2,16 @@
 //! the manifests reach the ToR; an invalid edit never reaches FRR (the last valid configuration
 //! keeps deciding) until it is fixed.
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::agent_process::AgentProcess;
 use crate::bgp_lab::Lab;
 use crate::fabric::Running;
-use crate::frr_lab::wait_for;
+use crate::frr_lab::{Frr, wait_for};
 
-const SETUP: &str = "apiVersion: metallb.io/v1beta1
+pub const SETUP: &str = "apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: pool}
 spec: {addresses: [198.51.100.0/28]}
@@ -25,10 +26,51 @@ kind: BGPAdvertisement
 metadata: {name: ad}
 ";
 
-fn service(name: &str) -> String {
+pub fn service(name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{type: LoadBalancer}}\n"
     )
+}
+
+/// `ferrolb speaker` for node1 reading a manifest directory of the node's (holding `files`) and
+/// driving `agent`; stopped when dropped.
+pub struct OfflineSpeaker {
+    _process: Running,
+    pub dir: PathBuf,
+    log: PathBuf,
+}
+
+impl OfflineSpeaker {
+    pub fn start(
+        node: &Frr,
+        agent: &AgentProcess,
+        files: &[(String, String)],
+        args: &[&str],
+    ) -> OfflineSpeaker {
+        let dir = node.dir().join("manifests");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let log = node.dir().join("speaker.log");
+        let process = Running(
+            Command::new(crate::ferrolb_bin())
+                .args(["speaker", "--node", "node1", "-f"])
+                .arg(&dir)
+                .arg("--frr-agent-socket")
+                .arg(&agent.socket)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        OfflineSpeaker { _process: process, dir, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 #[test]
@@ -36,26 +78,11 @@ fn manifest_edits_reach_the_tor_and_invalid_ones_never_reach_frr() {
     require_frr!();
     let lab = Lab::start();
     let agent = AgentProcess::start(&lab.node, "agent");
-    let dir = lab.node.dir().join("manifests");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("00-setup.yaml"), SETUP).unwrap();
-    for name in ["a", "b", "c"] {
-        std::fs::write(dir.join(format!("svc-{name}.yaml")), service(name)).unwrap();
-    }
-    let log = lab.node.dir().join("speaker.log");
-    let _speaker = Running(
-        Command::new(crate::ferrolb_bin())
-            .args(["speaker", "--node", "node1", "-f"])
-            .arg(&dir)
-            .arg("--frr-agent-socket")
-            .arg(&agent.socket)
-            .args(["--rescan-ms", "50"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut files = vec![("00-setup.yaml".to_string(), SETUP.to_string())];
+    files.extend(["a", "b", "c"].map(|name| (format!("svc-{name}.yaml"), service(name))));
+    let speaker = OfflineSpeaker::start(&lab.node, &agent, &files, &["--rescan-ms", "50"]);
+    let dir = speaker.dir.clone();
+    let log_text = || speaker.log();
     assert!(wait_for(Duration::from_secs(30), || lab.received() == 3).is_some(), "{}", log_text());
 
     let t = Instant::now();

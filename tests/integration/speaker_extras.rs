@@ -1,0 +1,93 @@
+//! `bgpextras` on a real FRR: the ConfigMap's raw configuration reaches FRR after ferrolb's own,
+//! as `ferrolb plan --frr` shows it, without resetting a session it does not touch; one FRR
+//! refuses is refused whole, in FRR's words, while the last accepted extras stay and new
+//! Services are still announced.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::agent_process::AgentProcess;
+use crate::bgp_lab::Lab;
+use crate::frr_lab::wait_for;
+use crate::speaker_offline::{OfflineSpeaker, SETUP, service};
+
+fn extras_map(extras: &str) -> String {
+    let indented: String = extras.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: bgpextras, namespace: metallb-system}}\ndata:\n  extras: |\n{indented}"
+    )
+}
+
+const GOOD: &str = "ip prefix-list extra-pl seq 5 permit 203.0.113.0/24
+bgp community-list standard extra-cl seq 5 permit 64512:7
+route-map extra-rm permit 10
+ match ip address prefix-list extra-pl
+exit";
+
+#[test]
+fn extras_reach_frr_untouched_sessions_stay_up_and_a_refused_extra_changes_nothing() {
+    require_frr!();
+    let lab = Lab::start();
+    let agent = AgentProcess::start(&lab.node, "agent");
+    let files = [("00-setup.yaml".to_string(), SETUP.to_string()), ("svc-a.yaml".to_string(), service("a"))];
+    let speaker = OfflineSpeaker::start(&lab.node, &agent, &files, &["--rescan-ms", "50"]);
+    let dir = speaker.dir.clone();
+    let log_text = || speaker.log();
+    assert!(wait_for(Duration::from_secs(30), || lab.received() == 1).is_some(), "{}", log_text());
+    // Settled: BGP may have reset the first session once while it came up.
+    std::thread::sleep(Duration::from_secs(1));
+    let sessions = lab.session_counters();
+
+    std::fs::write(dir.join("01-extras.yaml"), extras_map(GOOD)).unwrap();
+    let applied = wait_for(Duration::from_secs(10), || {
+        let running = lab.node.running_config();
+        running.contains("route-map extra-rm permit 10") && running.contains("extra-cl")
+    });
+    assert!(applied.is_some(), "{}\n{}", lab.node.running_config(), log_text());
+    // What `plan --frr` shows for the same directory: ferrolb's configuration, then the extras.
+    let plan = Command::new(crate::ferrolb_bin())
+        .args(["plan", "--node", "node1", "--frr", "-f"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{shown}{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(shown.trim_end().ends_with(GOOD), "{shown}");
+    assert!(shown.find("router bgp 64512") < shown.find("route-map extra-rm"), "{shown}");
+
+    // A line FRR refuses: nothing of the change is applied, FRR's words are logged, and the
+    // accepted extras stay while a new Service still reaches the ToR.
+    let bad = GOOD.replace("203.0.113.0/24", "203.0.113.0/99");
+    std::fs::write(dir.join("01-extras.yaml"), extras_map(&bad)).unwrap();
+    let refused = wait_for(Duration::from_secs(10), || log_text().contains("FRR refused the bgpextras"));
+    assert!(refused.is_some(), "{}", log_text());
+    let words = log_text().lines().find(|l| l.contains("FRR refused the bgpextras")).unwrap().to_string();
+    println!("refused: {words}");
+    assert!(words.contains("203.0.113.0/99"), "FRR's words should name the line: {words}");
+    std::fs::write(dir.join("svc-b.yaml"), service("b")).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || lab.received() == 2).is_some(), "{}", log_text());
+    let running = lab.node.running_config();
+    assert!(running.contains("ip prefix-list extra-pl seq 5 permit 203.0.113.0/24"), "{running}");
+    assert!(!running.contains("/99"), "{running}");
+
+    // Fixed, then removed: FRR follows each time.
+    let fixed = GOOD.replace("203.0.113.0/24", "192.0.2.128/25");
+    std::fs::write(dir.join("01-extras.yaml"), extras_map(&fixed)).unwrap();
+    let now = wait_for(Duration::from_secs(10), || lab.node.running_config().contains("192.0.2.128/25"));
+    assert!(now.is_some(), "{}\n{}", lab.node.running_config(), log_text());
+    std::fs::remove_file(dir.join("01-extras.yaml")).unwrap();
+    let gone = wait_for(Duration::from_secs(10), || !lab.node.running_config().contains("extra-rm"));
+    assert!(gone.is_some(), "{}", lab.node.running_config());
+    assert!(!lab.node.running_config().contains("extra-cl"), "{}", lab.node.running_config());
+
+    // A line frr-agent would never apply is said so, once, not silently dropped.
+    std::fs::write(dir.join("01-extras.yaml"), extras_map("ip route 203.0.113.0/24 192.0.2.1")).unwrap();
+    let warned = wait_for(Duration::from_secs(10), || log_text().contains("never applied"));
+    assert!(warned.is_some(), "{}", log_text());
+    assert!(log_text().contains("ip route 203.0.113.0/24 192.0.2.1"), "{}", log_text());
+    std::fs::remove_file(dir.join("01-extras.yaml")).unwrap();
+
+    // None of it touched the session.
+    assert_eq!(lab.session_counters(), sessions, "the BGP session was reset");
+    assert_eq!(lab.received(), 2);
+}
