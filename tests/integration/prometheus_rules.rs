@@ -82,9 +82,19 @@ fn metallbs_alerts_fire_on_ferrolbs_metrics() {
     ferrolb::metrics::frr::set(Some(AgentStatus {
         neighbors: ["192.0.2.1", "192.0.2.2"]
             .iter()
-            .map(|peer| Neighbor { vrf: "default".into(), peer: peer.to_string(), remote_port: 179, ..Default::default() })
+            .map(|peer| Neighbor {
+                vrf: "default".into(),
+                peer: peer.to_string(),
+                remote_port: 179,
+                ..Default::default()
+            })
             .collect(),
-        bfd_peers: vec![BfdPeer { vrf: "default".into(), peer: "192.0.2.1".into(), status: "down".into(), ..Default::default() }],
+        bfd_peers: vec![BfdPeer {
+            vrf: "default".into(),
+            peer: "192.0.2.1".into(),
+            status: "down".into(),
+            ..Default::default()
+        }],
         ..Default::default()
     }));
     let text = ferrolb::metrics::render();
