@@ -19,6 +19,7 @@ mod frr_golden;
 mod frr_image;
 mod frr_root;
 mod frr_status;
+mod images;
 mod ipv6_node;
 mod kube_announce;
 mod kube_controller;
