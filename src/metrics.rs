@@ -196,7 +196,8 @@ pub fn render() -> String {
     out
 }
 
-/// Serves `GET /metrics` (and `/healthz`) over plain HTTP until the process ends.
+/// Serves `GET /metrics`, `/livez` and `/readyz` (see [`crate::health`]) over plain HTTP until
+/// the process ends.
 pub async fn serve(bind: SocketAddr) -> Result<(), String> {
     let listener = crate::bind::tcp_listener(bind).map_err(|e| format!("metrics: binding {bind}: {e}"))?;
     tracing::info!(%bind, "metrics serving");
@@ -210,7 +211,14 @@ pub async fn serve(bind: SocketAddr) -> Result<(), String> {
                         render(),
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     ),
-                    "/healthz" => (StatusCode::OK, "ok".to_string(), "text/plain"),
+                    // /healthz: the older common spelling of /livez.
+                    "/livez" | "/healthz" => (StatusCode::OK, "ok".to_string(), "text/plain"),
+                    "/readyz" => match crate::health::readiness() {
+                        Ok(()) => (StatusCode::OK, "ok".to_string(), "text/plain"),
+                        Err(why) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{why}\n"), "text/plain")
+                        }
+                    },
                     _ => (StatusCode::NOT_FOUND, String::new(), "text/plain"),
                 };
                 let mut r = Response::new(Full::new(Bytes::from(body)));

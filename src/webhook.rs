@@ -54,6 +54,7 @@ pub async fn run(
     args: WebhookArgs,
     current: Current,
 ) -> Result<(), String> {
+    let serving = crate::health::Flag::new("webhook", "no serving certificate yet");
     let slot = Arc::new(CertSlot::default());
     let bind = SocketAddr::new(args.webhook_address, args.webhook_port);
     match args.webhook_cert_dir.clone() {
@@ -96,7 +97,7 @@ pub async fn run(
             });
         }
     }
-    server::serve(bind, slot, current).await
+    server::serve(bind, slot, current, || serving.set(Ok(()))).await
 }
 
 fn names(args: &WebhookArgs, ns: &str) -> Vec<String> {

@@ -25,6 +25,7 @@ impl AgentProcess {
         let agent = Agent::new(Settings {
             vtysh: frr.agent_vtysh(),
             run_dir: frr.dir().join("run"),
+            config_dir: None,
             state_dir: state,
             poll: Duration::from_millis(100),
         });
