@@ -24,6 +24,7 @@ mod ipv6_node;
 mod kube_announce;
 mod kube_controller;
 mod kube_invalid;
+mod kube_probes;
 mod kube_speaker;
 mod kube_webhook;
 mod l2_lab;
