@@ -25,7 +25,7 @@ pub fn unavailable() -> Option<String> {
 
 macro_rules! require_helm {
     () => {
-        if let Some(why) = unavailable() {
+        if let Some(why) = $crate::chart::unavailable() {
             println!("skipped: {why}");
             return;
         }

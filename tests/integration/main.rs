@@ -10,6 +10,7 @@ mod agent_process;
 mod agent_service;
 mod bgp_lab;
 mod bgp_sessions;
+#[macro_use]
 mod chart;
 mod cli;
 mod crds;
@@ -20,6 +21,7 @@ mod frr_image;
 mod frr_root;
 mod frr_status;
 mod images;
+mod install;
 mod ipv6_node;
 mod kube_announce;
 mod kube_controller;
