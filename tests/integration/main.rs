@@ -20,6 +20,7 @@ mod frr_golden;
 mod frr_image;
 mod frr_root;
 mod frr_status;
+mod graceful_restart;
 mod images;
 mod install;
 mod ipv6_node;
