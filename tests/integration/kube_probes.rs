@@ -30,6 +30,14 @@ fn get(at: &str, path: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// Every endpoint in `at` answers `path` with 200, or the first that does not.
+fn all_ok(at: &[String], path: &str) -> Result<(), String> {
+    match at.iter().map(|m| get(m, path)).find(|(code, _)| *code != 200) {
+        None => Ok(()),
+        Some(other) => Err(format!("{other:?}")),
+    }
+}
+
 /// Sends SIGTERM and waits up to `within` for a clean exit; the time it took.
 fn terminate(process: &mut Running, within: Duration) -> Result<Duration, String> {
     let t = Instant::now();
@@ -80,13 +88,7 @@ fn a_controller_is_ready_once_listed_and_serving_and_hands_over_on_sigterm() {
         let mut replicas = [Some(first), Some(second)];
         let logs = || format!("{}\n---\n{}", kube.log("controller-0.log"), kube.log("controller-1.log"));
 
-        let r = eventually("both live", || async {
-            match metrics.iter().map(|m| get(m, "/livez")).find(|(code, _)| *code != 200) {
-                None => Ok(()),
-                Some(other) => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+        let r = eventually("both live", || async { all_ok(&metrics, "/livez") }).await;
         assert!(r.is_ok(), "{r:?}\n{}", logs());
         // Held not ready for two seconds, saying it has not listed.
         for _ in 0..10 {
@@ -100,13 +102,7 @@ fn a_controller_is_ready_once_listed_and_serving_and_hands_over_on_sigterm() {
 
         crate::kube_lab::install_crds(&client).await;
         let t = Instant::now();
-        let r = eventually("both ready", || async {
-            match metrics.iter().map(|m| get(m, "/readyz")).find(|(code, _)| *code != 200) {
-                None => Ok(()),
-                Some(other) => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+        let r = eventually("both ready", || async { all_ok(&metrics, "/readyz") }).await;
         assert!(r.is_ok(), "{r:?}\n{}", logs());
         println!("both controller replicas (leader and standby) ready {:?} after the CRDs came", t.elapsed());
         // Ready means the webhook answers: HTTPS on its port, on both replicas.
