@@ -355,3 +355,118 @@ fn archives_hold_what_the_recipes_say() {
         }
     }
 }
+
+/// A containerd of the test's own (its root, state and socket in a temporary directory, the CRI
+/// plugin off), stopped and removed when dropped.
+struct Containerd {
+    dir: PathBuf,
+    process: std::process::Child,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = std::env::temp_dir().join(format!("ferrolb-containerd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n[ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [debug]\n  address = \"{d}/debug.sock\"\n"
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let process = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let c = Containerd { dir, process };
+        let up = crate::frr_lab::wait_for(std::time::Duration::from_secs(20), || {
+            c.ctr().args(["version"]).output().is_ok_and(|o| o.status.success())
+        });
+        assert!(
+            up.is_some(),
+            "containerd did not start: {}",
+            std::fs::read_to_string(c.dir.join("log")).unwrap_or_default()
+        );
+        c
+    }
+
+    /// `ctr` against this containerd, in the namespace the kubelet uses.
+    fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(self.dir.join("containerd.sock")).args(["--namespace", "k8s.io"]);
+        cmd
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        // Snapshots may still be mounted under the root if a container was left behind.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r umount -l",
+                self.dir.display()
+            ))
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn containerd_imports_both_archives_as_the_air_gapped_install_does() {
+    if let Some(why) = archives_unavailable() {
+        println!("skipped: {why}");
+        return;
+    }
+    let present = |p: &str| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !present("containerd") || !present("ctr") {
+        println!("skipped: containerd and ctr missing (apt-get install containerd)");
+        return;
+    }
+    let containerd = Containerd::start();
+    let dir = crate::repo_root().join("target/images");
+    for image in &IMAGES {
+        run(containerd.ctr().args(["images", "import"]).arg(dir.join(image.archive)));
+    }
+    let listed = run(containerd.ctr().args(["images", "ls", "-q"]));
+    for image in &IMAGES {
+        assert!(
+            listed.lines().any(|l| l == chart_reference(image)),
+            "{} not imported as the chart names it: {listed}",
+            image.archive
+        );
+    }
+    // Run in a real runtime (runc): the ferrolb image as its user, the FRR image's agent.
+    let ferrolb = chart_reference(&IMAGES[0]);
+    let id = format!("ferrolb-img-{}", std::process::id());
+    let out = run(containerd.ctr().args([
+        "run",
+        "--rm",
+        &ferrolb,
+        &id,
+        "sh",
+        "-c",
+        "id -u; /usr/bin/ferrolb --version",
+    ]));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["65534", &format!("ferrolb {}", env!("CARGO_PKG_VERSION"))],
+        "{out}"
+    );
+    let frr = chart_reference(&IMAGES[1]);
+    let script = "frr-agent --version; /usr/lib/frr/bgpd --version | head -n1";
+    let out = run(containerd.ctr().args(["run", "--rm", &frr, &id, "sh", "-c", script]));
+    let upstream = script_frr_version().split('-').next().unwrap().to_string();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [format!("frr-agent {}", env!("CARGO_PKG_VERSION")), format!("bgpd version {upstream}")],
+        "{out}"
+    );
+}
