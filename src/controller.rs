@@ -69,6 +69,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     // A standby keeps its cache warm, so taking over costs only the lease.
     let cache = Arc::new(ClusterCache::start(&client, &args.namespace, true, false));
+    // Ready (leader or standby alike: both serve the webhook) once the cluster is listed and
+    // the webhook answers.
+    let listed = cache.clone();
+    crate::health::register("listed", move || {
+        if listed.is_ready() { Ok(()) } else { Err("still listing the cluster".into()) }
+    });
     let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, &cache));
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "ferrolb".into())
@@ -260,7 +266,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             _ = cache.changed() => {}
             _ = async { match retry { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {}
             _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: releasing the lease so a standby takes over at once");
+                break;
+            }
             served = async { match webhook.as_mut() { Some(w) => w.await, None => std::future::pending().await } } => {
                 return Err(match served {
                     Ok(Err(e)) => e,
@@ -276,6 +285,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         // Let a burst of changes land before deciding again.
         tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
     }
+    crate::health::terminating();
     if let Some(lock) = &lock {
         lock.release().await;
     }

@@ -10,6 +10,7 @@ pub mod bind;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod health;
 pub mod k8s;
 pub mod l2;
 pub mod metrics;

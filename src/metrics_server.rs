@@ -184,7 +184,12 @@ async fn handle(
     }
     Ok(match path.as_str() {
         "/metrics" => reply(StatusCode::OK, crate::metrics::render(), crate::metrics::CONTENT_TYPE),
-        "/healthz" => reply(StatusCode::OK, "ok".into(), "text/plain"),
+        // /healthz: the older common spelling of /livez.
+        "/livez" | "/healthz" => reply(StatusCode::OK, "ok".into(), "text/plain"),
+        "/readyz" => match crate::health::readiness() {
+            Ok(()) => reply(StatusCode::OK, "ok".into(), "text/plain"),
+            Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{why}\n"), "text/plain"),
+        },
         _ => reply(StatusCode::NOT_FOUND, String::new(), "text/plain"),
     })
 }

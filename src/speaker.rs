@@ -140,6 +140,15 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         None
     };
     let mut reports = backend.as_ref().map(BgpBackend::report);
+    let listed = crate::health::Flag::new("listed", "objects not read yet");
+    // Set once the first configuration goes to FRR: before that there is nothing to apply.
+    let has_config = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(report) = backend.as_ref().map(BgpBackend::report) {
+        let has = has_config.clone();
+        crate::health::register("frr", move || {
+            bgp_backend::readiness(&report.borrow(), has.load(std::sync::atomic::Ordering::Relaxed))
+        });
+    }
     let mut seen = None;
     let mut inputs = None;
     let mut replan = true;
@@ -166,6 +175,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         node_assigned = Some(events::NodeAssigned::start(client.clone(), &args.node));
         tracing::info!("waiting for the first full listing of the cluster");
         cache.ready().await;
+        listed.set(Ok(()));
         tracing::info!("cluster listed; announcing");
         Some((client, cache))
     } else {
@@ -237,6 +247,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                         }
                         Ok(i) => {
                             inputs = Some(i);
+                            listed.set(Ok(()));
                             replan = true;
                         }
                     }
@@ -386,6 +397,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     tracing::info!(announcements = n, "desired FRR configuration planned");
                     if let Some(b) = &backend {
                         b.set(conf, p.frr_extras.clone());
+                        has_config.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 None => tracing::error!("no valid configuration yet; FRR keeps what it runs"),
@@ -393,7 +405,13 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            _ = terminate.recv() => {
+                // FRR's configuration is left alone: a speaker being replaced (a rollout) must
+                // not withdraw what its successor announces, and with graceful restart the
+                // peers keep the routes until the successor's FRR is back.
+                tracing::info!("SIGTERM: leaving the layer 2 membership; FRR keeps its configuration");
+                break;
+            }
             _ = tokio::time::sleep(Duration::from_millis(args.rescan_ms)), if cluster.is_none() => {}
             _ = async { match &cluster { Some(c) => c.changed().await, None => std::future::pending().await } } => {
                 replan = true;
@@ -433,6 +451,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             }
         }
     }
+    crate::health::terminating();
     // Stop answering first, then tell the others, so the next owner never overlaps with us.
     if let Some(r) = &responder {
         r.set(Announced::new());

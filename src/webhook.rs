@@ -54,19 +54,22 @@ pub async fn run(
     args: WebhookArgs,
     current: Current,
 ) -> Result<(), String> {
+    let serving = crate::health::Flag::new("webhook", "no serving certificate yet");
     let slot = Arc::new(CertSlot::default());
     let bind = SocketAddr::new(args.webhook_address, args.webhook_port);
+    let service =
+        webhook_cert::WebhookService { namespace: namespace.clone(), name: args.webhook_service.clone() };
     match args.webhook_cert_dir.clone() {
         Some(dir) => {
             let (client, configuration) = (client.clone(), args.webhook_configuration.clone());
             let ca = load_files(&dir, &slot).await?;
-            publish_files_ca(&client, &configuration, ca.as_deref()).await;
+            publish_files_ca(&client, &configuration, ca.as_deref(), &service).await;
             let slot = slot.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(CHECK_EVERY).await;
                     match load_files(&dir, &slot).await {
-                        Ok(ca) => publish_files_ca(&client, &configuration, ca.as_deref()).await,
+                        Ok(ca) => publish_files_ca(&client, &configuration, ca.as_deref(), &service).await,
                         Err(e) => {
                             tracing::warn!(error = %e, "webhook certificate files; serving the previous ones")
                         }
@@ -78,7 +81,7 @@ pub async fn run(
             let names = names(&args, &namespace);
             // The first certificate before the port opens, so the first handshake succeeds.
             let mut served = loop {
-                match keep_certificate(&client, &namespace, &args, &names, &slot, None).await {
+                match keep_certificate(&client, &service, &args, &names, &slot, None).await {
                     Ok(c) => break c,
                     Err(e) => tracing::warn!(error = %e, "webhook certificate; retrying"),
                 }
@@ -88,7 +91,7 @@ pub async fn run(
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(CHECK_EVERY).await;
-                    match keep_certificate(&client, &namespace, &args, &names, &slot, Some(&served)).await {
+                    match keep_certificate(&client, &service, &args, &names, &slot, Some(&served)).await {
                         Ok(c) => served = c,
                         Err(e) => tracing::warn!(error = %e, "webhook certificate"),
                     }
@@ -96,7 +99,7 @@ pub async fn run(
             });
         }
     }
-    server::serve(bind, slot, current).await
+    server::serve(bind, slot, current, || serving.set(Ok(()))).await
 }
 
 fn names(args: &WebhookArgs, ns: &str) -> Vec<String> {
@@ -115,13 +118,13 @@ fn names(args: &WebhookArgs, ns: &str) -> Vec<String> {
 /// it, and publishes its CA bundle. Returns the certificate now served.
 async fn keep_certificate(
     client: &Client,
-    ns: &str,
+    service: &webhook_cert::WebhookService,
     args: &WebhookArgs,
     names: &[String],
     slot: &CertSlot,
     served: Option<&cert::ServingCert>,
 ) -> Result<cert::ServingCert, String> {
-    let now = time::OffsetDateTime::now_utc();
+    let (now, ns) = (time::OffsetDateTime::now_utc(), service.namespace.as_str());
     let chosen = loop {
         let stored = webhook_cert::read(client, ns, &args.webhook_secret).await.map_err(|e| e.to_string())?;
         let (current, stored_names, secret) = match stored {
@@ -145,7 +148,7 @@ async fn keep_certificate(
     if served != Some(&chosen) {
         slot.set_pem(&chosen.cert_pem, &chosen.key_pem)?;
     }
-    webhook_cert::publish_ca_bundle(client, &args.webhook_configuration, &chosen.ca_bundle_pem)
+    webhook_cert::publish_ca_bundle(client, &args.webhook_configuration, &chosen.ca_bundle_pem, service)
         .await
         .map_err(|e| e.to_string())?;
     Ok(chosen)
@@ -158,9 +161,14 @@ async fn load_files(dir: &std::path::Path, slot: &CertSlot) -> Result<Option<Str
 }
 
 /// cert-manager's CA goes where ours would: its cainjector cannot reach the CRD in crds/.
-async fn publish_files_ca(client: &Client, configuration: &str, ca: Option<&str>) {
+async fn publish_files_ca(
+    client: &Client,
+    configuration: &str,
+    ca: Option<&str>,
+    service: &webhook_cert::WebhookService,
+) {
     let Some(ca) = ca else { return };
-    if let Err(e) = webhook_cert::publish_ca_bundle(client, configuration, ca).await {
+    if let Err(e) = webhook_cert::publish_ca_bundle(client, configuration, ca, service).await {
         tracing::warn!(error = %e, "publishing cert-manager's CA bundle");
     }
 }

@@ -3,11 +3,12 @@
 //! [`tree`] reads FRR configuration into contexts, [`dialect`] says how each FRR version prints
 //! it back, [`diff`] turns one configuration into another
 //! with a single vtysh script that leaves untouched sessions alone, [`apply`] drives vtysh with
-//! it, [`status`] reads FRR's session state, [`service`] ties them into the agent and [`server`]
+//! it, [`status`] reads FRR's session state, [`daemons`] says which daemons are down, [`service`] ties them into the agent and [`server`]
 //! serves it over gRPC on a unix socket.
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod daemons;
 pub mod dialect;
 pub mod diff;
 pub mod server;

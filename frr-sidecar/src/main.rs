@@ -1,14 +1,16 @@
 //! frr-agent: runs beside FRR and applies the speaker's configuration to it.
 //!
-//! `serve` is the sidecar; `apply`, `status` and `diff` are for people at a shell.
+//! `serve` is the sidecar; `probe` is for the kubelet; `apply`, `status` and `diff` are for
+//! people at a shell.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use frr_sidecar::apply::Vtysh;
+use frr_sidecar::daemons::{self, Reach};
 use frr_sidecar::dialect::{Dialect, FrrVersion};
 use frr_sidecar::proto::{AgentStatus, ApplyRequest, StatusRequest, apply_reply::Outcome};
 use frr_sidecar::service::{Agent, Settings};
@@ -65,6 +67,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Exit 0 when healthy, 1 (saying why) when not: the kubelet's exec probes. Asks the agent
+    /// (it answers; with --ready FRR answers it and every daemon is up), or with --frr looks at
+    /// FRR's processes directly (watchfrr alive; with --ready every daemon), for the FRR
+    /// container, which shares FRR's processes.
+    Probe {
+        #[arg(long, env = "FRR_AGENT_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[arg(long)]
+        frr: bool,
+        #[arg(long)]
+        ready: bool,
+        /// FRR's run directory (pid files and vty sockets), for --frr.
+        #[arg(long, default_value = "/var/run/frr")]
+        vty_socket: PathBuf,
+        /// FRR's configuration directory (its `daemons` file), for --frr.
+        #[arg(long, default_value = "/etc/frr")]
+        config_dir: PathBuf,
+        /// How long the agent may take to answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Print the vtysh script that turns one configuration into the other (offline).
     Diff {
         old: PathBuf,
@@ -85,7 +108,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { socket, vty_socket, config_dir, state_dir, poll_ms, vtysh } => {
             let mut args = vec!["--vty_socket".to_string(), vty_socket.display().to_string()];
-            if let Some(dir) = config_dir {
+            if let Some(dir) = &config_dir {
                 args.extend(["--config_dir".to_string(), dir.display().to_string()]);
             }
             if let Err(e) = std::fs::create_dir_all(&state_dir) {
@@ -94,6 +117,7 @@ fn main() -> ExitCode {
             let agent = Agent::new(Settings {
                 vtysh: Vtysh { program: vtysh, args },
                 run_dir: vty_socket,
+                config_dir,
                 state_dir,
                 poll: Duration::from_millis(poll_ms.max(10)),
             });
@@ -154,11 +178,66 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("{}: {}", socket.display(), e.message())),
             }
         }),
+        Command::Probe { socket, frr, ready, vty_socket, config_dir, timeout_ms } => {
+            let verdict = if frr {
+                probe_frr(&vty_socket, &config_dir, ready)
+            } else {
+                runtime.block_on(probe_agent(&socket, ready, Duration::from_millis(timeout_ms)))
+            };
+            match verdict {
+                Ok(what) => {
+                    println!("{what}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    println!("{why}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Diff { old, new, frr_version } => match FrrVersion::parse(&frr_version) {
             None => fail(format!("--frr-version {frr_version:?} is not a version like 10.3")),
             Some(v) => offline_diff(&old, &new, Dialect::new(v)),
         },
     }
+}
+
+/// FRR seen from its own container: watchfrr alive (it restarts the others), and with `ready`
+/// every daemon that should run.
+fn probe_frr(run_dir: &Path, config_dir: &Path, ready: bool) -> Result<String, String> {
+    let down = daemons::down(run_dir, Some(config_dir), Reach::Process);
+    let relevant: Vec<&String> = down.iter().filter(|d| ready || d.starts_with("watchfrr:")).collect();
+    if !ready && !daemons::expected(run_dir, Some(config_dir)).contains("watchfrr") {
+        return Err("watchfrr has not started (no watchfrr.pid)".into());
+    }
+    match relevant.is_empty() {
+        true => Ok(if ready { "FRR: every daemon up".into() } else { "FRR: watchfrr up".into() }),
+        false => Err(format!(
+            "FRR daemons down: {}",
+            relevant.iter().map(|d| d.as_str()).collect::<Vec<_>>().join("; ")
+        )),
+    }
+}
+
+/// The agent answers Status in time; with `ready`, FRR answers it and no daemon is down.
+async fn probe_agent(socket: &Path, ready: bool, timeout: Duration) -> Result<String, String> {
+    let asked = tokio::time::timeout(timeout, server::client(socket).status(StatusRequest {})).await;
+    let s = match asked {
+        Err(_) => return Err(format!("{}: no answer within {timeout:?}", socket.display())),
+        Ok(Err(e)) => return Err(format!("{}: {}", socket.display(), e.message())),
+        Ok(Ok(s)) => s.into_inner(),
+    };
+    if ready && !s.frr_reachable {
+        return Err(format!("frr-agent answers, FRR does not: {}", s.last_error));
+    }
+    if ready && !s.daemons_down.is_empty() {
+        return Err(format!("FRR daemons down: {}", s.daemons_down.join("; ")));
+    }
+    Ok(format!(
+        "frr-agent answers (FRR {} {})",
+        s.frr_version,
+        if s.frr_reachable { "reachable" } else { "unreachable" }
+    ))
 }
 
 fn offline_diff(old: &PathBuf, new: &PathBuf, dialect: Dialect) -> ExitCode {

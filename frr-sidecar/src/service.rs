@@ -10,7 +10,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::apply::{Applied, Applier, ApplyError, Vtysh};
 use crate::proto::{AgentStatus, ApplyReply, BfdPeer, Neighbor, apply_reply::Outcome};
-use crate::status;
+use crate::{daemons, status};
 
 /// Daemons whose restart loses configuration the agent pushed.
 const DAEMONS: &[&str] = &["mgmtd", "zebra", "bgpd", "bfdd", "staticd"];
@@ -19,6 +19,8 @@ pub struct Settings {
     pub vtysh: Vtysh,
     /// Where FRR keeps its `<daemon>.pid` files (its vty socket directory).
     pub run_dir: PathBuf,
+    /// FRR's configuration directory, whose `daemons` file says what should run.
+    pub config_dir: Option<PathBuf>,
     /// Where the agent writes the files it hands to vtysh.
     pub state_dir: PathBuf,
     /// How often FRR's state is read and restarts are looked for.
@@ -34,6 +36,7 @@ struct Inner {
     applier: Mutex<Applier>,
     vtysh: Vtysh,
     run_dir: PathBuf,
+    config_dir: Option<PathBuf>,
     poll: Duration,
     notes: Mutex<Notes>,
     status: watch::Sender<AgentStatus>,
@@ -63,6 +66,7 @@ impl Agent {
                 applier: Mutex::new(applier),
                 vtysh: settings.vtysh,
                 run_dir: settings.run_dir,
+                config_dir: settings.config_dir,
                 poll: settings.poll,
                 notes: Mutex::new(Notes::default()),
                 status,
@@ -178,6 +182,7 @@ impl Inner {
             last_error: notes.last_error.clone(),
             restores: notes.restores,
             frr_reachable: state.is_ok(),
+            daemons_down: daemons::down(&self.run_dir, self.config_dir.as_deref(), daemons::Reach::Socket),
             ..Default::default()
         };
         drop(notes);

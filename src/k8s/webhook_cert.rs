@@ -87,10 +87,28 @@ pub async fn write(
     }
 }
 
+/// The Service the API server reaches the webhook through: this controller's namespace and
+/// `--webhook-service`.
+#[derive(Debug, Clone)]
+pub struct WebhookService {
+    pub namespace: String,
+    pub name: String,
+}
+
 /// Puts `bundle` into every webhook of the configuration and into the BGPPeer CRD's conversion
 /// webhook, where it differs. Objects that do not exist (yet) are skipped: the chart creates
 /// them, and the next round finds them.
-pub async fn publish_ca_bundle(client: &Client, configuration: &str, bundle: &str) -> Result<(), K8sError> {
+///
+/// The CRD also gets `service`'s namespace and name: CRDs cannot be templated (Helm installs
+/// `crds/` as they are, naming metallb-system), so a release in any other namespace would
+/// otherwise send conversions to a Service that does not exist. A conversion configured by
+/// URL instead is left as it is.
+pub async fn publish_ca_bundle(
+    client: &Client,
+    configuration: &str,
+    bundle: &str,
+    service: &WebhookService,
+) -> Result<(), K8sError> {
     let encoded = ByteString(bundle.as_bytes().to_vec());
     let vwc: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     if let Some(cfg) = vwc
@@ -121,16 +139,20 @@ pub async fn publish_ca_bundle(client: &Client, configuration: &str, bundle: &st
     {
         let conversion = crd.spec.conversion.as_ref();
         let uses_webhook = conversion.is_some_and(|c| c.strategy == "Webhook");
-        let current = conversion
-            .and_then(|c| c.webhook.as_ref())
-            .and_then(|w| w.client_config.as_ref())
-            .and_then(|c| c.ca_bundle.as_ref());
-        if uses_webhook && current != Some(&encoded) {
-            let patch = json!({"spec": {"conversion": {"webhook": {"clientConfig": {"caBundle": encoded}}}}});
+        let config = conversion.and_then(|c| c.webhook.as_ref()).and_then(|w| w.client_config.as_ref());
+        let current = config.and_then(|c| c.ca_bundle.as_ref());
+        let via = config.and_then(|c| c.service.as_ref());
+        let elsewhere = via.is_some_and(|v| v.namespace != service.namespace || v.name != service.name);
+        if uses_webhook && (current != Some(&encoded) || elsewhere) {
+            let mut client_config = json!({"caBundle": encoded});
+            if via.is_some() {
+                client_config["service"] = json!({"namespace": service.namespace, "name": service.name});
+            }
+            let patch = json!({"spec": {"conversion": {"webhook": {"clientConfig": client_config}}}});
             crds.patch(crd_name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
                 .map_err(api_error("patching the caBundle of", format!("CRD {crd_name}")))?;
-            tracing::info!(crd = crd_name, "conversion CA bundle published");
+            tracing::info!(crd = crd_name, namespace = %service.namespace, "conversion webhook CA bundle and Service published");
         }
     }
     Ok(())

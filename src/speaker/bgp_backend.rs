@@ -53,6 +53,29 @@ pub struct BackendReport {
     pub agent: Option<AgentStatus>,
 }
 
+/// Whether FRR does this speaker's BGP work: frr-agent answers, FRR answers it with every
+/// daemon up, and (once the speaker has a configuration for it) that configuration was applied.
+pub fn readiness(report: &BackendReport, has_config: bool) -> Result<(), String> {
+    let why = |what: &str| match report.last_error.as_str() {
+        "" => what.to_string(),
+        e => format!("{what} ({e})"),
+    };
+    if !report.agent_reachable {
+        return Err(why("frr-agent does not answer"));
+    }
+    let Some(status) = &report.agent else { return Err("no status from frr-agent yet".into()) };
+    if !status.frr_reachable {
+        return Err(why("FRR does not answer frr-agent"));
+    }
+    if !status.daemons_down.is_empty() {
+        return Err(format!("FRR daemons down: {}", status.daemons_down.join("; ")));
+    }
+    if has_config && report.applied_generation.is_none() {
+        return Err(why("the configuration is not applied yet"));
+    }
+    Ok(())
+}
+
 pub struct BgpBackend {
     desired: watch::Sender<Option<Desired>>,
     report: watch::Receiver<BackendReport>,
@@ -217,5 +240,31 @@ async fn apply(client: &mut FrrAgentClient<Channel>, config: &str, generation: u
         Outcome::Applied | Outcome::Unchanged => Ok(()),
         Outcome::Rejected => Err(Failure::Rejected(reply.error)),
         Outcome::Failed | Outcome::Unspecified => Err(Failure::Retry(reply.error, true)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_agent_frr_and_the_configuration_are_all_there() {
+        let mut r = BackendReport { last_error: "connection refused".into(), ..Default::default() };
+        assert_eq!(readiness(&r, false), Err("frr-agent does not answer (connection refused)".into()));
+        r.agent_reachable = true;
+        assert_eq!(readiness(&r, false), Err("no status from frr-agent yet".into()));
+        r.agent = Some(AgentStatus {
+            frr_reachable: true,
+            daemons_down: vec!["bfdd: bfdd.vty: gone".into()],
+            ..Default::default()
+        });
+        assert_eq!(readiness(&r, false), Err("FRR daemons down: bfdd: bfdd.vty: gone".into()));
+        r.agent.as_mut().unwrap().daemons_down.clear();
+        r.last_error.clear();
+        // Nothing to apply yet: FRR being up is enough.
+        assert_eq!(readiness(&r, false), Ok(()));
+        assert_eq!(readiness(&r, true), Err("the configuration is not applied yet".into()));
+        r.applied_generation = Some(7);
+        assert_eq!(readiness(&r, true), Ok(()));
     }
 }

@@ -67,12 +67,19 @@ impl ResolvesServerCert for CertSlot {
 pub type Current =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<ClusterObjects, String>> + Send + Sync>;
 
-pub async fn serve(bind: SocketAddr, cert: Arc<CertSlot>, current: Current) -> Result<(), String> {
+/// `listening` is called once the port is open (with a certificate to serve).
+pub async fn serve(
+    bind: SocketAddr,
+    cert: Arc<CertSlot>,
+    current: Current,
+    listening: impl FnOnce(),
+) -> Result<(), String> {
     let mut tls = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let listener = crate::bind::tcp_listener(bind).map_err(|e| format!("webhook: binding {bind}: {e}"))?;
     tracing::info!(%bind, "webhook serving");
+    listening();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,

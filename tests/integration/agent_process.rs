@@ -28,7 +28,13 @@ impl AgentProcess {
         let socket = frr.dir().join(format!("{name}.sock"));
         let state = frr.dir().join(format!("{name}-state"));
         std::fs::create_dir_all(&state).unwrap();
-        let agent = Agent::new(Settings { vtysh, run_dir: frr.dir().join("run"), state_dir: state, poll });
+        let agent = Agent::new(Settings {
+            vtysh,
+            run_dir: frr.dir().join("run"),
+            config_dir: None,
+            state_dir: state,
+            poll,
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let path = socket.clone();
         let thread = std::thread::spawn(move || {

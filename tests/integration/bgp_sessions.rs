@@ -45,7 +45,7 @@ fn peer(name: &str, asn: u32, address: &str, extra: &str) -> String {
     )
 }
 
-fn apply(agent: &AgentProcess, config: &str, generation: u64) {
+pub fn apply(agent: &AgentProcess, config: &str, generation: u64) {
     let rt = runtime();
     let _context = rt.enter();
     let reply = rt

@@ -211,6 +211,74 @@ fn frr_enabled_adds_frr_and_its_agent_sharing_a_socket() {
 }
 
 #[test]
+fn every_container_is_probed_and_frr_gets_time_to_stop() {
+    require_helm!();
+    let agent_bin = crate::ferrolb_bin().with_file_name("frr-agent");
+    for (values, grace) in [(r#"{"metrics": {"port": 7473}}"#, 2), (r#"{"frr": {"enabled": true}}"#, 10)] {
+        let objects = render_clean(values);
+        let port = if values.contains("7473") { 7473 } else { 7472 };
+        for (kind, name) in [("Deployment", "ferrolb-controller"), ("DaemonSet", "ferrolb-speaker")] {
+            let pod = &find(&objects, kind, name)["spec"]["template"]["spec"];
+            for c in pod["containers"].as_array().unwrap() {
+                let who = format!("{name}/{} with {values}", c["name"]);
+                for probe in ["livenessProbe", "readinessProbe"] {
+                    let p = &c[probe];
+                    assert!(p.is_object(), "{who}: no {probe}");
+                    if let Some(path) = p["httpGet"]["path"].as_str() {
+                        assert_eq!(
+                            path,
+                            if probe == "livenessProbe" { "/livez" } else { "/readyz" },
+                            "{who}"
+                        );
+                        // The speaker's by number (its metrics bind the node's address, which
+                        // the kubelet probes on the host network), the controller's by name.
+                        let want = if c["name"] == "speaker" {
+                            serde_json::json!(port)
+                        } else {
+                            serde_json::json!("metrics")
+                        };
+                        assert_eq!(p["httpGet"]["port"], want, "{who}");
+                        continue;
+                    }
+                    // Exec probes run the image's frr-agent: the rendered command must be one it
+                    // understands (exit 0 or 1, never 2, clap's usage error), and away from any
+                    // FRR it must say not ready.
+                    let argv: Vec<&str> = p["exec"]["command"]
+                        .as_array()
+                        .expect("httpGet or exec")
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    assert_eq!(argv[..2], ["frr-agent", "probe"], "{who}");
+                    if !agent_bin.exists() {
+                        continue;
+                    }
+                    let dir = std::env::temp_dir().join(format!("ferrolb-probe-{}", std::process::id()));
+                    let out = Command::new(&agent_bin)
+                        .args(&argv[1..])
+                        .args([
+                            format!("--vty-socket={}", dir.display()),
+                            format!("--config-dir={}", dir.display()),
+                        ])
+                        .env("FRR_AGENT_SOCKET", dir.join("none.sock"))
+                        .output()
+                        .unwrap();
+                    assert_eq!(
+                        out.status.code(),
+                        Some(1),
+                        "{who}: {argv:?}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+            if kind == "DaemonSet" {
+                assert_eq!(pod["terminationGracePeriodSeconds"], grace, "{values}");
+            }
+        }
+    }
+}
+
+#[test]
 fn layer2_fencing_is_a_value_and_the_speakers_watch_their_pods() {
     require_helm!();
     let args = |values: &str| -> Vec<String> {

@@ -143,13 +143,50 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
         .collect();
     assert!(exposed.is_empty(), "FRR listens beyond loopback:\n{}", exposed.join("\n"));
 
-    // watchfrr brings a dead bgpd back, and the agent restores the configuration into it.
-    let killed = inside(pid, &["sh", "-c", "kill -9 $(cat /var/run/frr/bgpd.pid)"]);
-    assert!(killed.status.success(), "{}", text(&killed));
+    // The chart's probes: the FRR container's (by process, as it shares FRR's) and
+    // frr-agent's (through the agent, which reaches the daemons by their vty sockets).
+    let probe_bin = agent_bin.to_str().unwrap();
+    for probe in [
+        &["probe", "--frr"][..],
+        &["probe", "--frr", "--ready"],
+        &["probe", "--ready", "--socket=/var/run/frr/agent.sock"],
+    ] {
+        let mut ready = String::new();
+        // The agent's view of the daemons is at most one poll (1 s) old.
+        let ok = wait_for(Duration::from_secs(5), || {
+            let o = inside(pid, &[&[probe_bin][..], probe].concat());
+            ready = text(&o);
+            o.status.success()
+        });
+        assert!(ok.is_some(), "frr-agent {probe:?} failed: {ready}");
+    }
+
+    // watchfrr brings a dead bgpd back, and the agent restores the configuration into it. Until
+    // then the FRR container is not ready, naming bgpd (probed before watchfrr can restart it).
+    let killed = inside(
+        pid,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "p=$(cat /var/run/frr/bgpd.pid) && kill -9 $p && while grep -qv ') Z' /proc/$p/stat 2>/dev/null; do :; done; {probe_bin} probe --frr --ready; echo exit=$?"
+            ),
+        ],
+    );
+    let said = text(&killed);
+    assert!(said.contains("exit=1") && said.contains("bgpd: process "), "{said}");
+    assert!(
+        text(&inside(pid, &[probe_bin, "probe", "--frr"])).contains("watchfrr up"),
+        "watchfrr died with bgpd"
+    );
     let restored = wait_for(Duration::from_secs(30), || {
         text(&inside(pid, &["vtysh", "-c", "show running-config"])).contains("router bgp 64512")
     });
     assert!(restored.is_some(), "bgpd was not restarted and restored");
+    let back = wait_for(Duration::from_secs(10), || {
+        inside(pid, &[probe_bin, "probe", "--frr", "--ready"]).status.success()
+    });
+    assert!(back.is_some(), "{}", text(&inside(pid, &[probe_bin, "probe", "--frr", "--ready"])));
 
     // SIGTERM stops every daemon and the entrypoint exits.
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();

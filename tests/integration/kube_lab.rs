@@ -249,7 +249,7 @@ async fn create_namespaces(client: &Client, names: &[&str]) {
 }
 
 /// Installs ferrolb's CRDs from crds/ and waits until the API server serves them.
-async fn install_crds(client: &Client) {
+pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let dir = crate::repo_root().join("crds");
     let mut names = Vec::new();
