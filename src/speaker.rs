@@ -363,7 +363,16 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 let now: assigned::Announcing =
                     done_here.iter().map(|a| (a.service.clone(), a.protocol)).collect();
                 if let Some(events) = &node_assigned {
-                    say_assigned(events, &mut limiter, &announcing, &now, inputs);
+                    // A partial pass holds only the Services that changed; one can start being
+                    // announced for another reason (a takeover, fencing lifted).
+                    let started: std::collections::BTreeSet<String> =
+                        assigned::started(&announcing, &now).map(|(s, _)| s.clone()).collect();
+                    let found = match &cluster {
+                        Some(cache) if !started.is_empty() => cache.inputs_for(&started),
+                        _ => plan::Inputs::default(),
+                    };
+                    let known = if found.services.is_empty() { inputs } else { &found };
+                    say_assigned(events, &mut limiter, &announcing, &now, known);
                 }
                 announcing = now;
             }

@@ -285,7 +285,11 @@ fn kube_version_is_what_the_apis_need() {
             for rule in o["rules"].as_array().into_iter().flatten() {
                 // Rules for non-resource URLs (the metrics reader) name no API group.
                 used.extend(
-                    rule["apiGroups"].as_array().into_iter().flatten().filter_map(|g| g.as_str().map(String::from)),
+                    rule["apiGroups"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|g| g.as_str().map(String::from)),
                 );
             }
         }
