@@ -108,7 +108,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     cache.ready().await;
     tracing::info!("cluster listed; allocating");
     let reporter = Reporter { controller: "ferrolb-controller".into(), instance: Some(identity.clone()) };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let recorder = Events::start(Recorder::new(client.clone(), reporter));
     let mut warned: HashMap<String, String> = HashMap::new();
     let mut config_state = crate::k8s::config_state::ConfigStateReport::new(
         client.clone(),
@@ -172,11 +172,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             }
         }
         for w in config_warnings.update(&inputs.objects, &decided.errors) {
-            publish_to(&recorder, &w.object, PlanEventType::Warning, "InvalidConfiguration", w.message).await;
+            publish_to(&recorder, &w.object, PlanEventType::Warning, "InvalidConfiguration", w.message);
         }
         let changes = writeback::changes(&inputs.services, &decided);
         METRICS.plan_seconds.observe(deciding.elapsed().as_secs_f64());
-        // Writes go out concurrently: a thousand new Services are three thousand API calls.
+        // Writes go out concurrently: a thousand new Services are a thousand API calls.
         let written: Vec<(String, bool)> = futures::stream::iter(changes)
             .map(|change| {
                 let (client, recorder, by_key, decided) = (&client, &recorder, &by_key, &decided);
@@ -193,7 +193,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                             }
                             tracing::info!(?change, "written");
                             for ev in decided.events.get(&service).into_iter().flatten() {
-                                publish(recorder, svc, ev).await;
+                                publish(recorder, svc, ev);
                             }
                             Some((service, true))
                         }
@@ -241,8 +241,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                     PlanEventType::Warning,
                     plan::condition::OUTSIDE_POOLS,
                     message,
-                )
-                .await;
+                );
             }
         }
         status::write_conditions(&client, &by_key, &wanted).await;
@@ -257,7 +256,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             }
             if let Some(svc) = by_key.get(&p.service) {
                 for ev in decided.events.get(&p.service).into_iter().flatten() {
-                    publish(&recorder, svc, ev).await;
+                    publish(&recorder, svc, ev);
                 }
                 warned.insert(p.service.clone(), p.reason.clone());
             }
@@ -367,30 +366,67 @@ async fn write(client: &Client, svc: &Service, change: &Change) -> Result<(), K8
         Change::Clear { .. } => (serde_json::Value::Null, serde_json::Value::Null),
     };
     let fail = |action: &'static str| k8s::api_error(action, format!("Service {ns}/{name}"));
-    // The annotation first: if the status write fails, the next pass writes both again.
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {POOL_ANNOTATION: pool}}})),
-    )
-    .await
-    .map_err(fail("annotating"))?;
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": ingress}}})),
-    )
-    .await
-    .map_err(fail("writing the status of"))?;
+    // One call for both: a Service's status update keeps everything but its spec (the API
+    // server's Service status strategy), so the pool annotation rides along and a cold start
+    // makes one write per Service, as a bare client would. Should an API server drop it, the
+    // annotation is written on its own.
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"annotations": {POOL_ANNOTATION: pool}},
+                "status": {"loadBalancer": {"ingress": ingress}},
+            })),
+        )
+        .await
+        .map_err(fail("writing the status of"))?;
+    let landed = written.metadata.annotations.as_ref().and_then(|a| a.get(POOL_ANNOTATION)).map(|p| json!(p));
+    if landed.unwrap_or(serde_json::Value::Null) != pool {
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {POOL_ANNOTATION: pool}}})),
+        )
+        .await
+        .map_err(fail("annotating"))?;
+    }
     Ok(())
 }
 
-async fn publish(recorder: &Recorder, svc: &Service, ev: &crate::allocator::Event) {
-    publish_to(recorder, &svc.object_ref(&()), ev.type_, ev.reason, ev.message.clone()).await;
+/// Events go out beside the writes, not in their slots: an IP reaching a Service's status is
+/// what makes it reachable, and waiting on an Event for each one halved how fast a cold start
+/// gave thousands of Services their IPs.
+#[derive(Clone)]
+struct Events {
+    tx: tokio::sync::mpsc::UnboundedSender<(k8s_openapi::api::core::v1::ObjectReference, Event)>,
 }
 
-async fn publish_to(
-    recorder: &Recorder,
+impl Events {
+    fn start(recorder: Recorder) -> Events {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+                .for_each_concurrent(WRITERS / 4, |(object, event)| {
+                    let recorder = recorder.clone();
+                    async move {
+                        if let Err(e) = recorder.publish(&event, &object).await {
+                            tracing::warn!(error = %e, "recording an event");
+                        }
+                    }
+                })
+                .await;
+        });
+        Events { tx }
+    }
+}
+
+fn publish(events: &Events, svc: &Service, ev: &crate::allocator::Event) {
+    publish_to(events, &svc.object_ref(&()), ev.type_, ev.reason, ev.message.clone());
+}
+
+fn publish_to(
+    events: &Events,
     object: &k8s_openapi::api::core::v1::ObjectReference,
     type_: PlanEventType,
     reason: &str,
@@ -406,7 +442,6 @@ async fn publish_to(
         action: "Allocate".into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, object).await {
-        tracing::warn!(error = %e, "recording an event");
-    }
+    // Closed only when the process ends.
+    let _ = events.tx.send((object.clone(), event));
 }
