@@ -59,6 +59,9 @@ pub struct ControllerArgs {
     pub metrics_security: crate::metrics_server::MetricsSecurityArgs,
 }
 
+/// How often pool counts are written at most.
+const POOL_COUNTS_EVERY: Duration = Duration::from_secs(1);
+
 /// API writes in flight at once.
 pub(crate) const WRITERS: usize = 16;
 
@@ -130,6 +133,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     // The allocator of the last decision: a pass after a few Services changed decides those
     // alone (plan::incremental); anything else changing decides everything again.
     let mut allocations = plan::incremental::Allocations::default();
+    let mut pools_written: Option<tokio::time::Instant> = None;
     loop {
         let dirty = cache.take_dirty();
         let deciding = std::time::Instant::now();
@@ -218,7 +222,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             }
         }
         // Decided again on the retry: a partial pass would otherwise wait for their next change.
-        let retry = (!failed.is_empty()).then(|| tokio::time::Instant::now() + Duration::from_secs(1));
+        let mut retry = (!failed.is_empty()).then(|| tokio::time::Instant::now() + Duration::from_secs(1));
         cache.mark_dirty(failed);
         let decided_keys: std::collections::BTreeSet<String> =
             inputs.services.iter().map(|s| key(s)).collect();
@@ -245,7 +249,19 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             }
         }
         status::write_conditions(&client, &by_key, &wanted).await;
-        status::write_pool_counts(&client, &args.namespace, &inputs, &decided).await;
+        // Pool counts move with every allocation: written at most once a second, so churn does
+        // not queue a pool write behind every Service (they are for people and dashboards).
+        let now = tokio::time::Instant::now();
+        match pools_written {
+            Some(at) if now < at + POOL_COUNTS_EVERY => {
+                let next = at + POOL_COUNTS_EVERY;
+                retry = Some(retry.map_or(next, |r| r.min(next)));
+            }
+            _ => {
+                status::write_pool_counts(&client, &args.namespace, &inputs, &decided).await;
+                pools_written = Some(now);
+            }
+        }
         if let Err(e) = config_state.sync(decided.error_summary(), None).await {
             tracing::warn!(error = %e, "writing the ConfigurationState");
         }
