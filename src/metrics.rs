@@ -193,22 +193,19 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             m.layer2_live_speakers.clone(),
         );
         let ml = f.sub_registry_with_prefix("memberlist");
-        ml.register("packets_sent", "Layer 2 membership datagrams sent", m.memberlist_packets_sent.clone());
-        ml.register(
-            "packets_received",
-            "Layer 2 membership datagrams received (before authentication)",
-            m.memberlist_packets_received.clone(),
-        );
-        ml.register(
-            "bytes_sent",
-            "Layer 2 membership UDP payload bytes sent (sealed)",
-            m.memberlist_bytes_sent.clone(),
-        );
-        ml.register(
-            "bytes_received",
-            "Layer 2 membership UDP payload bytes received",
-            m.memberlist_bytes_received.clone(),
-        );
+        let traffic = [
+            ("packets_sent", "Layer 2 membership datagrams sent", &m.memberlist_packets_sent),
+            (
+                "packets_received",
+                "Layer 2 membership datagrams received (before authentication)",
+                &m.memberlist_packets_received,
+            ),
+            ("bytes_sent", "Layer 2 membership UDP payload bytes sent (sealed)", &m.memberlist_bytes_sent),
+            ("bytes_received", "Layer 2 membership UDP payload bytes received", &m.memberlist_bytes_received),
+        ];
+        for (name, help, counter) in traffic {
+            ml.register(name, help, counter.clone());
+        }
     }
     Metrics { registry, ..m }
 });
