@@ -60,6 +60,10 @@ pub struct Metrics {
     pub layer2_fenced: Gauge,
     pub layer2_expected_speakers: Gauge,
     pub layer2_live_speakers: Gauge,
+    pub memberlist_packets_sent: Counter,
+    pub memberlist_packets_received: Counter,
+    pub memberlist_bytes_sent: Counter,
+    pub memberlist_bytes_received: Counter,
 }
 
 /// 1 ms .. ~33 s, doubling.
@@ -92,6 +96,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         layer2_fenced: Gauge::default(),
         layer2_expected_speakers: Gauge::default(),
         layer2_live_speakers: Gauge::default(),
+        memberlist_packets_sent: Counter::default(),
+        memberlist_packets_received: Counter::default(),
+        memberlist_bytes_sent: Counter::default(),
+        memberlist_bytes_received: Counter::default(),
     };
     {
         let r = registry.sub_registry_with_prefix("metallb");
@@ -171,6 +179,20 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Speakers that should exist and that membership sees alive, this one included",
             m.layer2_live_speakers.clone(),
         );
+        let ml = f.sub_registry_with_prefix("memberlist");
+        let traffic = [
+            ("packets_sent", "Layer 2 membership datagrams sent", &m.memberlist_packets_sent),
+            (
+                "packets_received",
+                "Layer 2 membership datagrams received (before authentication)",
+                &m.memberlist_packets_received,
+            ),
+            ("bytes_sent", "Layer 2 membership UDP payload bytes sent (sealed)", &m.memberlist_bytes_sent),
+            ("bytes_received", "Layer 2 membership UDP payload bytes received", &m.memberlist_bytes_received),
+        ];
+        for (name, help, counter) in traffic {
+            ml.register(name, help, counter.clone());
+        }
     }
     Metrics { registry, ..m }
 });

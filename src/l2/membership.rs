@@ -5,8 +5,13 @@
 //! The live set feeds the layer 2 election. Failure detection is tuned for sub-second failover:
 //! a speaker probes another every `probe_period`, asks others to probe indirectly after
 //! `probe_rtt`, and a suspect is declared down after `suspect_to_down`. Speakers that leave
-//! cleanly (SIGTERM) say so at once. Seeds that are not members are announced to every second, so
-//! restarted speakers and healed partitions merge back; the seeds follow the cluster
+//! cleanly (SIGTERM) say so at once. News is passed on more often the larger the cluster, so no
+//! survivor misses a death; a speaker that was not running for a while (CPU starved) gives the
+//! others the time it lost before it concludes they are gone. Seeds that are not members are
+//! announced to every second, so restarted speakers and healed partitions merge back (in steady
+//! state every seed is a member: nothing is announced, and a speaker's traffic does not grow
+//! with the cluster; a starting one hears from every seed at once, so it elects with the whole
+//! view, not part of it); the seeds follow the cluster
 //! ([`Membership::set_seeds`]), so a speaker started later is found too. Whether this speaker
 //! may answer is decided elsewhere ([`crate::l2::quorum`]), against the speakers that should
 //! exist rather than the ones ever seen.
@@ -15,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -78,13 +84,14 @@ impl MembershipSettings {
         }
     }
 
-    fn foca_config(&self) -> Config {
+    /// foca's settings for a cluster of about `speakers`.
+    fn foca_config(&self, speakers: usize) -> Config {
         let mut c = Config::simple();
         c.probe_period = self.probe_period;
         c.probe_rtt = self.probe_rtt;
         c.suspect_to_down_after = self.suspect_to_down;
         c.num_indirect_probes = NonZeroUsize::new(2).expect("nonzero");
-        c.max_transmissions = NonZeroU8::new(8).expect("nonzero");
+        c.max_transmissions = transmissions(speakers);
         c.notify_down_members = true;
         // News of a death must reach everyone within a few tens of milliseconds, not at the
         // next probe.
@@ -96,6 +103,33 @@ impl MembershipSettings {
     }
 }
 
+/// How many times each speaker passes each piece of news on (piggybacked or gossiped, to random
+/// speakers). A speaker misses news with a chance of about e^-k, so k grows with ln(N) to keep
+/// the chance that any of N speakers misses it below 1/10,000: a missed death is found only when
+/// that speaker probes the dead one itself, up to N probe periods later (seconds at 100
+/// speakers). 8, enough for a handful of speakers, missed one survivor in ~20 at 100.
+fn transmissions(speakers: usize) -> NonZeroU8 {
+    let k = (speakers.max(2) as f64).ln().ceil() + 10.0;
+    NonZeroU8::new(k.min(255.0) as u8).expect("at least 10")
+}
+
+/// A timer that fires this much later than asked means this speaker was not running (CPU
+/// starved, paused): what it would conclude now (a probe unanswered, a suspect silent) may be
+/// its own fault, as the answers may be sitting unread in its socket.
+const STALLED: Duration = Duration::from_millis(20);
+/// The most a stalled speaker gives the others on top: enough to read what they sent meanwhile
+/// (and, with other speakers starved alongside, for them to answer), little enough that a stall
+/// does not add its length again to a real failover.
+const MAX_GRACE: Duration = Duration::from_millis(50);
+
+/// When a timer due at `due` and seen at `now` should fire instead, if this speaker was stalled:
+/// once, as late again as it was late, so the others get the time it lost (Lifeguard's local
+/// health awareness, in its simplest form). None: fire now.
+fn grace(due: Instant, now: Instant, deferred_before: bool) -> Option<Instant> {
+    let late = now.saturating_duration_since(due);
+    (late > STALLED && !deferred_before).then(|| now + late.min(MAX_GRACE))
+}
+
 /// What membership tells the speaker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct View {
@@ -105,9 +139,39 @@ pub struct View {
 
 type Seeds = Vec<(String, SocketAddr)>;
 
+/// What one membership instance's socket carried (UDP payload bytes, sealed), and how many
+/// speakers it saw go. The process-wide metrics count the same; this is per instance, so
+/// several instances in one process (the membership benchmark) can be told apart.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    /// Speakers declared down (failed or left) as this instance saw them.
+    pub downs: AtomicU64,
+}
+
+impl Traffic {
+    fn sent(&self, bytes: usize) {
+        self.packets_sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        crate::metrics::METRICS.memberlist_packets_sent.inc();
+        crate::metrics::METRICS.memberlist_bytes_sent.inc_by(bytes as u64);
+    }
+
+    fn received(&self, bytes: usize) {
+        self.packets_received.fetch_add(1, Ordering::Relaxed);
+        self.bytes_received.fetch_add(bytes as u64, Ordering::Relaxed);
+        crate::metrics::METRICS.memberlist_packets_received.inc();
+        crate::metrics::METRICS.memberlist_bytes_received.inc_by(bytes as u64);
+    }
+}
+
 pub struct Membership {
     view: watch::Receiver<View>,
     seeds: watch::Sender<Seeds>,
+    traffic: Arc<Traffic>,
     leave: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -135,8 +199,10 @@ impl Membership {
         let (tx, view) = watch::channel(View { live: [me.node.clone()].into() });
         let (seeds, seeds_rx) = watch::channel(settings.seeds.clone());
         let (leave, left) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(run(settings, Arc::new(socket), me, tx, seeds_rx, left));
-        Ok(Membership { view, seeds, leave: Some(leave), task })
+        let traffic = Arc::new(Traffic::default());
+        let io = Io { socket, sealer: Sealer::new(settings.secret.as_deref()), traffic: traffic.clone() };
+        let task = tokio::spawn(run(settings, io, me, tx, seeds_rx, left));
+        Ok(Membership { view, seeds, traffic, leave: Some(leave), task })
     }
 
     /// Replaces the speakers to join through (the speaker pods, as they come and go).
@@ -150,6 +216,10 @@ impl Membership {
 
     pub fn view(&self) -> watch::Receiver<View> {
         self.view.clone()
+    }
+
+    pub fn traffic(&self) -> Arc<Traffic> {
+        self.traffic.clone()
     }
 
     /// Tells the others this speaker is going, then stops.
@@ -189,8 +259,8 @@ impl Sealer {
     }
 }
 
-/// Timers foca asked for, earliest first.
-struct Due(Instant, u64, Timer<Speaker>);
+/// Timers foca asked for, earliest first; whether one was deferred once already.
+struct Due(Instant, u64, Timer<Speaker>, bool);
 
 impl PartialEq for Due {
     fn eq(&self, other: &Self) -> bool {
@@ -210,18 +280,47 @@ impl Ord for Due {
     }
 }
 
+/// The socket and what goes through it.
+struct Io {
+    socket: UdpSocket,
+    sealer: Sealer,
+    traffic: Arc<Traffic>,
+}
+
+impl Io {
+    /// Sends what foca queued and files the timers it asked for.
+    async fn flush(
+        &self,
+        runtime: &mut AccumulatingRuntime<Speaker>,
+        timers: &mut BinaryHeap<Due>,
+        sequence: &mut u64,
+    ) {
+        while let Some((to, data)) = runtime.to_send() {
+            if let Some(sealed) = self.sealer.seal(&data)
+                && self.socket.send_to(&sealed, to.addr).await.is_ok()
+            {
+                self.traffic.sent(sealed.len());
+            }
+        }
+        while let Some((after, timer)) = runtime.to_schedule() {
+            *sequence += 1;
+            timers.push(Due(Instant::now() + after, *sequence, timer, false));
+        }
+    }
+}
+
 async fn run(
     settings: MembershipSettings,
-    socket: Arc<UdpSocket>,
+    io: Io,
     me: Speaker,
     view: watch::Sender<View>,
     seeds: watch::Receiver<Seeds>,
     mut left: tokio::sync::oneshot::Receiver<()>,
 ) {
     let rng: StdRng = rand::make_rng();
-    let mut foca = Foca::new(me.clone(), settings.foca_config(), rng, PostcardCodec);
+    let mut speakers = seeds.borrow().len() + 1;
+    let mut foca = Foca::new(me.clone(), settings.foca_config(speakers), rng, PostcardCodec);
     let mut runtime = AccumulatingRuntime::new();
-    let sealer = Sealer::new(settings.secret.as_deref());
     let mut timers: BinaryHeap<Due> = BinaryHeap::new();
     let mut sequence = 0u64;
     let mut buf = vec![0u8; 65536];
@@ -232,30 +331,55 @@ async fn run(
         tokio::select! {
             _ = &mut left => {
                 let _ = foca.leave_cluster(&mut runtime);
-                flush(&mut runtime, &socket, &sealer, &mut timers, &mut sequence).await;
+                // foca tells two speakers; tell as many as the news is passed on, so a clean
+                // leave does not hinge on two datagrams.
+                for _ in 1..transmissions(speakers).get().div_ceil(2) {
+                    let _ = foca.gossip(&mut runtime);
+                }
+                io.flush(&mut runtime, &mut timers, &mut sequence).await;
                 return;
             }
-            got = socket.recv_from(&mut buf) => match got {
-                Ok((n, from)) => match sealer.open(&buf[..n]) {
-                    Some(data) => {
-                        if let Err(e) = foca.handle_data(&data, &mut runtime) {
-                            tracing::debug!(%from, error = %e, "membership message ignored");
+            got = io.socket.recv_from(&mut buf) => match got {
+                Ok((n, from)) => {
+                    io.traffic.received(n);
+                    match io.sealer.open(&buf[..n]) {
+                        Some(data) => {
+                            if let Err(e) = foca.handle_data(&data, &mut runtime) {
+                                tracing::debug!(%from, error = %e, "membership message ignored");
+                            }
                         }
+                        None => tracing::warn!(%from, "membership message failed authentication; dropped"),
                     }
-                    None => tracing::warn!(%from, "membership message failed authentication; dropped"),
-                },
+                }
                 Err(e) => tracing::warn!(error = %e, "membership socket"),
             },
             _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 let now = Instant::now();
                 while timers.peek().is_some_and(|d| d.0 <= now) {
-                    let Some(Due(_, _, timer)) = timers.pop() else { break };
-                    let _ = foca.handle_timer(timer, &mut runtime);
+                    let Some(Due(due, n, timer, deferred)) = timers.pop() else { break };
+                    // Only the timers that conclude something about the others wait.
+                    let judges = matches!(
+                        timer,
+                        Timer::ProbeRandomMember(_)
+                            | Timer::SendIndirectProbe { .. }
+                            | Timer::ChangeSuspectToDown { .. }
+                    );
+                    match grace(due, now, deferred || !judges) {
+                        Some(later) => timers.push(Due(later, n, timer, true)),
+                        None => {
+                            let _ = foca.handle_timer(timer, &mut runtime);
+                        }
+                    }
                 }
             }
             _ = announce.tick() => {
                 let members: BTreeSet<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
                 let seeds = seeds.borrow().clone();
+                let now = seeds.len().max(members.len()) + 1;
+                if transmissions(now) != transmissions(speakers) {
+                    speakers = now;
+                    let _ = foca.set_config(settings.foca_config(speakers));
+                }
                 for (node, addr) in &seeds {
                     if !members.contains(addr) && *addr != me.addr {
                         let seed = Speaker { node: node.clone(), addr: *addr, incarnation: 0 };
@@ -264,7 +388,7 @@ async fn run(
                 }
             }
         }
-        flush(&mut runtime, &socket, &sealer, &mut timers, &mut sequence).await;
+        io.flush(&mut runtime, &mut timers, &mut sequence).await;
         let mut changed = false;
         while let Some(n) = runtime.to_notify() {
             changed = true;
@@ -273,6 +397,7 @@ async fn run(
                     tracing::info!(node = %s.node, addr = %s.addr, "speaker up")
                 }
                 OwnedNotification::MemberDown(s) => {
+                    io.traffic.downs.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(node = %s.node, addr = %s.addr, "speaker down")
                 }
                 OwnedNotification::Defunct => {
@@ -296,27 +421,8 @@ async fn run(
                 *v = next;
                 differs
             });
-            flush(&mut runtime, &socket, &sealer, &mut timers, &mut sequence).await;
+            io.flush(&mut runtime, &mut timers, &mut sequence).await;
         }
-    }
-}
-
-/// Sends what foca queued and files the timers it asked for.
-async fn flush(
-    runtime: &mut AccumulatingRuntime<Speaker>,
-    socket: &UdpSocket,
-    sealer: &Sealer,
-    timers: &mut BinaryHeap<Due>,
-    sequence: &mut u64,
-) {
-    while let Some((to, data)) = runtime.to_send() {
-        if let Some(sealed) = sealer.seal(&data) {
-            let _ = socket.send_to(&sealed, to.addr).await;
-        }
-    }
-    while let Some((after, timer)) = runtime.to_schedule() {
-        *sequence += 1;
-        timers.push(Due(Instant::now() + after, *sequence, timer));
     }
 }
 
@@ -351,6 +457,31 @@ mod tests {
         assert_eq!(plain.open(b"hello").as_deref(), Some(&b"hello"[..]));
         // Two seals of one message differ (fresh nonces).
         assert_ne!(a.seal(b"hello"), a.seal(b"hello"));
+    }
+
+    #[test]
+    fn news_is_passed_on_more_often_in_larger_clusters() {
+        let k = |n| transmissions(n).get();
+        assert_eq!((k(0), k(1), k(3), k(25), k(100), k(1000)), (11, 11, 12, 14, 15, 17));
+        // The chance that any of 100 speakers misses news, about 100 e^-k, stays below 1/10,000.
+        assert!(100.0 * (-f64::from(k(100))).exp() < 1e-4);
+        let s = MembershipSettings::new("n", "127.0.0.1:0".parse().unwrap());
+        assert_eq!(s.foca_config(100).max_transmissions.get(), 15);
+    }
+
+    #[test]
+    fn a_stalled_speaker_gives_the_others_the_time_it_lost_once() {
+        let due = Instant::now();
+        let ms = Duration::from_millis;
+        // On time, or late by scheduling noise: fire now.
+        assert_eq!(grace(due, due, false), None);
+        assert_eq!(grace(due, due + ms(5), false), None);
+        // Stalled for 30 ms: the answers may be unread; wait as long again.
+        assert_eq!(grace(due, due + ms(30), false), Some(due + ms(60)));
+        // Never more than MAX_GRACE, and never twice for one timer.
+        assert_eq!(grace(due, due + ms(90), false), Some(due + ms(140)));
+        assert_eq!(grace(due, due + ms(5000), false), Some(due + ms(5050)));
+        assert_eq!(grace(due, due + ms(90), true), None);
     }
 
     #[test]

@@ -159,6 +159,10 @@ fn with_fencing_off_a_minority_keeps_answering_and_says_so() {
     assert!(answered.is_some(), "{:?}\n{}", answering(&lab, ip), lab.logs());
     assert_eq!(lab.metric(0, "ferrolb_layer2_fenced"), Some(0.0));
     assert_eq!(lab.metric(0, "ferrolb_layer2_live_speakers"), Some(1.0));
+    // The membership traffic is counted at the socket.
+    for series in ["ferrolb_memberlist_packets_sent_total", "ferrolb_memberlist_bytes_received_total"] {
+        assert!(lab.metric(0, series).is_some_and(|v| v > 0.0), "{series}\n{}", lab.logs());
+    }
     println!("fencing off: node1 alone of 3 still answers ARP for {ip}");
 }
 
