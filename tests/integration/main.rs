@@ -5,6 +5,8 @@
 mod frr_lab;
 #[macro_use]
 mod kube_lab;
+#[macro_use]
+mod cluster_lab;
 mod agent;
 mod agent_process;
 mod agent_service;
@@ -12,6 +14,9 @@ mod bgp_lab;
 mod bgp_sessions;
 mod chart;
 mod cli;
+mod cluster_e2e;
+mod cluster_images;
+mod cluster_node;
 mod crds;
 mod examples;
 mod fabric;

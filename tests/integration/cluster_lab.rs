@@ -1,0 +1,442 @@
+//! A real Kubernetes cluster in a box: etcd, kube-apiserver, kube-controller-manager and
+//! kube-scheduler in a control-plane namespace, and NODES nodes (see cluster_node.rs), all on one
+//! lab switch with a ToR (real FRR) and a client. Nothing is added to this machine's own network
+//! namespace: the tests reach the API server through a unix-socket relay (socat) on loopback.
+//!
+//! Addresses (documentation and benchmark ranges): ToR 192.0.2.1, control plane 192.0.2.5, nodes
+//! 192.0.2.11.., client 192.0.2.100 on the switch and 203.0.113.100 behind the ToR; pods
+//! 198.18.64.0/24 per node upwards, Services 198.18.0.0/24.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::cluster_images;
+use crate::cluster_node::{Node, NodeSpec, wait_until};
+use crate::fabric::{Lan, Netns, Running, sh, wire};
+use crate::frr_lab::Frr;
+
+pub const CP_IP: &str = "192.0.2.5";
+pub const TOR_IP: &str = "192.0.2.1";
+pub const CLIENT_IP: &str = "192.0.2.100";
+pub const SERVICE_CIDR: &str = "198.18.0.0/24";
+const TOKEN: &str = "ferrolb-cluster-admin-token";
+
+pub fn node_ip(i: usize) -> String {
+    format!("192.0.2.{}", 11 + i)
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("FERROLB_KUBE_BIN_DIR").map_or_else(|| PathBuf::from("/opt/ferrolb-kube/bin"), PathBuf::from)
+}
+
+fn on_path(tool: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Why the cluster tests cannot run here, if they cannot (ferrolb's images aside).
+pub fn unavailable() -> Option<String> {
+    if let Some(why) = crate::frr_lab::unavailable() {
+        return Some(why);
+    }
+    for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "pause"] {
+        if !bin_dir().join(b).is_file() {
+            return Some(format!("no {b} in {} (set FERROLB_KUBE_BIN_DIR)", bin_dir().display()));
+        }
+    }
+    for tool in ["containerd", "runc", "ctr", "buildah", "nsenter", "socat", "openssl", "curl", "arping", "iptables"] {
+        if !on_path(tool) {
+            return Some(format!("no {tool} (apt-get install containerd runc buildah socat arping)"));
+        }
+    }
+    for plugin in ["bridge", "host-local", "portmap", "loopback"] {
+        if !Path::new("/usr/lib/cni").join(plugin).is_file() {
+            return Some(format!("no /usr/lib/cni/{plugin} (apt-get install containernetworking-plugins)"));
+        }
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        return Some("no /bin/busybox for the web image (apt-get install busybox-static)".into());
+    }
+    None
+}
+
+/// Skips the calling test unless a cluster and ferrolb's images are at hand.
+macro_rules! require_cluster {
+    () => {
+        if let Some(why) = $crate::cluster_lab::unavailable() {
+            println!("skipped: {why}");
+            return;
+        }
+        if let Err(why) = $crate::cluster_images::ferrolb_archives() {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// One cluster at a time in this test binary: two would fight over the machine's two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub struct ClusterLab {
+    pub nodes: Vec<Node>,
+    control: Vec<Running>,
+    relays: Vec<Running>,
+    pub tor: Option<Frr>,
+    pub client: Option<Netns>,
+    cp: Option<Netns>,
+    lan: Option<Lan>,
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub api_port: u16,
+    /// From the first command to every node Ready.
+    pub up: Duration,
+    _turn: MutexGuard<'static, ()>,
+}
+
+fn log(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap()
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(25)..].join("\n")
+}
+
+/// CA, API server serving certificate (the kubernetes Service IP, the control plane's address
+/// and loopback in its SANs) and the ServiceAccount key pair.
+fn make_pki(dir: &Path) {
+    let script = format!(
+        "set -e; cd {d}
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=ferrolb-lab-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver 2>/dev/null
+printf 'subjectAltName=IP:198.18.0.1,IP:{CP_IP},IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\\n' > san.ext
+openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 2 -extfile san.ext 2>/dev/null
+openssl genrsa -out sa.key 2048 2>/dev/null
+openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+printf '{TOKEN},admin,admin,\"system:masters\"\\n' > tokens.csv",
+        d = dir.display()
+    );
+    sh(&script);
+}
+
+fn kubeconfig(dir: &Path, server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
+         users:\n- name: admin\n  user:\n    token: {TOKEN}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: admin\n\
+         current-context: lab\n",
+        ca = dir.join("ca.crt").display()
+    )
+}
+
+impl ClusterLab {
+    /// Brings up a cluster of `count` nodes with ferrolb's images (and the lab's) on every node.
+    pub fn start(count: usize) -> ClusterLab {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let t = Instant::now();
+        let bin = bin_dir();
+        let lan = Lan::new();
+        let cp = Netns::new("flbcp");
+        let dir = std::env::temp_dir().join(format!("ferrolb-cluster-{}", cp.0));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = ClusterLab {
+            nodes: Vec::new(),
+            control: Vec::new(),
+            relays: Vec::new(),
+            tor: None,
+            client: None,
+            cp: None,
+            lan: None,
+            dir: dir.clone(),
+            kubeconfig: dir.join("kubeconfig"),
+            api_port: crate::kube_lab::free_port(),
+            up: Duration::ZERO,
+            _turn: turn,
+        };
+        lan.attach(&cp.0, "eth0", &[&format!("{CP_IP}/24")]);
+        let tor = Frr::start("tor").unwrap();
+        lan.attach(&tor.ns, "eth0", &[&format!("{TOR_IP}/24"), "2001:db8:10::1/64"]);
+        sh(&format!("ip netns exec {} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.send_redirects=0", tor.ns));
+        let client = Netns::new("flbcl");
+        lan.attach(&client.0, "eth0", &[&format!("{CLIENT_IP}/24"), "2001:db8:10::100/64"]);
+        wire(&tor.ns, "eth1", &["203.0.113.1/24", "2001:db8:20::1/64"], &client.0, "eth1", &["203.0.113.100/24", "2001:db8:20::100/64"]);
+        make_pki(&dir);
+        std::fs::write(&lab.kubeconfig, kubeconfig(&dir, &format!("https://127.0.0.1:{}", lab.api_port))).unwrap();
+        std::fs::write(dir.join("node.kubeconfig"), kubeconfig(&dir, &format!("https://{CP_IP}:6443"))).unwrap();
+        let specs: Vec<NodeSpec> = (0..count)
+            .map(|i| NodeSpec {
+                name: format!("node{}", i + 1),
+                ip: node_ip(i),
+                pod_cidr: format!("198.18.{}.0/24", 64 + i),
+                api: format!("https://{CP_IP}:6443"),
+                pause_image: cluster_images::PAUSE_IMAGE.into(),
+            })
+            .collect();
+        for (i, spec) in specs.iter().enumerate() {
+            let ns = Netns::new("flbnd");
+            lan.attach(&ns.0, "eth0", &[&format!("{}/24", spec.ip), &format!("2001:db8:10::{}/64", 11 + i)]);
+            sh(&format!("ip -n {} route add default via {TOR_IP}", ns.0));
+            sh(&format!("ip -n {} route add {} via {}", cp.0, spec.pod_cidr, spec.ip));
+            lab.nodes.push(Node::new(spec, &dir, ns));
+        }
+        for node in &lab.nodes {
+            for other in lab.nodes.iter().filter(|o| o.name != node.name) {
+                sh(&format!("ip -n {} route add {} via {}", node.netns.0, other.pod_cidr, other.ip));
+            }
+        }
+        lab.cp = Some(cp);
+        lab.tor = Some(tor);
+        lab.client = Some(client);
+        lab.lan = Some(lan);
+        lab.start_control_plane(&bin);
+        let mut images = cluster_images::build_lab_images(&dir, &bin).unwrap();
+        images.extend(cluster_images::ferrolb_archives().unwrap_or_default());
+        for node in &mut lab.nodes {
+            if let Err(e) = node.start(&bin, &images) {
+                panic!("{e}");
+            }
+        }
+        lab.wait_nodes_ready();
+        lab.up = t.elapsed();
+        println!("cluster of {count} nodes up in {:.1} s", lab.up.as_secs_f64());
+        lab
+    }
+
+    fn cp_ns(&self) -> &str {
+        &self.cp.as_ref().unwrap().0
+    }
+
+    fn spawn_cp(&mut self, name: &str, args: &[String]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", self.cp_ns()])
+            .arg(bin_dir().join(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log(&self.dir, &format!("{name}.log")))
+            .spawn()
+            .unwrap();
+        self.control.push(Running(child));
+    }
+
+    fn start_control_plane(&mut self, bin: &Path) {
+        let dir = self.dir.clone();
+        let d = |s: &str| dir.join(s).display().to_string();
+        let etcd_args: Vec<String> = [
+            "--data-dir",
+            &d("etcd"),
+            "--listen-client-urls",
+            "http://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "http://127.0.0.1:2379",
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "default=http://127.0.0.1:2380",
+            "--unsafe-no-fsync",
+        ]
+        .map(String::from)
+        .into();
+        self.spawn_cp("etcd", &etcd_args);
+        let api_args: Vec<String> = [
+            "--etcd-servers=http://127.0.0.1:2379".to_string(),
+            "--bind-address=0.0.0.0".into(),
+            "--secure-port=6443".into(),
+            format!("--advertise-address={CP_IP}"),
+            format!("--tls-cert-file={}", d("apiserver.crt")),
+            format!("--tls-private-key-file={}", d("apiserver.key")),
+            format!("--client-ca-file={}", d("ca.crt")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", d("sa.pub")),
+            format!("--service-account-signing-key-file={}", d("sa.key")),
+            format!("--token-auth-file={}", d("tokens.csv")),
+            "--authorization-mode=RBAC".into(),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            "--allow-privileged=true".into(),
+            "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
+            "--shutdown-delay-duration=0s".into(),
+        ]
+        .into();
+        self.spawn_cp("kube-apiserver", &api_args);
+        // The tests' way in: loopback here -> a unix socket -> the API server's namespace.
+        let sock = self.dir.join("apiserver.sock");
+        self.relays.push(Running(
+            Command::new("ip")
+                .args(["netns", "exec", self.cp_ns(), "socat"])
+                .arg(format!("UNIX-LISTEN:{},fork", sock.display()))
+                .arg(format!("TCP:{CP_IP}:6443"))
+                .stderr(log(&self.dir, "relay.log"))
+                .spawn()
+                .unwrap(),
+        ));
+        self.relays.push(Running(
+            Command::new("socat")
+                .arg(format!("TCP-LISTEN:{},bind=127.0.0.1,fork,reuseaddr", self.api_port))
+                .arg(format!("UNIX-CONNECT:{}", sock.display()))
+                .stderr(log(&self.dir, "relay.log"))
+                .spawn()
+                .unwrap(),
+        ));
+        let ready = wait_until(Duration::from_secs(60), || {
+            self.kubectl(&["get", "--raw", "/readyz"]).is_ok_and(|o| o.trim() == "ok")
+        });
+        assert!(ready.is_some(), "kube-apiserver not ready:\n{}", tail(&self.dir.join("kube-apiserver.log")));
+        let kc = d("node.kubeconfig");
+        let kcm_args: Vec<String> = [
+            format!("--kubeconfig={kc}"),
+            format!("--service-account-private-key-file={}", d("sa.key")),
+            format!("--root-ca-file={}", d("ca.crt")),
+            "--leader-elect=false".into(),
+            "--use-service-account-credentials=false".into(),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            "--secure-port=0".into(),
+        ]
+        .into();
+        self.spawn_cp("kube-controller-manager", &kcm_args);
+        let sched_args: Vec<String> =
+            [format!("--kubeconfig={kc}"), "--leader-elect=false".into(), "--bind-address=127.0.0.1".into()].into();
+        self.spawn_cp("kube-scheduler", &sched_args);
+        let _ = bin;
+    }
+
+    fn wait_nodes_ready(&self) {
+        let want = self.nodes.len();
+        let ready = wait_until(Duration::from_secs(90), || {
+            self.kubectl(&["get", "nodes", "-o", "json"]).is_ok_and(|text| {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                items.len() == want
+                    && items.iter().all(|n| {
+                        n["status"]["conditions"]
+                            .as_array()
+                            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                    })
+            })
+        });
+        if ready.is_none() {
+            let logs: Vec<String> = self.nodes.iter().map(|n| format!("{}:\n{}", n.name, n.tail("kubelet.log"))).collect();
+            panic!("nodes not Ready:\n{}", logs.join("\n"));
+        }
+    }
+
+    /// `kubectl ARGS` as the admin; stdout, or stderr as the error.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(bin_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    pub fn apply(&self, yaml: &str) -> Result<String, String> {
+        use std::io::Write;
+        let mut child = Command::new(bin_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        child.stdin.take().unwrap().write_all(yaml.as_bytes()).map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `kubectl get KIND ... -o json` parsed.
+    pub fn get_json(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let text = self.kubectl(&all)?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+
+    /// The client's namespace.
+    pub fn client_ns(&self) -> &str {
+        &self.client.as_ref().unwrap().0
+    }
+
+    pub fn tor(&self) -> &Frr {
+        self.tor.as_ref().unwrap()
+    }
+
+    /// The client fetches `http://ip/` once (timeout `ms`); the page, if one came back.
+    pub fn fetch(&self, ip: &str, ms: u64) -> Option<String> {
+        let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.client_ns(), "curl", "-s", "-g", "--max-time"])
+            .arg(format!("{:.3}", ms as f64 / 1000.0))
+            .arg(format!("http://{host}/"))
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The MAC that answers the client's ARP request for `ip` on the switch, if any.
+    pub fn arping(&self, ip: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.client_ns(), "arping", "-r", "-c", "1", "-w", "1", "-i", "eth0", ip])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_lowercase();
+        text.lines().next().map(str::to_string)
+    }
+
+    /// The MAC of node `i`'s eth0.
+    pub fn node_mac(&self, i: usize) -> String {
+        let out = Command::new("ip").args(["-n", &self.nodes[i].netns.0, "-j", "link", "show", "eth0"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v[0]["address"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Logs of every control-plane daemon and node, for a failing test's message.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for name in ["kube-apiserver.log", "kube-controller-manager.log", "kube-scheduler.log"] {
+            out.push_str(&format!("--- {name}\n{}\n", tail(&self.dir.join(name))));
+        }
+        for n in &self.nodes {
+            out.push_str(&format!("--- {} kubelet\n{}\n", n.name, n.tail("kubelet.log")));
+        }
+        out
+    }
+}
+
+impl Drop for ClusterLab {
+    fn drop(&mut self) {
+        let t = Instant::now();
+        // Clients first (nodes, controllers), so the API server has no watches to wait for.
+        let mut clean = true;
+        for node in &mut self.nodes {
+            clean &= node.stop();
+        }
+        self.nodes.clear();
+        while let Some(p) = self.control.pop() {
+            drop(p);
+        }
+        self.relays.clear();
+        self.client.take();
+        self.tor.take();
+        self.cp.take();
+        self.lan.take();
+        if clean && std::env::var_os("FERROLB_KEEP_CLUSTER_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        println!("cluster down in {:.1} s{}", t.elapsed().as_secs_f64(), if clean { "" } else { " (processes left!)" });
+    }
+}
