@@ -16,16 +16,22 @@ pub fn images_dir() -> PathBuf {
         .map_or_else(|| crate::repo_root().join("target/images"), PathBuf::from)
 }
 
-/// ferrolb's two archives, or why they are not there.
-pub fn ferrolb_archives() -> Result<Vec<PathBuf>, String> {
+/// ferrolb's image archive (and the FRR sidecar's when `frr`), or why one is missing.
+pub fn ferrolb_archives(frr: bool) -> Result<Vec<PathBuf>, String> {
     let dir = images_dir();
-    let files: Vec<PathBuf> = ["ferrolb.tar", "ferrolb-frr.tar"].iter().map(|f| dir.join(f)).collect();
+    let names: &[&str] = if frr { &["ferrolb.tar", "ferrolb-frr.tar"] } else { &["ferrolb.tar"] };
+    let files: Vec<PathBuf> = names.iter().map(|f| dir.join(f)).collect();
     match files.iter().find(|f| !f.is_file()) {
         Some(missing) => {
             Err(format!("no {} (run scripts/images, or set FERROLB_IMAGES_DIR)", missing.display()))
         }
         None => Ok(files),
     }
+}
+
+/// Every archive of ferrolb's that is there, for the nodes to import.
+pub fn present_archives() -> Vec<PathBuf> {
+    ["ferrolb.tar", "ferrolb-frr.tar"].iter().map(|f| images_dir().join(f)).filter(|f| f.is_file()).collect()
 }
 
 /// Builds the pause and web images into `dir`; the archives to import on every node.

@@ -61,14 +61,18 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
-/// Skips the calling test unless a cluster and ferrolb's images are at hand.
+/// Skips the calling test unless a cluster and ferrolb's images (the FRR sidecar's too with
+/// `frr`) are at hand.
 macro_rules! require_cluster {
     () => {
+        require_cluster!(images: false)
+    };
+    (images: $frr:expr) => {
         if let Some(why) = $crate::cluster_lab::unavailable() {
             println!("skipped: {why}");
             return;
         }
-        if let Err(why) = $crate::cluster_images::ferrolb_archives() {
+        if let Err(why) = $crate::cluster_images::ferrolb_archives($frr) {
             println!("skipped: {why}");
             return;
         }
@@ -169,7 +173,6 @@ impl ClusterLab {
                 name: format!("node{}", i + 1),
                 ip: node_ip(i),
                 pod_cidr: format!("198.18.{}.0/24", 64 + i),
-                api: format!("https://{CP_IP}:6443"),
                 pause_image: cluster_images::PAUSE_IMAGE.into(),
             })
             .collect();
@@ -191,7 +194,7 @@ impl ClusterLab {
         lab.lan = Some(lan);
         lab.start_control_plane(&bin);
         let mut images = cluster_images::build_lab_images(&dir, &bin).unwrap();
-        images.extend(cluster_images::ferrolb_archives().unwrap_or_default());
+        images.extend(cluster_images::present_archives());
         for node in &mut lab.nodes {
             if let Err(e) = node.start(&bin, &images) {
                 panic!("{e}");
@@ -258,6 +261,8 @@ impl ClusterLab {
             "--allow-privileged=true".into(),
             "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
             "--shutdown-delay-duration=0s".into(),
+            // No kube-proxy in the control plane's namespace: webhooks are dialled at their endpoints.
+            "--enable-aggregator-routing=true".into(),
         ]
         .into();
         self.spawn_cp("kube-apiserver", &api_args);
@@ -402,6 +407,23 @@ impl ClusterLab {
         let out = Command::new("ip").args(["-n", &self.nodes[i].netns.0, "-j", "link", "show", "eth0"]).output().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         v[0]["address"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// The last lines of every ferrolb container's log, and the namespace's events.
+    pub fn ferrolb_logs(&self) -> String {
+        let mut out = String::new();
+        let pods = self.get_json(&["get", "pods", "-n", "metallb-system"]).unwrap_or_default();
+        for pod in pods["items"].as_array().into_iter().flatten() {
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+                let c = c["name"].as_str().unwrap_or_default();
+                let log = self.kubectl(&["logs", "-n", "metallb-system", name, "-c", c, "--tail=15"]).unwrap_or_else(|e| e);
+                out.push_str(&format!("--- {name}/{c}\n{log}\n"));
+            }
+        }
+        let events = self.kubectl(&["get", "events", "-n", "metallb-system"]).unwrap_or_else(|e| e);
+        out.push_str(&format!("--- events\n{events}"));
+        out
     }
 
     /// Logs of every control-plane daemon and node, for a failing test's message.

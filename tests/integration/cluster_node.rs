@@ -23,7 +23,6 @@ pub struct NodeSpec {
     pub name: String,
     pub ip: String,
     pub pod_cidr: String,
-    pub api: String,
     pub pause_image: String,
 }
 

@@ -15,6 +15,8 @@ mod bgp_sessions;
 mod chart;
 mod cli;
 mod cluster_e2e;
+mod cluster_e2e_install;
+mod cluster_helm;
 mod cluster_images;
 mod cluster_node;
 mod crds;
