@@ -392,10 +392,12 @@ impl ClusterLab {
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The MAC that answers the client's ARP request for `ip` on the switch, if any.
-    pub fn arping(&self, ip: &str) -> Option<String> {
+    /// The MAC that answers the client's ARP request for `ip` on the switch within `secs`.
+    pub fn arping_within(&self, ip: &str, secs: f64) -> Option<String> {
         let out = Command::new("ip")
-            .args(["netns", "exec", self.client_ns(), "arping", "-r", "-c", "1", "-w", "1", "-i", "eth0", ip])
+            .args(["netns", "exec", self.client_ns(), "arping", "-r", "-c", "1", "-i", "eth0", "-w"])
+            .arg(secs.to_string())
+            .arg(ip)
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_lowercase();
@@ -442,16 +444,19 @@ impl ClusterLab {
 impl Drop for ClusterLab {
     fn drop(&mut self) {
         let t = Instant::now();
+        let mut phases = Vec::new();
         // Clients first (nodes, controllers), so the API server has no watches to wait for.
         let mut clean = true;
         for node in &mut self.nodes {
             clean &= node.stop();
+            phases.push(format!("{} {:.1} s", node.name, t.elapsed().as_secs_f64()));
         }
         self.nodes.clear();
         while let Some(p) = self.control.pop() {
             drop(p);
         }
         self.relays.clear();
+        phases.push(format!("control plane {:.1} s", t.elapsed().as_secs_f64()));
         self.client.take();
         self.tor.take();
         self.cp.take();
@@ -459,6 +464,11 @@ impl Drop for ClusterLab {
         if clean && std::env::var_os("FERROLB_KEEP_CLUSTER_DIR").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-        println!("cluster down in {:.1} s{}", t.elapsed().as_secs_f64(), if clean { "" } else { " (processes left!)" });
+        println!(
+            "cluster down in {:.1} s ({}){}",
+            t.elapsed().as_secs_f64(),
+            phases.join(", "),
+            if clean { "" } else { " (processes left!)" }
+        );
     }
 }

@@ -16,6 +16,7 @@ mod chart;
 mod cli;
 mod cluster_e2e;
 mod cluster_e2e_install;
+mod cluster_e2e_l2;
 mod cluster_helm;
 mod cluster_images;
 mod cluster_node;
