@@ -37,6 +37,9 @@ spec:
       - name: web
         image: localhost/ferrolb-web:e2e
         imagePullPolicy: Never
+        # httpd as pid 1 would ignore SIGTERM and hold its endpoint (serving while terminating)
+        # for the whole grace period.
+        command: [/bin/busybox, sh, -c, \"trap 'exit 0' TERM; /bin/busybox httpd -f -p 80 -h /www & wait\"]
         ports: [{containerPort: 80}]
         readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}
 ";
@@ -121,21 +124,25 @@ fn layer2_answers_from_one_node_and_moves_in_under_a_second() {
     assert!(moved < Duration::from_secs(1), "took {moved:?}");
     assert!(reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(), "page gone after the move");
 
-    // Drain whichever node answers now: its web pod is evicted, so (Local) the other takes over.
+    // Drain whichever node answers now: its web pod is evicted, so (Local) the other takes over
+    // once that pod stops serving (timed from the eviction, after the cordon).
     assert!(wait_until(Duration::from_secs(60), || pods_ready(&lab, NAMESPACE, "app.kubernetes.io/component=speaker", 2)).is_some());
     std::thread::sleep(Duration::from_secs(2));
     let owner = answering_node(&lab, &macs, &ip).or_else(|| answering_node(&lab, &macs, &ip)).expect("no node answers ARP");
     let node = lab.nodes[owner].name.clone();
+    lab.kubectl(&["cordon", &node]).unwrap();
+    let pods = lab.get_json(&["get", "pods", "-l", "app=web", "--field-selector", &format!("spec.nodeName={node}")]).unwrap();
+    let evicted: Vec<String> =
+        pods["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    assert!(!evicted.is_empty(), "no web pod on {node}");
     let t = Instant::now();
-    let drain = std::thread::scope(|s| {
-        let drain = s.spawn(|| lab.kubectl(&["drain", &node, "--ignore-daemonsets", "--force", "--timeout=60s"]));
-        let moved = moved_away(&lab, &macs, &ip, owner, t);
-        (drain.join().unwrap(), moved)
-    });
-    drain.0.unwrap_or_else(|e| panic!("drain {node}: {e}"));
-    let moved = drain.1.unwrap_or_else(|| panic!("{ip} stayed on drained {node}\n{}", lab.ferrolb_logs()));
-    println!("layer 2: drain {node} -> {ip} answered by another node in {:.3} s", moved.as_secs_f64());
+    for pod in &evicted {
+        lab.evict("default", pod).unwrap_or_else(|e| panic!("evict {pod}: {e}"));
+    }
+    let moved = moved_away(&lab, &macs, &ip, owner, t).unwrap_or_else(|| panic!("{ip} stayed on drained {node}\n{}", lab.ferrolb_logs()));
+    println!("layer 2: drain {node} (cordon, evict) -> {ip} answered by another node in {:.3} s", moved.as_secs_f64());
     assert!(moved < Duration::from_secs(1), "took {moved:?}");
+    lab.kubectl(&["drain", &node, "--ignore-daemonsets", "--force", "--timeout=60s"]).unwrap_or_else(|e| panic!("drain {node}: {e}"));
     assert!(reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(), "page gone after the drain");
     lab.kubectl(&["uncordon", &node]).unwrap();
 

@@ -98,6 +98,16 @@ pub struct ClusterLab {
     _turn: MutexGuard<'static, ()>,
 }
 
+/// Where labs keep their files: memory (/dev/shm) when there is one, since every node unpacks
+/// its own copy of the images and the disk is shared with others; FERROLB_CLUSTER_TMP overrides.
+fn base_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERROLB_CLUSTER_TMP") {
+        return PathBuf::from(dir);
+    }
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
+}
+
 fn log(dir: &Path, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap()
 }
@@ -142,7 +152,7 @@ impl ClusterLab {
         let bin = bin_dir();
         let lan = Lan::new();
         let cp = Netns::new("flbcp");
-        let dir = std::env::temp_dir().join(format!("ferrolb-cluster-{}", cp.0));
+        let dir = base_dir().join(format!("ferrolb-cluster-{}", cp.0));
         std::fs::create_dir_all(&dir).unwrap();
         let mut lab = ClusterLab {
             nodes: Vec::new(),
@@ -363,6 +373,21 @@ impl ClusterLab {
         }
     }
 
+    /// Evicts a pod as `kubectl drain` does (the Eviction subresource), with curl: no kubectl
+    /// start-up in the way when the eviction is timed.
+    pub fn evict(&self, ns: &str, pod: &str) -> Result<(), String> {
+        let body = serde_json::json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": ns}});
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(self.dir.join("ca.crt"))
+            .args(["-H", &format!("Authorization: Bearer {TOKEN}"), "-H", "Content-Type: application/json", "-d"])
+            .arg(body.to_string())
+            .arg(format!("https://127.0.0.1:{}/api/v1/namespaces/{ns}/pods/{pod}/eviction", self.api_port))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stdout).into_owned()) }
+    }
+
     /// `kubectl get KIND ... -o json` parsed.
     pub fn get_json(&self, args: &[&str]) -> Result<serde_json::Value, String> {
         let mut all = args.to_vec();
@@ -461,9 +486,11 @@ impl Drop for ClusterLab {
         self.tor.take();
         self.cp.take();
         self.lan.take();
+        phases.push(format!("namespaces {:.1} s", t.elapsed().as_secs_f64()));
         if clean && std::env::var_os("FERROLB_KEEP_CLUSTER_DIR").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+        phases.push(format!("files {:.1} s", t.elapsed().as_secs_f64()));
         println!(
             "cluster down in {:.1} s ({}){}",
             t.elapsed().as_secs_f64(),
