@@ -46,7 +46,12 @@ fn pods_run_on_every_node_and_reach_each_other_through_a_cluster_ip() {
     lab.apply(WEB).unwrap();
     lab.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n").unwrap();
     let ready = wait_until(Duration::from_secs(60), || pods_ready(&lab, "default", "app=web", 2));
-    assert!(ready.is_some(), "web pods not Ready: {:?}\n{}", lab.kubectl(&["get", "pods", "-A", "-o", "wide"]), lab.diagnostics());
+    assert!(
+        ready.is_some(),
+        "web pods not Ready: {:?}\n{}",
+        lab.kubectl(&["get", "pods", "-A", "-o", "wide"]),
+        lab.diagnostics()
+    );
     println!("web pods Ready on 2 nodes {:.1} s after apply", ready.unwrap().as_secs_f64());
     let ip = lab.get_json(&["get", "svc", "web"]).unwrap()["spec"]["clusterIP"].as_str().unwrap().to_string();
     for node in &lab.nodes {
@@ -54,6 +59,11 @@ fn pods_run_on_every_node_and_reach_each_other_through_a_cluster_ip() {
             let out = node.run(&format!("curl -s --max-time 1 http://{ip}/"));
             String::from_utf8_lossy(&out.stdout).contains("ferrolb e2e")
         });
-        assert!(ok.is_some(), "{} cannot reach the ClusterIP {ip}:\n{}", node.name, node.tail("kube-proxy.log"));
+        assert!(
+            ok.is_some(),
+            "{} cannot reach the ClusterIP {ip}:\n{}",
+            node.name,
+            node.tail("kube-proxy.log")
+        );
     }
 }

@@ -46,10 +46,11 @@ spec: {ipAddressPools: [front]}
 ";
 
 fn tor_config(nodes: usize) -> String {
-    let mut c = "router bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n bgp graceful-restart\n \
+    let mut c =
+        "router bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n bgp graceful-restart\n \
                  neighbor nodes peer-group\n neighbor nodes remote-as 64512\n neighbor nodes timers 3 9\n \
                  neighbor nodes timers connect 1\n neighbor nodes bfd\n"
-        .to_string();
+            .to_string();
     for i in 0..nodes {
         c.push_str(&format!(" neighbor {} peer-group nodes\n", node_ip(i)));
     }
@@ -59,7 +60,20 @@ fn tor_config(nodes: usize) -> String {
 
 /// A show command's text at the ToR, for failure messages.
 fn show(lab: &ClusterLab, command: &str) -> String {
-    lab.tor().vtysh(&["-c", command]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    lab.tor()
+        .vtysh(&["-c", command])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A vtysh command's output in the first speaker pod's FRR container.
+fn speaker_frr(lab: &ClusterLab, command: &str) -> String {
+    let pods = lab
+        .get_json(&["get", "pods", "-n", "metallb-system", "-l", "app.kubernetes.io/component=speaker"])
+        .unwrap_or_default();
+    let pod = pods["items"][0]["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    lab.kubectl(&["exec", "-n", "metallb-system", &pod, "-c", "frr", "--", "vtysh", "-c", command])
+        .unwrap_or_else(|e| e)
 }
 
 /// (established, dropped) session counters the ToR keeps per node.
@@ -93,11 +107,15 @@ fn next_hops_become(lab: &ClusterLab, ip: &str, want: &[String]) -> Result<Durat
 
 /// Counts failed fetches of a client fetching `ip` every 50 ms until stopped.
 fn fetch_loop(lab: &ClusterLab, ip: &str, stop: &AtomicBool, ok: &AtomicU64, lost: &AtomicU64) {
+    let start = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let t = Instant::now();
         match lab.fetch(ip, 1000) {
             Some(page) if page.contains("ferrolb e2e") => ok.fetch_add(1, Ordering::SeqCst),
-            _ => lost.fetch_add(1, Ordering::SeqCst),
+            _ => {
+                println!("request lost at {:.2} s into the rollout", start.elapsed().as_secs_f64());
+                lost.fetch_add(1, Ordering::SeqCst)
+            }
         };
         std::thread::sleep(Duration::from_millis(50).saturating_sub(t.elapsed()));
     }
@@ -119,10 +137,15 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
     lab.apply(&lb_service("web", "Cluster", ", loadBalancerIP: 198.51.100.10")).unwrap();
     let ip = ingress_ip(&lab, "web").unwrap_or_else(|| panic!("no IP\n{}", lab.ferrolb_logs()));
     assert!(ip.starts_with("198.51.100."), "{ip}");
-    let first = reachable(&lab, &ip, installed, Duration::from_secs(90))
-        .unwrap_or_else(|| panic!("{ip} never reachable\n{}\n{}", show(&lab, "show bgp summary"), lab.ferrolb_logs()));
+    let first = reachable(&lab, &ip, installed, Duration::from_secs(90)).unwrap_or_else(|| {
+        panic!("{ip} never reachable\n{}\n{}", show(&lab, "show bgp summary"), lab.ferrolb_logs())
+    });
     println!("helm install -> first Service reachable (BGP): {:.2} s", first.as_secs_f64());
-    assert!(wait_until(Duration::from_secs(20), || sessions_up(&lab) && bfd_up(&lab)).is_some(), "BGP/BFD not up:\n{}", show(&lab, "show bfd peers"));
+    assert!(
+        wait_until(Duration::from_secs(20), || sessions_up(&lab) && bfd_up(&lab)).is_some(),
+        "BGP/BFD not up:\n{}",
+        show(&lab, "show bfd peers")
+    );
 
     // Cluster: every node announces; the ToR spreads over both.
     let all: Vec<String> = (0..lab.nodes.len()).map(node_ip).collect();
@@ -134,8 +157,12 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
     lab.kubectl(&["patch", "svc", "web", "-p", r#"{"spec":{"externalTrafficPolicy":"Local"}}"#]).unwrap();
     let pods = lab.get_json(&["get", "pods", "-l", "app=web"]).unwrap();
     let host = pods["items"][0]["status"]["hostIP"].as_str().unwrap().to_string();
-    next_hops_become(&lab, &ip, std::slice::from_ref(&host)).unwrap_or_else(|got| panic!("Local next hops {got:?}, want [{host}]"));
-    assert!(reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(), "Local: page unreachable");
+    next_hops_become(&lab, &ip, std::slice::from_ref(&host))
+        .unwrap_or_else(|got| panic!("Local next hops {got:?}, want [{host}]"));
+    assert!(
+        reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(),
+        "Local: page unreachable"
+    );
     lab.kubectl(&["patch", "svc", "web", "-p", r#"{"spec":{"externalTrafficPolicy":"Cluster"}}"#]).unwrap();
     lab.kubectl(&["scale", "deployment", "web", "--replicas=2"]).unwrap();
     next_hops_become(&lab, &ip, &all).unwrap_or_else(|got| panic!("back to ECMP: {got:?}"));
@@ -145,9 +172,13 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
     for i in 0..20 {
         let name = format!("lat{i}");
         let t = Instant::now();
-        lab.apply(&lb_service(&name, "Cluster", &format!(", loadBalancerIP: 198.51.100.{}", 100 + i))).unwrap();
+        lab.apply(&lb_service(&name, "Cluster", &format!(", loadBalancerIP: 198.51.100.{}", 100 + i)))
+            .unwrap();
         let ip = ingress_ip(&lab, &name).expect("no IP");
-        times.push(reachable(&lab, &ip, t, Duration::from_secs(20)).unwrap_or_else(|| panic!("{name} {ip} unreachable")));
+        times.push(
+            reachable(&lab, &ip, t, Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("{name} {ip} unreachable")),
+        );
         lab.kubectl(&["delete", "svc", &name]).unwrap();
     }
     times.sort();
@@ -167,7 +198,45 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(session_counters(&lab), before, "a controller-only upgrade reset a BGP session");
 
-    // A speaker rollout with graceful restart while the client fetches every 50 ms.
+    // A speaker rollout with graceful restart while the client fetches every 50 ms. BFD comes
+    // off first: a speaker's BFD going down while its FRR stops makes the ToR drop the session
+    // with a hard reset (Cease/BFD Down), which graceful restart does not survive, and the
+    // ToR's ECMP re-hash then breaks connections in flight.
+    lab.kubectl(&[
+        "patch",
+        "bgppeer",
+        "-n",
+        "metallb-system",
+        "tor",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/bfdProfile"}]"#,
+    ])
+    .unwrap();
+    // The speakers first: a ToR dropping BFD first takes the speakers' BFD down, and FRR 10.3
+    // then keeps the session Idle even after its BFD configuration is gone.
+    let dropped = wait_until(Duration::from_secs(20), || {
+        !speaker_frr(&lab, "show running-config").contains("bfd profile fast\n")
+    });
+    assert!(
+        dropped.is_some(),
+        "BFD still configured at the speaker:\n{}",
+        speaker_frr(&lab, "show running-config")
+    );
+    lab.tor().configure("router bgp 64500\n no neighbor nodes bfd\nexit\n");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        wait_until(Duration::from_secs(30), || sessions_up(&lab)).is_some(),
+        "sessions not back without BFD:\n{}\n{}",
+        show(&lab, "show bgp summary"),
+        speaker_frr(&lab, "show running-config")
+    );
+    let graceful = lab.tor().json("show bgp neighbors json");
+    for i in 0..lab.nodes.len() {
+        let gr = &graceful[node_ip(i)]["gracefulRestartInfo"];
+        println!("graceful restart at the ToR for {}: {gr}", node_ip(i));
+        assert_eq!(gr["remoteGrMode"], "Restart", "the speaker did not offer graceful restart: {gr}");
+    }
     let (stop, ok, lost) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
     let mut rollout = controller_change.clone();
     rollout["speaker"] = json!({"resources": {"requests": {"cpu": "10m"}}});
@@ -176,9 +245,11 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
         let t = Instant::now();
         let result = cluster_helm::upgrade(&lab, rollout);
         let rolled = wait_until(Duration::from_secs(120), || {
-            let ds = lab.get_json(&["get", "ds", "-n", "metallb-system", "ferrolb-speaker"]).unwrap_or_default();
+            let ds =
+                lab.get_json(&["get", "ds", "-n", "metallb-system", "ferrolb-speaker"]).unwrap_or_default();
             let s = &ds["status"];
-            s["updatedNumberScheduled"] == s["desiredNumberScheduled"] && s["numberReady"] == s["desiredNumberScheduled"]
+            s["updatedNumberScheduled"] == s["desiredNumberScheduled"]
+                && s["numberReady"] == s["desiredNumberScheduled"]
         });
         // Sessions re-established after the last pod, with the client still fetching.
         wait_until(Duration::from_secs(30), || sessions_up(&lab));
@@ -189,13 +260,20 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
     took.0.unwrap_or_else(|e| panic!("{e}"));
     assert!(took.1.is_some(), "speaker rollout did not finish");
     let (ok, lost) = (ok.load(Ordering::SeqCst), lost.load(Ordering::SeqCst));
-    println!("BGP: speaker rollout with graceful restart ({:.1} s): {lost} of {} requests lost", took.2.as_secs_f64(), ok + lost);
+    println!(
+        "BGP: speaker rollout with graceful restart ({:.1} s): {lost} of {} requests lost",
+        took.2.as_secs_f64(),
+        ok + lost
+    );
     assert!(ok > 20, "the client barely fetched ({ok})");
     assert_eq!(lost, 0, "requests lost during the rollout");
 
     // A layer 2 Service beside the routed one, then uninstall: nothing is announced any more.
     lab.apply(&lb_service("lan", "Cluster", ", loadBalancerIP: 192.0.2.205")).unwrap();
-    assert!(wait_until(Duration::from_secs(20), || lab.arping_within("192.0.2.205", 0.3).is_some()).is_some(), "no ARP answer");
+    assert!(
+        wait_until(Duration::from_secs(20), || lab.arping_within("192.0.2.205", 0.3).is_some()).is_some(),
+        "no ARP answer"
+    );
     cluster_helm::uninstall(&lab).unwrap_or_else(|e| panic!("{e}"));
     let withdrawn = wait_until(Duration::from_secs(30), || {
         let v = lab.tor().json("show bgp ipv4 unicast json");

@@ -19,7 +19,8 @@ pub fn assert_ferrolb_ready(lab: &ClusterLab, containers: usize) {
     });
     let pods = lab.kubectl(&["get", "pods", "-n", NAMESPACE, "-o", "wide"]).unwrap_or_default();
     assert!(ok.is_some(), "ferrolb not Ready:\n{pods}\n{}", lab.ferrolb_logs());
-    let speakers = lab.get_json(&["get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=speaker"]).unwrap();
+    let speakers =
+        lab.get_json(&["get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=speaker"]).unwrap();
     for pod in speakers["items"].as_array().unwrap() {
         assert_eq!(pod["spec"]["containers"].as_array().unwrap().len(), containers, "{pod}");
     }
@@ -33,7 +34,7 @@ metadata: {name: front, namespace: metallb-system}
 spec: {addresses: [192.0.2.200-192.0.2.220]}
 ";
 
-fn webhook_refuses_an_overlapping_pool(lab: &ClusterLab) {
+pub fn webhook_refuses_an_overlapping_pool(lab: &ClusterLab) {
     // The webhook's certificate and CA bundle may land a moment after the pods are Ready.
     let applied = wait_until(Duration::from_secs(30), || lab.apply(POOL).is_ok());
     assert!(applied.is_some(), "pool refused: {:?}\n{}", lab.apply(POOL), lab.ferrolb_logs());
@@ -53,7 +54,8 @@ spec: {addresses: [192.0.2.210/31]}
 fn helm_install_default_values_runs_ferrolb_and_its_webhook_refuses_an_overlap() {
     require_cluster!();
     let lab = ClusterLab::start(2);
-    let took = cluster_helm::install(&lab, lab_values(json!({}))).unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
+    let took = cluster_helm::install(&lab, lab_values(json!({})))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
     println!("helm install --wait (default values) took {:.1} s", took.as_secs_f64());
     assert_ferrolb_ready(&lab, 1);
     webhook_refuses_an_overlapping_pool(&lab);

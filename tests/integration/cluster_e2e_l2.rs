@@ -55,9 +55,10 @@ pub fn lb_service(name: &str, policy: &str, extra_spec: &str) -> String {
 pub fn ingress_ip(lab: &ClusterLab, name: &str) -> Option<String> {
     let mut ip = None;
     wait_until(Duration::from_secs(10), || {
-        ip = lab.get_json(&["get", "svc", name]).ok().and_then(|v| {
-            v["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string)
-        });
+        ip = lab
+            .get_json(&["get", "svc", name])
+            .ok()
+            .and_then(|v| v["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string));
         ip.is_some()
     });
     ip
@@ -101,7 +102,8 @@ fn layer2_answers_from_one_node_and_moves_in_under_a_second() {
     lab.apply(WEB_DEPLOYMENT).unwrap();
     assert!(wait_until(Duration::from_secs(60), || pods_ready(&lab, "default", "app=web", 2)).is_some());
     let installed = Instant::now();
-    cluster_helm::install(&lab, lab_values(json!({}))).unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
+    cluster_helm::install(&lab, lab_values(json!({})))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
     assert_ferrolb_ready(&lab, 1);
     assert!(wait_until(Duration::from_secs(30), || lab.apply(&format!("{POOL}---\n{L2}")).is_ok()).is_some());
     lab.apply(&lb_service("web", "Local", "")).unwrap();
@@ -111,39 +113,80 @@ fn layer2_answers_from_one_node_and_moves_in_under_a_second() {
     println!("helm install -> first Service reachable (layer 2): {:.2} s", first.as_secs_f64());
 
     let macs: Vec<String> = (0..lab.nodes.len()).map(|i| lab.node_mac(i)).collect();
-    let owner = answering_node(&lab, &macs, &ip).or_else(|| answering_node(&lab, &macs, &ip)).expect("no node answers ARP");
+    let owner = answering_node(&lab, &macs, &ip)
+        .or_else(|| answering_node(&lab, &macs, &ip))
+        .expect("no node answers ARP");
     let node = lab.nodes[owner].name.clone();
 
     // The owner's speaker pod goes (the DaemonSet makes a new one): the other node takes over.
-    let pods = lab.get_json(&["get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=speaker", "--field-selector", &format!("spec.nodeName={node}")]).unwrap();
+    let pods = lab
+        .get_json(&[
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "app.kubernetes.io/component=speaker",
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+        ])
+        .unwrap();
     let pod = pods["items"][0]["metadata"]["name"].as_str().unwrap().to_string();
     let t = Instant::now();
     lab.kubectl(&["delete", "pod", "-n", NAMESPACE, &pod, "--wait=false"]).unwrap();
-    let moved = moved_away(&lab, &macs, &ip, owner, t).unwrap_or_else(|| panic!("{ip} stayed on {node}\n{}", lab.ferrolb_logs()));
+    let moved = moved_away(&lab, &macs, &ip, owner, t)
+        .unwrap_or_else(|| panic!("{ip} stayed on {node}\n{}", lab.ferrolb_logs()));
     println!("layer 2: speaker pod deleted -> {ip} answered by another node in {:.3} s", moved.as_secs_f64());
     assert!(moved < Duration::from_secs(1), "took {moved:?}");
-    assert!(reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(), "page gone after the move");
+    assert!(
+        reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(),
+        "page gone after the move"
+    );
 
     // Drain whichever node answers now: its web pod is evicted, so (Local) the other takes over
     // once that pod stops serving (timed from the eviction, after the cordon).
-    assert!(wait_until(Duration::from_secs(60), || pods_ready(&lab, NAMESPACE, "app.kubernetes.io/component=speaker", 2)).is_some());
+    assert!(
+        wait_until(Duration::from_secs(60), || pods_ready(
+            &lab,
+            NAMESPACE,
+            "app.kubernetes.io/component=speaker",
+            2
+        ))
+        .is_some()
+    );
     std::thread::sleep(Duration::from_secs(2));
-    let owner = answering_node(&lab, &macs, &ip).or_else(|| answering_node(&lab, &macs, &ip)).expect("no node answers ARP");
+    let owner = answering_node(&lab, &macs, &ip)
+        .or_else(|| answering_node(&lab, &macs, &ip))
+        .expect("no node answers ARP");
     let node = lab.nodes[owner].name.clone();
     lab.kubectl(&["cordon", &node]).unwrap();
-    let pods = lab.get_json(&["get", "pods", "-l", "app=web", "--field-selector", &format!("spec.nodeName={node}")]).unwrap();
-    let evicted: Vec<String> =
-        pods["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let pods = lab
+        .get_json(&["get", "pods", "-l", "app=web", "--field-selector", &format!("spec.nodeName={node}")])
+        .unwrap();
+    let evicted: Vec<String> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
     assert!(!evicted.is_empty(), "no web pod on {node}");
     let t = Instant::now();
     for pod in &evicted {
         lab.evict("default", pod).unwrap_or_else(|e| panic!("evict {pod}: {e}"));
     }
-    let moved = moved_away(&lab, &macs, &ip, owner, t).unwrap_or_else(|| panic!("{ip} stayed on drained {node}\n{}", lab.ferrolb_logs()));
-    println!("layer 2: drain {node} (cordon, evict) -> {ip} answered by another node in {:.3} s", moved.as_secs_f64());
+    let moved = moved_away(&lab, &macs, &ip, owner, t)
+        .unwrap_or_else(|| panic!("{ip} stayed on drained {node}\n{}", lab.ferrolb_logs()));
+    println!(
+        "layer 2: drain {node} (cordon, evict) -> {ip} answered by another node in {:.3} s",
+        moved.as_secs_f64()
+    );
     assert!(moved < Duration::from_secs(1), "took {moved:?}");
-    lab.kubectl(&["drain", &node, "--ignore-daemonsets", "--force", "--timeout=60s"]).unwrap_or_else(|e| panic!("drain {node}: {e}"));
-    assert!(reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(), "page gone after the drain");
+    lab.kubectl(&["drain", &node, "--ignore-daemonsets", "--force", "--timeout=60s"])
+        .unwrap_or_else(|e| panic!("drain {node}: {e}"));
+    assert!(
+        reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(),
+        "page gone after the drain"
+    );
     lab.kubectl(&["uncordon", &node]).unwrap();
 
     // Service create -> reachable at the client, 20 times.
@@ -153,7 +196,10 @@ fn layer2_answers_from_one_node_and_moves_in_under_a_second() {
         let t = Instant::now();
         lab.apply(&lb_service(&name, "Cluster", "")).unwrap();
         let ip = ingress_ip(&lab, &name).expect("no IP");
-        times.push(reachable(&lab, &ip, t, Duration::from_secs(20)).unwrap_or_else(|| panic!("{name} {ip} unreachable")));
+        times.push(
+            reachable(&lab, &ip, t, Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("{name} {ip} unreachable")),
+        );
         lab.kubectl(&["delete", "svc", &name]).unwrap();
     }
     times.sort();

@@ -26,7 +26,12 @@ print("ok")
 pub const RELEASE: &str = "ferrolb";
 pub const NAMESPACE: &str = "metallb-system";
 
-fn helm(lab: &ClusterLab, action: &str, values: &serde_json::Value, timeout: Duration) -> Result<Duration, String> {
+fn helm(
+    lab: &ClusterLab,
+    action: &str,
+    values: &serde_json::Value,
+    timeout: Duration,
+) -> Result<Duration, String> {
     let chart = crate::repo_root().join("charts/ferrolb");
     let t = Instant::now();
     let out = Command::new("python3")

@@ -28,7 +28,8 @@ pub fn node_ip(i: usize) -> String {
 }
 
 fn bin_dir() -> PathBuf {
-    std::env::var_os("FERROLB_KUBE_BIN_DIR").map_or_else(|| PathBuf::from("/opt/ferrolb-kube/bin"), PathBuf::from)
+    std::env::var_os("FERROLB_KUBE_BIN_DIR")
+        .map_or_else(|| PathBuf::from("/opt/ferrolb-kube/bin"), PathBuf::from)
 }
 
 fn on_path(tool: &str) -> bool {
@@ -40,12 +41,23 @@ pub fn unavailable() -> Option<String> {
     if let Some(why) = crate::frr_lab::unavailable() {
         return Some(why);
     }
-    for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "pause"] {
+    for b in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+        "kubectl",
+        "pause",
+    ] {
         if !bin_dir().join(b).is_file() {
             return Some(format!("no {b} in {} (set FERROLB_KUBE_BIN_DIR)", bin_dir().display()));
         }
     }
-    for tool in ["containerd", "runc", "ctr", "buildah", "nsenter", "socat", "openssl", "curl", "arping", "iptables"] {
+    for tool in
+        ["containerd", "runc", "ctr", "buildah", "nsenter", "socat", "openssl", "curl", "arping", "iptables"]
+    {
         if !on_path(tool) {
             return Some(format!("no {tool} (apt-get install containerd runc buildah socat arping)"));
         }
@@ -171,13 +183,27 @@ impl ClusterLab {
         lan.attach(&cp.0, "eth0", &[&format!("{CP_IP}/24")]);
         let tor = Frr::start("tor").unwrap();
         lan.attach(&tor.ns, "eth0", &[&format!("{TOR_IP}/24"), "2001:db8:10::1/64"]);
-        sh(&format!("ip netns exec {} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.send_redirects=0", tor.ns));
+        sh(&format!(
+            "ip netns exec {} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.send_redirects=0",
+            tor.ns
+        ));
         let client = Netns::new("flbcl");
         lan.attach(&client.0, "eth0", &[&format!("{CLIENT_IP}/24"), "2001:db8:10::100/64"]);
-        wire(&tor.ns, "eth1", &["203.0.113.1/24", "2001:db8:20::1/64"], &client.0, "eth1", &["203.0.113.100/24", "2001:db8:20::100/64"]);
+        wire(
+            &tor.ns,
+            "eth1",
+            &["203.0.113.1/24", "2001:db8:20::1/64"],
+            &client.0,
+            "eth1",
+            &["203.0.113.100/24", "2001:db8:20::100/64"],
+        );
+        // Routed Service IPs are reached through the ToR; the switch's own subnet directly.
+        sh(&format!("ip -n {} route add default via 203.0.113.1", client.0));
         make_pki(&dir);
-        std::fs::write(&lab.kubeconfig, kubeconfig(&dir, &format!("https://127.0.0.1:{}", lab.api_port))).unwrap();
-        std::fs::write(dir.join("node.kubeconfig"), kubeconfig(&dir, &format!("https://{CP_IP}:6443"))).unwrap();
+        std::fs::write(&lab.kubeconfig, kubeconfig(&dir, &format!("https://127.0.0.1:{}", lab.api_port)))
+            .unwrap();
+        std::fs::write(dir.join("node.kubeconfig"), kubeconfig(&dir, &format!("https://{CP_IP}:6443")))
+            .unwrap();
         let specs: Vec<NodeSpec> = (0..count)
             .map(|i| NodeSpec {
                 name: format!("node{}", i + 1),
@@ -312,7 +338,8 @@ impl ClusterLab {
         .into();
         self.spawn_cp("kube-controller-manager", &kcm_args);
         let sched_args: Vec<String> =
-            [format!("--kubeconfig={kc}"), "--leader-elect=false".into(), "--bind-address=127.0.0.1".into()].into();
+            [format!("--kubeconfig={kc}"), "--leader-elect=false".into(), "--bind-address=127.0.0.1".into()]
+                .into();
         self.spawn_cp("kube-scheduler", &sched_args);
         let _ = bin;
     }
@@ -332,7 +359,8 @@ impl ClusterLab {
             })
         });
         if ready.is_none() {
-            let logs: Vec<String> = self.nodes.iter().map(|n| format!("{}:\n{}", n.name, n.tail("kubelet.log"))).collect();
+            let logs: Vec<String> =
+                self.nodes.iter().map(|n| format!("{}:\n{}", n.name, n.tail("kubelet.log"))).collect();
             panic!("nodes not Ready:\n{}", logs.join("\n"));
         }
     }
@@ -380,7 +408,13 @@ impl ClusterLab {
         let out = Command::new("curl")
             .args(["-sf", "--cacert"])
             .arg(self.dir.join("ca.crt"))
-            .args(["-H", &format!("Authorization: Bearer {TOKEN}"), "-H", "Content-Type: application/json", "-d"])
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {TOKEN}"),
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+            ])
             .arg(body.to_string())
             .arg(format!("https://127.0.0.1:{}/api/v1/namespaces/{ns}/pods/{pod}/eviction", self.api_port))
             .output()
@@ -431,7 +465,10 @@ impl ClusterLab {
 
     /// The MAC of node `i`'s eth0.
     pub fn node_mac(&self, i: usize) -> String {
-        let out = Command::new("ip").args(["-n", &self.nodes[i].netns.0, "-j", "link", "show", "eth0"]).output().unwrap();
+        let out = Command::new("ip")
+            .args(["-n", &self.nodes[i].netns.0, "-j", "link", "show", "eth0"])
+            .output()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         v[0]["address"].as_str().unwrap_or_default().to_string()
     }
@@ -444,7 +481,9 @@ impl ClusterLab {
             let name = pod["metadata"]["name"].as_str().unwrap_or_default();
             for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
                 let c = c["name"].as_str().unwrap_or_default();
-                let log = self.kubectl(&["logs", "-n", "metallb-system", name, "-c", c, "--tail=15"]).unwrap_or_else(|e| e);
+                let log = self
+                    .kubectl(&["logs", "-n", "metallb-system", name, "-c", c, "--tail=15"])
+                    .unwrap_or_else(|e| e);
                 out.push_str(&format!("--- {name}/{c}\n{log}\n"));
             }
         }

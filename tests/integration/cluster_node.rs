@@ -48,7 +48,16 @@ impl Node {
     /// Creates the namespaces and files; [`Node::start`] starts the daemons.
     pub fn new(spec: &NodeSpec, lab_dir: &Path, netns: Netns) -> Node {
         let dir = lab_dir.join(&spec.name);
-        for sub in ["sysctl", "pod-logs", "cni/net.d", "cni/ipam", "kubelet", "containerd/root", "containerd/state", "runc"] {
+        for sub in [
+            "sysctl",
+            "pod-logs",
+            "cni/net.d",
+            "cni/ipam",
+            "kubelet",
+            "containerd/root",
+            "containerd/state",
+            "runc",
+        ] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let cgroup = format!("/{}-{}", netns.0, spec.name);
@@ -71,7 +80,8 @@ impl Node {
     fn write_configs(&self, spec: &NodeSpec) {
         let d = |s: &str| self.dir.join(s).display().to_string();
         for (key, value) in KUBELET_SYSCTLS {
-            std::fs::write(self.dir.join("sysctl").join(key.replace('/', "-")), format!("{value}\n")).unwrap();
+            std::fs::write(self.dir.join("sysctl").join(key.replace('/', "-")), format!("{value}\n"))
+                .unwrap();
         }
         std::fs::write(
             self.dir.join("cni/net.d/10-lab.conflist"),
@@ -210,19 +220,25 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
             let _ = std::fs::create_dir_all(&path);
             if h == "cpuset" {
                 for f in ["cpuset.cpus", "cpuset.mems"] {
-                    let parent = std::fs::read_to_string(format!("/sys/fs/cgroup/cpuset/{f}")).unwrap_or_default();
+                    let parent =
+                        std::fs::read_to_string(format!("/sys/fs/cgroup/cpuset/{f}")).unwrap_or_default();
                     let _ = std::fs::write(format!("{path}/{f}"), parent.trim());
                 }
             }
         }
         // The holder's mount namespace (a slave of the machine's): a sysfs of the node's network
         // namespace with the machine's cgroup mounts carried over, and the sysctl files bound
-        // over /proc/sys.
+        // over /proc/sys; the shims' sockets (always under /run/containerd) in a tmpfs that goes
+        // with the namespace.
         let cg = self.dir.join("cg").display().to_string();
         let binds: String = KUBELET_SYSCTLS
             .iter()
             .map(|(key, _)| {
-                format!("mount --bind {}/{} /proc/sys/{key} && ", self.dir.join("sysctl").display(), key.replace('/', "-"))
+                format!(
+                    "mount --bind {}/{} /proc/sys/{key} && ",
+                    self.dir.join("sysctl").display(),
+                    key.replace('/', "-")
+                )
             })
             .collect();
         self.holder = Some(Running(
@@ -231,7 +247,8 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
                 .args(["unshare", "--mount", "--propagation", "slave", "sh", "-c"])
                 .arg(format!(
                     "mkdir -p {cg} && mount --rbind /sys/fs/cgroup {cg} && mount -t sysfs sysfs /sys && \
-                     mount --rbind {cg} /sys/fs/cgroup && umount -l {cg} && {binds} touch {ready} && exec sleep infinity",
+                     mount --rbind {cg} /sys/fs/cgroup && umount -l {cg} && mkdir -p /run/containerd && \
+                     mount -t tmpfs -o mode=0700 shims /run/containerd && {binds} touch {ready} && exec sleep infinity",
                     ready = self.dir.join("held").display()
                 ))
                 .stdin(Stdio::null())
@@ -241,8 +258,9 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
                 .unwrap(),
         ));
         let held = self.dir.join("held");
-        wait_until(Duration::from_secs(10), || held.exists())
-            .ok_or_else(|| format!("{}: mount namespace not ready: {}", self.name, self.tail("holder.log")))?;
+        wait_until(Duration::from_secs(10), || held.exists()).ok_or_else(|| {
+            format!("{}: mount namespace not ready: {}", self.name, self.tail("holder.log"))
+        })?;
         self.containerd = Some(Running(
             self.enter(&format!("exec containerd --config {}", self.dir.join("containerd.toml").display()))
                 .stderr(log(&self.dir, "containerd.log"))
@@ -291,7 +309,10 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 
     /// `ctr -n k8s.io ARGS` against this node's containerd.
     pub fn ctr(&self, args: &str) -> std::process::Output {
-        self.run(&format!("exec ctr --address {} -n k8s.io {args}", self.dir.join("containerd.sock").display()))
+        self.run(&format!(
+            "exec ctr --address {} -n k8s.io {args}",
+            self.dir.join("containerd.sock").display()
+        ))
     }
 
     /// The last lines of one of this node's logs.
@@ -314,7 +335,9 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
         }
         let out = Command::new("ip").args(["netns", "pids", &self.netns.0]).output();
         if let Ok(out) = out {
-            pids.extend(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            pids.extend(
+                String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()),
+            );
         }
         pids.sort_unstable();
         pids.dedup();

@@ -20,6 +20,7 @@ mod cluster_e2e_install;
 mod cluster_e2e_l2;
 mod cluster_helm;
 mod cluster_images;
+mod cluster_install_paths;
 mod cluster_migration;
 mod cluster_node;
 mod crds;
