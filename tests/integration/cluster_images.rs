@@ -7,8 +7,6 @@ use std::process::Command;
 
 pub const PAUSE_IMAGE: &str = "localhost/ferrolb-pause:e2e";
 pub const WEB_IMAGE: &str = "localhost/ferrolb-web:e2e";
-pub const FERROLB_IMAGE: &str = "ghcr.io/ferrolb/ferrolb:0.1.0";
-pub const FRR_IMAGE: &str = "ghcr.io/ferrolb/frr:0.1.0";
 
 /// Where `scripts/images` leaves ferrolb's image archives.
 pub fn images_dir() -> PathBuf {
@@ -34,6 +32,9 @@ pub fn present_archives() -> Vec<PathBuf> {
     ["ferrolb.tar", "ferrolb-frr.tar"].iter().map(|f| images_dir().join(f)).filter(|f| f.is_file()).collect()
 }
 
+/// An image from scratch: (tag, files copied in as (from, to), entrypoint, archive file name).
+type Recipe<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+
 /// Builds the pause and web images into `dir`; the archives to import on every node.
 pub fn build_lab_images(dir: &Path, kube_bin: &Path) -> Result<Vec<PathBuf>, String> {
     let storage = dir.join("buildah");
@@ -58,7 +59,7 @@ pub fn build_lab_images(dir: &Path, kube_bin: &Path) -> Result<Vec<PathBuf>, Str
     let pause = kube_bin.join("pause").display().to_string();
     let busybox = "/bin/busybox".to_string();
     let www = www.display().to_string();
-    let recipes: [(&str, Vec<(&str, &str)>, &str, &str); 2] = [
+    let recipes: [Recipe; 2] = [
         (PAUSE_IMAGE, vec![(pause.as_str(), "/pause")], r#"["/pause"]"#, "pause.tar"),
         (
             WEB_IMAGE,
