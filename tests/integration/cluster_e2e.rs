@@ -28,12 +28,7 @@ spec:
 pub fn pods_ready(lab: &ClusterLab, ns: &str, selector: &str, count: usize) -> bool {
     let Ok(v) = lab.get_json(&["get", "pods", "-n", ns, "-l", selector]) else { return false };
     let items = v["items"].as_array().cloned().unwrap_or_default();
-    items.len() == count
-        && items.iter().all(|p| {
-            p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
+    items.len() == count && items.iter().all(crate::cluster_lab::is_ready)
 }
 
 #[test]

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::cluster_e2e::pods_ready;
 use crate::cluster_e2e_install::{POOL, assert_ferrolb_ready};
-use crate::cluster_e2e_l2::{WEB_DEPLOYMENT, ingress_ip, lb_service, percentile, reachable};
+use crate::cluster_e2e_l2::{WEB_DEPLOYMENT, create_to_reachable, ingress_ip, lb_service, reachable};
 use crate::cluster_helm::{self, lab_values};
 use crate::cluster_lab::{ClusterLab, node_ip};
 use crate::cluster_node::wait_until;
@@ -168,26 +168,7 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
     next_hops_become(&lab, &ip, &all).unwrap_or_else(|got| panic!("back to ECMP: {got:?}"));
 
     // Service create -> reachable at the client behind the ToR, 20 times.
-    let mut times = Vec::new();
-    for i in 0..20 {
-        let name = format!("lat{i}");
-        let t = Instant::now();
-        lab.apply(&lb_service(&name, "Cluster", &format!(", loadBalancerIP: 198.51.100.{}", 100 + i)))
-            .unwrap();
-        let ip = ingress_ip(&lab, &name).expect("no IP");
-        times.push(
-            reachable(&lab, &ip, t, Duration::from_secs(20))
-                .unwrap_or_else(|| panic!("{name} {ip} unreachable")),
-        );
-        lab.kubectl(&["delete", "svc", &name]).unwrap();
-    }
-    times.sort();
-    println!(
-        "BGP: Service create -> reachable at the client: p50 {:.3} s, p99 {:.3} s (n = {})",
-        percentile(&times, 0.5).as_secs_f64(),
-        percentile(&times, 0.99).as_secs_f64(),
-        times.len()
-    );
+    create_to_reachable(&lab, "BGP", |i| format!(", loadBalancerIP: 198.51.100.{}", 100 + i));
 
     // A controller-only change: no BGP session is reset.
     let before = session_counters(&lab);

@@ -189,22 +189,27 @@ fn layer2_answers_from_one_node_and_moves_in_under_a_second() {
     );
     lab.kubectl(&["uncordon", &node]).unwrap();
 
-    // Service create -> reachable at the client, 20 times.
+    create_to_reachable(&lab, "layer 2", |_| String::new());
+}
+
+/// Service create -> page at the client, 20 Services one after the other (`extra_spec` for
+/// each one's spec), each deleted once measured; prints p50/p99.
+pub fn create_to_reachable(lab: &ClusterLab, mode: &str, extra_spec: impl Fn(usize) -> String) {
     let mut times = Vec::new();
     for i in 0..20 {
         let name = format!("lat{i}");
         let t = Instant::now();
-        lab.apply(&lb_service(&name, "Cluster", "")).unwrap();
-        let ip = ingress_ip(&lab, &name).expect("no IP");
+        lab.apply(&lb_service(&name, "Cluster", &extra_spec(i))).unwrap();
+        let ip = ingress_ip(lab, &name).expect("no IP");
         times.push(
-            reachable(&lab, &ip, t, Duration::from_secs(20))
+            reachable(lab, &ip, t, Duration::from_secs(20))
                 .unwrap_or_else(|| panic!("{name} {ip} unreachable")),
         );
         lab.kubectl(&["delete", "svc", &name]).unwrap();
     }
     times.sort();
     println!(
-        "layer 2: Service create -> reachable at the client: p50 {:.3} s, p99 {:.3} s (n = {})",
+        "{mode}: Service create -> reachable at the client: p50 {:.3} s, p99 {:.3} s (n = {})",
         percentile(&times, 0.5).as_secs_f64(),
         percentile(&times, 0.99).as_secs_f64(),
         times.len()

@@ -5,7 +5,9 @@
 //!
 //! Addresses (documentation and benchmark ranges): ToR 192.0.2.1, control plane 192.0.2.5, nodes
 //! 192.0.2.11.., client 192.0.2.100 on the switch and 203.0.113.100 behind the ToR; pods
-//! 198.18.64.0/24 per node upwards, Services 198.18.0.0/24.
+//! 198.18.64.0/24 per node upwards, Services 198.18.0.0/24; IPv6 beside each: the switch
+//! 2001:db8:10::/64 (ToR ::1, nodes ::11..), behind the ToR 2001:db8:20::/64, pods
+//! 2001:db8:64:<n>::/64, Services 2001:db8:ffff::/112.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,11 +22,15 @@ use crate::frr_lab::Frr;
 pub const CP_IP: &str = "192.0.2.5";
 pub const TOR_IP: &str = "192.0.2.1";
 pub const CLIENT_IP: &str = "192.0.2.100";
-pub const SERVICE_CIDR: &str = "198.18.0.0/24";
+pub const SERVICE_CIDR: &str = "198.18.0.0/24,2001:db8:ffff::/112";
 const TOKEN: &str = "ferrolb-cluster-admin-token";
 
 pub fn node_ip(i: usize) -> String {
     format!("192.0.2.{}", 11 + i)
+}
+
+pub fn node_ip6(i: usize) -> String {
+    format!("2001:db8:10::{}", 11 + i)
 }
 
 fn bin_dir() -> PathBuf {
@@ -130,6 +136,13 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(25)..].join("\n")
 }
 
+/// A Node or Pod object whose Ready condition is True.
+pub fn is_ready(object: &serde_json::Value) -> bool {
+    object["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
 /// CA, API server serving certificate (the kubernetes Service IP, the control plane's address
 /// and loopback in its SANs) and the ServiceAccount key pair.
 fn make_pki(dir: &Path) {
@@ -199,6 +212,7 @@ impl ClusterLab {
         );
         // Routed Service IPs are reached through the ToR; the switch's own subnet directly.
         sh(&format!("ip -n {} route add default via 203.0.113.1", client.0));
+        sh(&format!("ip -n {} -6 route add default via 2001:db8:20::1", client.0));
         make_pki(&dir);
         std::fs::write(&lab.kubeconfig, kubeconfig(&dir, &format!("https://127.0.0.1:{}", lab.api_port)))
             .unwrap();
@@ -209,19 +223,23 @@ impl ClusterLab {
                 name: format!("node{}", i + 1),
                 ip: node_ip(i),
                 pod_cidr: format!("198.18.{}.0/24", 64 + i),
+                ip6: node_ip6(i),
+                pod_cidr6: format!("2001:db8:64:{}::/64", i + 1),
                 pause_image: cluster_images::PAUSE_IMAGE.into(),
             })
             .collect();
-        for (i, spec) in specs.iter().enumerate() {
+        for spec in &specs {
             let ns = Netns::new("flbnd");
-            lan.attach(&ns.0, "eth0", &[&format!("{}/24", spec.ip), &format!("2001:db8:10::{}/64", 11 + i)]);
+            lan.attach(&ns.0, "eth0", &[&format!("{}/24", spec.ip), &format!("{}/64", spec.ip6)]);
             sh(&format!("ip -n {} route add default via {TOR_IP}", ns.0));
+            sh(&format!("ip -n {} -6 route add default via 2001:db8:10::1", ns.0));
             sh(&format!("ip -n {} route add {} via {}", cp.0, spec.pod_cidr, spec.ip));
             lab.nodes.push(Node::new(spec, &dir, ns));
         }
         for node in &lab.nodes {
             for other in lab.nodes.iter().filter(|o| o.name != node.name) {
                 sh(&format!("ip -n {} route add {} via {}", node.netns.0, other.pod_cidr, other.ip));
+                sh(&format!("ip -n {} -6 route add {} via {}", node.netns.0, other.pod_cidr6, other.ip6));
             }
         }
         lab.cp = Some(cp);
@@ -350,12 +368,7 @@ impl ClusterLab {
             self.kubectl(&["get", "nodes", "-o", "json"]).is_ok_and(|text| {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let items = v["items"].as_array().cloned().unwrap_or_default();
-                items.len() == want
-                    && items.iter().all(|n| {
-                        n["status"]["conditions"]
-                            .as_array()
-                            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-                    })
+                items.len() == want && items.iter().all(is_ready)
             })
         });
         if ready.is_none() {

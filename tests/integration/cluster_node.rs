@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fabric::{Netns, Running, sh};
+pub use crate::frr_lab::wait_for as wait_until;
 
 /// What kubelet writes into these three host sysctls at start; inside the node's mount namespace
 /// they are files holding those values, so the machine's own settings stay as they are.
@@ -23,6 +24,8 @@ pub struct NodeSpec {
     pub name: String,
     pub ip: String,
     pub pod_cidr: String,
+    pub ip6: String,
+    pub pod_cidr6: String,
     pub pause_image: String,
 }
 
@@ -30,6 +33,8 @@ pub struct Node {
     pub name: String,
     pub ip: String,
     pub pod_cidr: String,
+    pub ip6: String,
+    pub pod_cidr6: String,
     pub dir: PathBuf,
     cgroup: String,
     kube_proxy: Option<Running>,
@@ -65,6 +70,8 @@ impl Node {
             name: spec.name.clone(),
             ip: spec.ip.clone(),
             pod_cidr: spec.pod_cidr.clone(),
+            ip6: spec.ip6.clone(),
+            pod_cidr6: spec.pod_cidr6.clone(),
             dir,
             cgroup,
             kube_proxy: None,
@@ -88,11 +95,13 @@ impl Node {
             format!(
                 r#"{{"cniVersion": "0.4.0", "name": "lab", "plugins": [
   {{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {{"type": "host-local", "dataDir": "{ipam}", "ranges": [[{{"subnet": "{cidr}"}}]], "routes": [{{"dst": "0.0.0.0/0"}}]}}}},
+   "ipam": {{"type": "host-local", "dataDir": "{ipam}", "ranges": [[{{"subnet": "{cidr}"}}], [{{"subnet": "{cidr6}"}}]],
+            "routes": [{{"dst": "0.0.0.0/0"}}, {{"dst": "::/0"}}]}}}},
   {{"type": "portmap", "capabilities": {{"portMappings": true}}}}]}}
 "#,
                 ipam = d("cni/ipam"),
-                cidr = spec.pod_cidr
+                cidr = spec.pod_cidr,
+                cidr6 = spec.pod_cidr6,
             ),
         )
         .unwrap();
@@ -178,7 +187,7 @@ kind: KubeProxyConfiguration
 mode: iptables
 hostnameOverride: {name}
 clientConnection: {{kubeconfig: {kc}}}
-clusterCIDR: 198.18.64.0/20
+clusterCIDR: 198.18.64.0/20,2001:db8:64::/56
 healthzBindAddress: {ip}:10256
 metricsBindAddress: 127.0.0.1:10249
 # Conntrack limits are the machine's, shared by every node: leave them alone.
@@ -282,13 +291,14 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
         }
         self.kubelet = Some(Running(
             self.enter(&format!(
-                "exec {bin}/kubelet --config {cfg} --kubeconfig {kc} --root-dir {root} --hostname-override {name} --node-ip {ip} --v=1",
+                "exec {bin}/kubelet --config {cfg} --kubeconfig {kc} --root-dir {root} --hostname-override {name} --node-ip {ip},{ip6} --v=1",
                 bin = bin.display(),
                 cfg = self.dir.join("kubelet.yaml").display(),
                 kc = self.dir.parent().unwrap().join("node.kubeconfig").display(),
                 root = self.dir.join("kubelet").display(),
                 name = self.name,
                 ip = self.ip,
+                ip6 = self.ip6,
             ))
             .stderr(log(&self.dir, "kubelet.log"))
             .spawn()
@@ -397,17 +407,6 @@ fn cgroup_dirs(root: &Path) -> Vec<PathBuf> {
     }
     out.sort_by_key(|p| p.components().count());
     out
-}
-
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if f() {
-            return Some(t.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 impl Drop for Node {

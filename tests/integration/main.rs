@@ -16,6 +16,7 @@ mod chart;
 mod cli;
 mod cluster_e2e;
 mod cluster_e2e_bgp;
+mod cluster_e2e_bgp6;
 mod cluster_e2e_install;
 mod cluster_e2e_l2;
 mod cluster_helm;
