@@ -46,3 +46,35 @@ fn manifests_and_kustomize_bases_install_a_working_ferrolb() {
         assert!(gone.is_some(), "{path}: namespace or CRDs left after delete");
     }
 }
+
+/// What the plain manifests are (the chart rendered once), applied the way a user applies a
+/// manifest: `kubectl apply` of the CRDs, the namespace and every rendered object, with no Helm
+/// on the cluster. Runs whether or not manifests/ is in the tree.
+#[test]
+fn the_rendered_chart_applied_with_kubectl_runs_ferrolb() {
+    require_cluster!(images: true);
+    let lab = ClusterLab::start(2);
+    for (values, containers) in [("{}", 1), (r#"{"frr": {"enabled": true}}"#, 3)] {
+        let (objects, _) = crate::chart::render(values);
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        let file = lab.dir.join("rendered.json");
+        std::fs::write(&file, list.to_string()).unwrap();
+        let crds = crate::repo_root().join("crds");
+        lab.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]).unwrap();
+        lab.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: metallb-system}\n").unwrap();
+        lab.kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()])
+            .unwrap_or_else(|e| panic!("{values}: {e}"));
+        assert_ferrolb_ready(&lab, containers);
+        webhook_refuses_an_overlapping_pool(&lab);
+        println!(
+            "rendered chart {values} applied with kubectl: controller and speakers Ready, webhook refuses an overlap"
+        );
+        lab.kubectl(&["delete", "-n", "metallb-system", "ipaddresspools", "--all"]).unwrap();
+        lab.kubectl(&["delete", "--wait=true", "--timeout=120s", "-f", file.to_str().unwrap()]).unwrap();
+        lab.kubectl(&["delete", "--wait=true", "--timeout=120s", "namespace", "metallb-system"]).unwrap();
+        let gone = wait_until(Duration::from_secs(60), || {
+            lab.kubectl(&["get", "namespace", "metallb-system"]).is_err()
+        });
+        assert!(gone.is_some(), "metallb-system left after delete");
+    }
+}

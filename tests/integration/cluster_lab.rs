@@ -44,7 +44,7 @@ fn on_path(tool: &str) -> bool {
 
 /// Why the cluster tests cannot run here, if they cannot (ferrolb's images aside).
 pub fn unavailable() -> Option<String> {
-    if let Some(why) = crate::frr_lab::unavailable() {
+    if let Some(why) = crate::frr_lab::unavailable().or_else(crate::chart::unavailable) {
         return Some(why);
     }
     for b in [
