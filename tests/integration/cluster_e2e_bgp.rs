@@ -191,8 +191,18 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
     let (stop, ok, lost) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
     let mut rollout = controller_change.clone();
     rollout["speaker"] = json!({"resources": {"requests": {"cpu": "10m"}}});
+    let fewest_hops = AtomicU64::new(u64::MAX);
     let took = std::thread::scope(|s| {
         s.spawn(|| fetch_loop(&lab, &ip, &stop, &ok, &lost));
+        // Graceful restart keeps a restarting speaker's routes (stale) at the ToR: the ECMP
+        // group should never shrink during the rollout.
+        s.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let hops = kernel_next_hops(lab.tor(), &format!("{ip}/32")).len() as u64;
+                fewest_hops.fetch_min(hops, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
         let t = Instant::now();
         let result = cluster_helm::upgrade(&lab, rollout);
         let rolled = wait_until(Duration::from_secs(120), || {
@@ -216,8 +226,11 @@ fn bgp_ecmp_local_graceful_rollout_and_uninstall() {
         took.2.as_secs_f64(),
         ok + lost
     );
+    let fewest = fewest_hops.load(Ordering::SeqCst);
+    println!("BGP: fewest ECMP next hops at the ToR during the rollout: {fewest} of {}", lab.nodes.len());
     assert!(ok > 20, "the client barely fetched ({ok})");
     assert_eq!(lost, 0, "requests lost during the rollout");
+    assert_eq!(fewest, lab.nodes.len() as u64, "a speaker's routes left the ToR during its restart");
 
     // BFD on both sides (the BGPPeer names the BFDProfile): sessions stay up, BFD comes up.
     lab.tor().configure("router bgp 64500\n neighbor nodes bfd\nexit\n");
