@@ -71,3 +71,29 @@ fn helm_install_with_frr_runs_the_sidecars_and_its_webhook_refuses_an_overlap() 
     assert_ferrolb_ready(&lab, 3);
     webhook_refuses_an_overlapping_pool(&lab);
 }
+
+/// The FRR container's capabilities as rendered: FRR's entrypoint chowns its directories and
+/// its daemons drop to user frr keeping their capabilities, so without these FRR never starts
+/// in a pod (what the cluster's BGP test found). Needs only Helm, so CI runs it.
+#[test]
+fn the_frr_container_may_start_frr() {
+    if let Some(why) = crate::chart::unavailable() {
+        println!("skipped: {why}");
+        return;
+    }
+    let (objects, _) = crate::chart::render(r#"{"frr": {"enabled": true}}"#);
+    let speaker = crate::chart::find(&objects, "DaemonSet", "ferrolb-speaker");
+    let frr = speaker["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "frr")
+        .expect("no frr container");
+    let caps = &frr["securityContext"]["capabilities"];
+    assert_eq!(caps["drop"], json!(["ALL"]));
+    for cap in
+        ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "CHOWN", "FOWNER", "SETUID", "SETGID", "DAC_OVERRIDE", "KILL"]
+    {
+        assert!(caps["add"].as_array().unwrap().iter().any(|c| c == cap), "{cap} missing: {caps}");
+    }
+}
