@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::cluster_control::{kubeconfig, make_pki};
 use crate::cluster_images;
 use crate::cluster_node::{Node, NodeSpec, wait_until};
 use crate::fabric::{Lan, Netns, Running, sh, wire};
@@ -23,7 +24,7 @@ pub const CP_IP: &str = "192.0.2.5";
 pub const TOR_IP: &str = "192.0.2.1";
 pub const CLIENT_IP: &str = "192.0.2.100";
 pub const SERVICE_CIDR: &str = "198.18.0.0/24,2001:db8:ffff::/112";
-const TOKEN: &str = "ferrolb-cluster-admin-token";
+pub(crate) const TOKEN: &str = "ferrolb-cluster-admin-token";
 
 pub fn node_ip(i: usize) -> String {
     format!("192.0.2.{}", 11 + i)
@@ -33,7 +34,7 @@ pub fn node_ip6(i: usize) -> String {
     format!("2001:db8:10::{}", 11 + i)
 }
 
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     std::env::var_os("FERROLB_KUBE_BIN_DIR")
         .map_or_else(|| PathBuf::from("/opt/ferrolb-kube/bin"), PathBuf::from)
 }
@@ -102,11 +103,11 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 pub struct ClusterLab {
     pub nodes: Vec<Node>,
-    control: Vec<Running>,
-    relays: Vec<Running>,
+    pub(crate) control: Vec<Running>,
+    pub(crate) relays: Vec<Running>,
     pub tor: Option<Frr>,
     pub client: Option<Netns>,
-    cp: Option<Netns>,
+    pub(crate) cp: Option<Netns>,
     lan: Option<Lan>,
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
@@ -126,11 +127,11 @@ fn base_dir() -> PathBuf {
     if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
 }
 
-fn log(dir: &Path, name: &str) -> std::fs::File {
+pub(crate) fn log(dir: &Path, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap()
 }
 
-fn tail(path: &Path) -> String {
+pub(crate) fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(25)..].join("\n")
@@ -141,32 +142,6 @@ pub fn is_ready(object: &serde_json::Value) -> bool {
     object["status"]["conditions"]
         .as_array()
         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
-
-/// CA, API server serving certificate (the kubernetes Service IP, the control plane's address
-/// and loopback in its SANs) and the ServiceAccount key pair.
-fn make_pki(dir: &Path) {
-    let script = format!(
-        "set -e; cd {d}
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=ferrolb-lab-ca 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver 2>/dev/null
-printf 'subjectAltName=IP:198.18.0.1,IP:{CP_IP},IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\\n' > san.ext
-openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 2 -extfile san.ext 2>/dev/null
-openssl genrsa -out sa.key 2048 2>/dev/null
-openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-printf '{TOKEN},admin,admin,\"system:masters\"\\n' > tokens.csv",
-        d = dir.display()
-    );
-    sh(&script);
-}
-
-fn kubeconfig(dir: &Path, server: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
-         users:\n- name: admin\n  user:\n    token: {TOKEN}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: admin\n\
-         current-context: lab\n",
-        ca = dir.join("ca.crt").display()
-    )
 }
 
 impl ClusterLab {
@@ -258,108 +233,6 @@ impl ClusterLab {
         lab.up = t.elapsed();
         println!("cluster of {count} nodes up in {:.1} s", lab.up.as_secs_f64());
         lab
-    }
-
-    fn cp_ns(&self) -> &str {
-        &self.cp.as_ref().unwrap().0
-    }
-
-    fn spawn_cp(&mut self, name: &str, args: &[String]) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", self.cp_ns()])
-            .arg(bin_dir().join(name))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log(&self.dir, &format!("{name}.log")))
-            .spawn()
-            .unwrap();
-        self.control.push(Running(child));
-    }
-
-    fn start_control_plane(&mut self, bin: &Path) {
-        let dir = self.dir.clone();
-        let d = |s: &str| dir.join(s).display().to_string();
-        let etcd_args: Vec<String> = [
-            "--data-dir",
-            &d("etcd"),
-            "--listen-client-urls",
-            "http://127.0.0.1:2379",
-            "--advertise-client-urls",
-            "http://127.0.0.1:2379",
-            "--listen-peer-urls",
-            "http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls",
-            "http://127.0.0.1:2380",
-            "--initial-cluster",
-            "default=http://127.0.0.1:2380",
-            "--unsafe-no-fsync",
-        ]
-        .map(String::from)
-        .into();
-        self.spawn_cp("etcd", &etcd_args);
-        let api_args: Vec<String> = [
-            "--etcd-servers=http://127.0.0.1:2379".to_string(),
-            "--bind-address=0.0.0.0".into(),
-            "--secure-port=6443".into(),
-            format!("--advertise-address={CP_IP}"),
-            format!("--tls-cert-file={}", d("apiserver.crt")),
-            format!("--tls-private-key-file={}", d("apiserver.key")),
-            format!("--client-ca-file={}", d("ca.crt")),
-            "--service-account-issuer=https://kubernetes.default.svc".into(),
-            format!("--service-account-key-file={}", d("sa.pub")),
-            format!("--service-account-signing-key-file={}", d("sa.key")),
-            format!("--token-auth-file={}", d("tokens.csv")),
-            "--authorization-mode=RBAC".into(),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-            "--allow-privileged=true".into(),
-            "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
-            "--shutdown-delay-duration=0s".into(),
-            // No kube-proxy in the control plane's namespace: webhooks are dialled at their endpoints.
-            "--enable-aggregator-routing=true".into(),
-        ]
-        .into();
-        self.spawn_cp("kube-apiserver", &api_args);
-        // The tests' way in: loopback here -> a unix socket -> the API server's namespace.
-        let sock = self.dir.join("apiserver.sock");
-        self.relays.push(Running(
-            Command::new("ip")
-                .args(["netns", "exec", self.cp_ns(), "socat"])
-                .arg(format!("UNIX-LISTEN:{},fork", sock.display()))
-                .arg(format!("TCP:{CP_IP}:6443"))
-                .stderr(log(&self.dir, "relay.log"))
-                .spawn()
-                .unwrap(),
-        ));
-        self.relays.push(Running(
-            Command::new("socat")
-                .arg(format!("TCP-LISTEN:{},bind=127.0.0.1,fork,reuseaddr", self.api_port))
-                .arg(format!("UNIX-CONNECT:{}", sock.display()))
-                .stderr(log(&self.dir, "relay.log"))
-                .spawn()
-                .unwrap(),
-        ));
-        let ready = wait_until(Duration::from_secs(60), || {
-            self.kubectl(&["get", "--raw", "/readyz"]).is_ok_and(|o| o.trim() == "ok")
-        });
-        assert!(ready.is_some(), "kube-apiserver not ready:\n{}", tail(&self.dir.join("kube-apiserver.log")));
-        let kc = d("node.kubeconfig");
-        let kcm_args: Vec<String> = [
-            format!("--kubeconfig={kc}"),
-            format!("--service-account-private-key-file={}", d("sa.key")),
-            format!("--root-ca-file={}", d("ca.crt")),
-            "--leader-elect=false".into(),
-            "--use-service-account-credentials=false".into(),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-            "--secure-port=0".into(),
-        ]
-        .into();
-        self.spawn_cp("kube-controller-manager", &kcm_args);
-        let sched_args: Vec<String> =
-            [format!("--kubeconfig={kc}"), "--leader-elect=false".into(), "--bind-address=127.0.0.1".into()]
-                .into();
-        self.spawn_cp("kube-scheduler", &sched_args);
-        let _ = bin;
     }
 
     fn wait_nodes_ready(&self) {

@@ -14,6 +14,7 @@ mod bgp_lab;
 mod bgp_sessions;
 mod chart;
 mod cli;
+mod cluster_control;
 mod cluster_e2e;
 mod cluster_e2e_bgp;
 mod cluster_e2e_bgp6;
