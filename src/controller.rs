@@ -158,6 +158,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         let (inputs, decided) = match partial {
             Some(p) => p,
             None => {
+                METRICS.full_passes.inc();
                 let inputs = cache.inputs();
                 let decided = allocations.decide_all(&inputs, &options, last_good.as_ref());
                 (inputs, decided)

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub apply_seconds: Histogram,
     pub layer2_takeover_seconds: Histogram,
     pub plan_seconds: Histogram,
+    pub full_passes: Counter,
     pub layer2_fenced: Gauge,
     pub layer2_expected_speakers: Gauge,
     pub layer2_live_speakers: Gauge,
@@ -93,6 +94,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         apply_seconds: latency(),
         layer2_takeover_seconds: latency(),
         plan_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+        full_passes: Counter::default(),
         layer2_fenced: Gauge::default(),
         layer2_expected_speakers: Gauge::default(),
         layer2_live_speakers: Gauge::default(),
@@ -161,8 +163,13 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         );
         f.register(
             "plan_seconds",
-            "One decision pass over the whole cluster (plan and the writes or announcements it implies)",
+            "One decision pass (plan and the writes or announcements it implies)",
             m.plan_seconds.clone(),
+        );
+        f.register(
+            "plan_full_passes",
+            "Decision passes over the whole cluster (anything but Services changed); the others decide only what changed",
+            m.full_passes.clone(),
         );
         f.register(
             "layer2_fenced",

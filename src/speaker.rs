@@ -282,13 +282,17 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             let p = match partial {
                 Some(p) => p,
                 None if cluster.is_some() && !pending_dirty.everything => {
+                    crate::metrics::METRICS.full_passes.inc();
                     // Something besides the Services changed: decide them all.
                     let every = all.insert(announced_by_controller(
                         cluster.as_ref().map(ClusterCache::inputs).unwrap_or_default(),
                     ));
                     node_state.decide_all(every, &options, last_good.as_ref())
                 }
-                None => node_state.decide_all(inputs, &options, last_good.as_ref()),
+                None => {
+                    crate::metrics::METRICS.full_passes.inc();
+                    node_state.decide_all(inputs, &options, last_good.as_ref())
+                }
             };
             let inputs = all.as_ref().unwrap_or(inputs);
             pending_dirty = plan::incremental::Dirty::default();

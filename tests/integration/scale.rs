@@ -269,6 +269,17 @@ fn scale() {
             (sample(b, "ferrolb_plan_seconds_sum") - sample(a, "ferrolb_plan_seconds_sum")) / count.max(1.0) * 1000.0
         };
         let (controller_decide_ms, speaker_plan_ms) = (mean_ms(&c0, &c1), mean_ms(&s0, &s1));
+        let full = |a: &str, b: &str| sample(b, "ferrolb_plan_full_passes_total") - sample(a, "ferrolb_plan_full_passes_total");
+        let (controller_full, speaker_full) = (full(&c0, &c1), full(&s0, &s1));
+        // Where the slow ones fall in the churn: a backlog early on, or spread out.
+        let slowest: Vec<String> = {
+            let mut by: Vec<(f64, &String)> = created
+                .iter()
+                .filter_map(|(name, t)| seen.get(name).map(|s| (s.duration_since(*t).as_secs_f64() * 1000.0, name)))
+                .collect();
+            by.sort_by(|a, b| b.0.total_cmp(&a.0));
+            by.iter().take(3).map(|(ms, name)| format!("{name}:{ms:.0}")).collect()
+        };
         let speaker_rss = rss_mib(speaker.0.id());
         drop(speaker);
 
@@ -286,7 +297,7 @@ fn scale() {
         let after = ips(&client).await;
         let changed = before.iter().filter(|(k, v)| after.get(*k) != Some(v)).count();
         println!(
-            "scale services={n} controller_allocate_s={allocate:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} controller_rss_mib={controller_rss:.0} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} speaker_rss_mib={speaker_rss:.0} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0}",
+            "scale services={n} controller_allocate_s={allocate:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} controller_rss_mib={controller_rss:.0} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} speaker_rss_mib={speaker_rss:.0} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0} churn_full_passes={controller_full}/{speaker_full} churn_slowest={}",
             allocate / api_floor,
             writes / n as f64,
             controller_rss * 1048576.0 / n as f64,
@@ -294,6 +305,7 @@ fn scale() {
             churn_ms.len(),
             pct(&churn_ms, 0.5),
             pct(&churn_ms, 0.99),
+            slowest.join(","),
         );
     });
 }
