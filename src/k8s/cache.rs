@@ -144,6 +144,15 @@ impl ClusterCache {
             };
         }
         let about = |about, indexed| Marks::Service { about, indexed };
+        // The speakers' reports, each about one Service, indexed by it.
+        macro_rules! reports {
+            ($about:expr) => {
+                with_reports.then(|| {
+                    let api = Api::namespaced(client.clone(), namespace);
+                    reflect(api, &shared, &mut tasks, trim::meta, about($about, true))
+                })
+            };
+        }
         let mut cache = ClusterCache {
             namespace: namespace.to_string(),
             services: reflect(
@@ -171,24 +180,8 @@ impl ClusterCache {
             secrets: config!(trim::meta),
             namespaces: reflect(Api::all(client.clone()), &shared, &mut tasks, trim::meta, everything).0,
             nodes: reflect(Api::all(client.clone()), &shared, &mut tasks, trim::node, everything).0,
-            l2_statuses: with_reports.then(|| {
-                reflect(
-                    Api::namespaced(client.clone(), namespace),
-                    &shared,
-                    &mut tasks,
-                    trim::meta,
-                    about(changes::l2_report_service, true),
-                )
-            }),
-            bgp_statuses: with_reports.then(|| {
-                reflect(
-                    Api::namespaced(client.clone(), namespace),
-                    &shared,
-                    &mut tasks,
-                    trim::meta,
-                    about(changes::bgp_report_service, true),
-                )
-            }),
+            l2_statuses: reports!(changes::l2_report_service),
+            bgp_statuses: reports!(changes::bgp_report_service),
             bgp_extras: with_bgp_extras.then(|| {
                 let only = format!("metadata.name={}", crate::bgp::extras::CONFIG_MAP);
                 let config = watcher::Config::default().fields(&only);
