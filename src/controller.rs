@@ -141,17 +141,16 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             .then(|| {
                 let changed = cache.inputs_for(&dirty.services);
                 let decided = allocations.decide_changed(&changed, &options, &dirty.services)?;
-                // Services that waited for an address may have been decided too.
-                Some((
-                    cache.inputs_for(
-                        &decided
-                            .decided_services()
-                            .into_iter()
-                            .chain(dirty.services.iter().cloned())
-                            .collect(),
-                    ),
-                    decided,
-                ))
+                // Services that waited for an address may have been decided too: the
+                // write-back needs their objects, fetched only when there are such.
+                let waited: std::collections::BTreeSet<String> =
+                    decided.decided_services().into_iter().filter(|k| !dirty.services.contains(k)).collect();
+                let inputs = if waited.is_empty() {
+                    changed
+                } else {
+                    cache.inputs_for(&waited.into_iter().chain(dirty.services.iter().cloned()).collect())
+                };
+                Some((inputs, decided))
             })
             .flatten();
         let whole = partial.is_none();

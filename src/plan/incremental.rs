@@ -37,13 +37,22 @@ impl Dirty {
         Dirty { everything: true, ..Default::default() }
     }
 
-    pub fn is_empty(&self) -> bool {
-        !self.everything && self.services.is_empty()
-    }
-
     pub fn merge(&mut self, other: Dirty) {
         self.everything |= other.everything;
         self.services.extend(other.services);
+    }
+}
+
+/// The parts of a full plan that only a change of configuration changes: what a partial
+/// decision starts from.
+fn head_of(plan: &Plan) -> Plan {
+    Plan {
+        errors: plan.errors.clone(),
+        warnings: plan.warnings.clone(),
+        advertised_pools: plan.advertised_pools.clone(),
+        config: plan.config.clone(),
+        stale: plan.stale,
+        ..Default::default()
     }
 }
 
@@ -76,14 +85,7 @@ impl Allocations {
         let (plan, kept) = decide_all(inputs, options, last_good);
         self.last = match (kept, &plan.config) {
             (Some(Kept { alloc, requests }), Some(config)) => Some(Last {
-                head: Plan {
-                    errors: plan.errors.clone(),
-                    warnings: plan.warnings.clone(),
-                    advertised_pools: plan.advertised_pools.clone(),
-                    config: plan.config.clone(),
-                    stale: plan.stale,
-                    ..Default::default()
-                },
+                head: head_of(&plan),
                 config: config.clone(),
                 pending: plan.pending.iter().map(|p| p.service.clone()).collect(),
                 requests: requests.into_iter().map(|r| (r.key.clone(), r)).collect(),
@@ -226,14 +228,7 @@ impl NodeAnnouncements {
                 );
             NodeLast {
                 world: World::of(inputs, options, inputs.endpoint_slices.is_empty()),
-                head: Plan {
-                    errors: plan.errors.clone(),
-                    warnings: plan.warnings.clone(),
-                    advertised_pools: plan.advertised_pools.clone(),
-                    config: plan.config.clone(),
-                    stale: plan.stale,
-                    ..Default::default()
-                },
+                head: head_of(&plan),
                 node,
                 bgp,
                 l2,
