@@ -78,6 +78,46 @@ impl Lab {
         (n["connectionsEstablished"].as_u64().unwrap_or(0), n["connectionsDropped"].as_u64().unwrap_or(0))
     }
 
+    /// The session counters once they have held still for 3 s with the session Established: a
+    /// session may reset once while it comes up, later on a slow machine than on a fast one.
+    pub fn settled_session_counters(&self) -> (u64, u64) {
+        let (mut last, mut since) = (self.session_counters(), std::time::Instant::now());
+        let deadline = since + std::time::Duration::from_secs(60);
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let now = self.session_counters();
+            let up = self.tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["bgpState"]
+                == "Established";
+            if now != last || !up {
+                (last, since) = (now, std::time::Instant::now());
+            } else if since.elapsed() >= std::time::Duration::from_secs(3) {
+                return now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the session never settled: {}",
+                self.session_story()
+            );
+        }
+    }
+
+    /// The ToR's words for node1's session, for a failed session check: state, the last reset
+    /// and why, and the counters.
+    pub fn session_story(&self) -> String {
+        let v = self.tor.json("show bgp neighbors 192.0.2.11 json");
+        let n = &v["192.0.2.11"];
+        format!(
+            "state {} up {} established {} dropped {} last reset {}s ago: {} / {}",
+            n["bgpState"],
+            n["bgpTimerUpString"],
+            n["connectionsEstablished"],
+            n["connectionsDropped"],
+            n["lastResetTimerMsecs"].as_u64().unwrap_or(0) / 1000,
+            n["lastResetDueTo"],
+            n["lastNotificationReason"]
+        )
+    }
+
     pub fn community_at_tor(&self, prefix: &str) -> String {
         let v = self.tor.json(&format!("show bgp ipv4 unicast {prefix} json"));
         v["paths"][0]["community"]["string"].as_str().unwrap_or("").to_string()
