@@ -68,6 +68,9 @@ pub enum ApplyError {
     Vtysh(String),
     #[error("writing {0}: {1}")]
     File(String, String),
+    /// Some daemon FRR should run does not answer yet; nothing was sent.
+    #[error("FRR is not up yet: {0}")]
+    NotReady(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,6 +39,9 @@ struct Inner {
     config_dir: Option<PathBuf>,
     poll: Duration,
     notes: Mutex<Notes>,
+    /// The process behind each daemon's pid file, as last seen by the monitor or by an Apply:
+    /// a daemon whose process changed since has none of the configuration pushed before.
+    pids: Mutex<BTreeMap<&'static str, String>>,
     status: watch::Sender<AgentStatus>,
     poke: Notify,
 }
@@ -69,6 +72,7 @@ impl Agent {
                 config_dir: settings.config_dir,
                 poll: settings.poll,
                 notes: Mutex::new(Notes::default()),
+                pids: Mutex::new(BTreeMap::new()),
                 status,
                 poke: Notify::new(),
             }),
@@ -77,9 +81,12 @@ impl Agent {
 
     pub async fn apply(&self, config: String, generation: u64) -> ApplyReply {
         let inner = self.inner.clone();
-        let outcome = tokio::task::spawn_blocking(move || lock(&inner.applier).apply(&config, generation))
-            .await
-            .unwrap_or_else(|e| Err(ApplyError::Vtysh(format!("apply task failed: {e}"))));
+        let outcome = tokio::task::spawn_blocking(move || {
+            inner.ready_for_apply()?;
+            lock(&inner.applier).apply(&config, generation)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ApplyError::Vtysh(format!("apply task failed: {e}"))));
         let running_generation = lock(&self.inner.applier).generation().unwrap_or(0);
         let mut reply = ApplyReply { running_generation, ..Default::default() };
         match outcome {
@@ -111,16 +118,13 @@ impl Agent {
 
     /// Runs forever: restores the configuration after restarts and keeps the status current.
     pub async fn monitor(self) {
-        let mut pids = BTreeMap::new();
         loop {
             let inner = self.inner.clone();
-            pids = tokio::task::spawn_blocking(move || {
-                inner.check_restarts(&mut pids);
+            let _ = tokio::task::spawn_blocking(move || {
+                inner.check_restarts();
                 inner.refresh_status();
-                pids
             })
-            .await
-            .unwrap_or_default();
+            .await;
             tokio::select! {
                 _ = tokio::time::sleep(self.inner.poll) => {}
                 _ = self.inner.poke.notified() => {}
@@ -130,17 +134,52 @@ impl Agent {
 }
 
 impl Inner {
-    /// A daemon's pid file names a new process: it started again with no configuration.
-    fn check_restarts(&self, pids: &mut BTreeMap<&'static str, String>) {
-        for d in DAEMONS {
-            let Ok(pid) = std::fs::read_to_string(self.run_dir.join(format!("{d}.pid"))) else { continue };
-            let pid = pid.trim().to_string();
-            if pids.get(d).is_some_and(|old| *old != pid) {
+    /// The process each running daemon's pid file names now.
+    fn read_pids(&self) -> BTreeMap<&'static str, String> {
+        DAEMONS
+            .iter()
+            .filter_map(|d| {
+                let pid = std::fs::read_to_string(self.run_dir.join(format!("{d}.pid"))).ok()?;
+                Some((*d, pid.trim().to_string()))
+            })
+            .collect()
+    }
+
+    /// An Apply waits until every daemon FRR should run answers: vtysh sends each line to the
+    /// daemons that are connected and says nothing of one that is still starting, so a
+    /// configuration applied while bgpd starts is lost without an error (found on a speaker
+    /// pod replaced in a rollout: its FRR had no `router bgp` while the speaker believed it
+    /// applied). Failing instead makes the speaker retry, and remembering the processes the
+    /// configuration went to lets the monitor see any of them replaced afterwards.
+    fn ready_for_apply(&self) -> Result<(), ApplyError> {
+        let down = daemons::down(&self.run_dir, self.config_dir.as_deref(), daemons::Reach::Socket);
+        if !down.is_empty() {
+            return Err(ApplyError::NotReady(down.join("; ")));
+        }
+        self.note_pids(self.read_pids());
+        Ok(())
+    }
+
+    /// Remembers the daemons' processes; one that changed since it was last seen, or appeared
+    /// after a configuration was applied, runs with none of it: restore it.
+    fn note_pids(&self, now: BTreeMap<&'static str, String>) {
+        let applied = lock(&self.applier).generation().is_some();
+        let mut seen = lock(&self.pids);
+        for (d, pid) in &now {
+            let restarted = match seen.get(d) {
+                Some(old) => old != pid,
+                None => applied,
+            };
+            if restarted {
                 tracing::warn!(daemon = d, pid = %pid, "FRR daemon restarted; restoring the configuration");
                 lock(&self.notes).restore_pending = true;
             }
-            pids.insert(d, pid);
         }
+        *seen = now;
+    }
+
+    fn check_restarts(&self) {
+        self.note_pids(self.read_pids());
         if !lock(&self.notes).restore_pending {
             return;
         }

@@ -71,6 +71,23 @@ fn apply_status_watch_and_restore_after_a_bgpd_restart() {
     println!(
         "bgpd restart: configuration restored and 5 prefixes back at the ToR {restored:?} after bgpd came back"
     );
+
+    // bgpd away (as while a new pod's FRR starts): an Apply is refused, since vtysh would drop
+    // bgpd's lines without a word, and nothing is sent; once bgpd is up the agent restores the
+    // configuration to it by itself and the retried Apply goes through.
+    lab.node.stop_daemon("bgpd").unwrap();
+    let fewer = node_config(3, "64500:100");
+    let r = apply(&mut client, fewer.clone(), 3);
+    assert_eq!((r.outcome(), r.running_generation), (Outcome::Failed, 1), "{}", r.error);
+    assert!(r.error.contains("FRR is not up yet: bgpd"), "{}", r.error);
+    lab.node.start_daemon("bgpd").unwrap();
+    let retried = wait_for(Duration::from_secs(30), || {
+        let r = apply(&mut client, fewer.clone(), 3);
+        r.outcome() != Outcome::Failed && lab.received() == 3 && lab.node_matches(&fewer)
+    });
+    assert!(retried.is_some(), "not applied after bgpd came back: {:?}", lab.node_drift(&fewer));
+    let s = rt.block_on(client.status(StatusRequest {})).unwrap().into_inner();
+    assert!(s.restores >= 2, "the new bgpd was not restored to: {s:?}");
 }
 
 #[test]

@@ -162,6 +162,23 @@ impl Frr {
         .ok_or_else(|| format!("{daemon} did not come back"))
     }
 
+    /// Kills one daemon, as a crash would, and leaves it down.
+    pub fn stop_daemon(&self, daemon: &str) -> Result<(), String> {
+        let file = self.dir.join("run").join(format!("{daemon}.pid"));
+        let pid = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+        sh(&format!("kill -9 {}", pid.trim()))?;
+        let gone = wait_for(Duration::from_secs(10), || {
+            !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+        });
+        let _ = std::fs::remove_file(file);
+        gone.map(|_| ()).ok_or_else(|| format!("{daemon} did not stop"))
+    }
+
+    /// Starts a daemon stopped with [`Frr::stop_daemon`], with no configuration.
+    pub fn start_daemon(&self, daemon: &str) -> Result<(), String> {
+        self.spawn(daemon)
+    }
+
     fn spawn(&self, daemon: &str) -> Result<(), String> {
         let run = self.dir.join("run");
         let log = self.dir.join("log");
