@@ -54,24 +54,14 @@ impl Drop for Reaper {
     }
 }
 
-#[test]
-fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
-    require_frr!();
-    let agent_bin = crate::ferrolb_bin().with_file_name("frr-agent");
-    if !agent_bin.exists() || Command::new("nsenter").arg("--version").output().is_err() {
-        println!("skipped: needs nsenter and frr-agent built beside ferrolb (cargo build --workspace)");
-        return;
-    }
-    let ns = Netns::new("img");
-    // Dropped before `ns`: whatever still runs in the namespace (the daemons watchfrr forked,
-    // when the test fails half-way) is killed before the namespace goes.
-    let _reaper = Reaper(ns.0.clone());
+/// The entrypoint started in `ns` as a container runtime would start it, once its daemons are up.
+fn start_container(ns: &Netns) -> Running {
     let script = crate::repo_root().join("frr-sidecar/image/docker-start");
     let frr = crate::frr_lab::install().expect("checked by require_frr");
     let (mounts, prefix) = container_filesystem(frr.root.as_deref());
     let boot = format!("{mounts} && exec {prefix}{}", script.display());
     // ip netns exec, unshare and sh all exec: the child's pid ends as the entrypoint's.
-    let mut container = Running(
+    let container = Running(
         Command::new("ip")
             .args(["netns", "exec", &ns.0, "unshare", "-m", "--propagation", "private", "sh", "-c", &boot])
             .stdout(Stdio::null())
@@ -86,6 +76,32 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
         o.status.success() && ["zebra", "bgpd", "bfdd", "staticd"].iter().all(|d| t.contains(d))
     });
     assert!(up.is_some(), "FRR never came up: {}", text(&inside(pid, &["vtysh", "-c", "show daemons"])));
+    container
+}
+
+fn missing_tools() -> bool {
+    let agent_bin = crate::ferrolb_bin().with_file_name("frr-agent");
+    if !agent_bin.exists() || Command::new("nsenter").arg("--version").output().is_err() {
+        println!("skipped: needs nsenter and frr-agent built beside ferrolb (cargo build --workspace)");
+        return true;
+    }
+    false
+}
+
+#[test]
+fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
+    require_frr!();
+    if missing_tools() {
+        return;
+    }
+    let agent_bin = crate::ferrolb_bin().with_file_name("frr-agent");
+    let ns = Netns::new("img");
+    // Dropped before `ns`: whatever still runs in the namespace (the daemons watchfrr forked,
+    // when the test fails half-way) is killed before the namespace goes.
+    let _reaper = Reaper(ns.0.clone());
+    let frr = crate::frr_lab::install().expect("checked by require_frr");
+    let mut container = start_container(&ns);
+    let pid = container.0.id();
     println!("FRR {} from {:?}", frr.version, frr.root);
 
     // frr-agent beside it, with the chart's arguments, applying a configuration.
@@ -205,4 +221,59 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
         .filter(|c| ["zebra", "bgpd", "bfdd", "staticd", "mgmtd", "watchfrr"].contains(&c.as_str()))
         .collect();
     assert!(daemons.is_empty(), "FRR daemons left running after SIGTERM: {daemons:?}");
+}
+
+/// A speaker pod replaced while its BGPPeer has graceful restart and BFD: the FRR container
+/// stops bgpd first, so the ToR sees the session close gracefully and keeps the node's routes
+/// as stale; BFD going down afterwards no longer resets an established session. Stopping every
+/// daemon at once (frrinit.sh's way) lost the routes in one stop of four, so three stops.
+#[test]
+fn a_stopping_container_keeps_its_routes_at_a_bfd_peer_with_graceful_restart() {
+    use crate::graceful_restart::{TOR, at_tor, manifest};
+    require_frr!();
+    if missing_tools() {
+        return;
+    }
+    let plan = crate::fabric::plan_node(&manifest(true, true), "node1");
+    let prefix = format!("{}/32", plan.ips_of("shop/web")[0]);
+    for stop in 1..=3 {
+        let tor = crate::frr_lab::Frr::start("tor").unwrap();
+        let ns = Netns::new("imgr");
+        let _reaper = Reaper(ns.0.clone());
+        crate::fabric::wire(&ns.0, "eth0", &["192.0.2.11/24"], &tor.ns, "eth0", &["192.0.2.1/24"]);
+        tor.configure(&format!("{TOR} neighbor 192.0.2.11 bfd\n"));
+        let mut container = start_container(&ns);
+        let pid = container.0.id();
+        let file = "/var/lib/frr/node.conf";
+        let wrote = inside(pid, &["sh", "-c", &format!("cat > {file} <<'EOF'\n{}\nEOF", plan.frr)]);
+        assert!(wrote.status.success(), "{}", text(&wrote));
+        let loaded = inside(pid, &["vtysh", "-f", file]);
+        assert!(loaded.status.success(), "{}", text(&loaded));
+        let bfd_up = || {
+            tor.json("show bfd peers json").as_array().is_some_and(|p| p.iter().any(|p| p["status"] == "up"))
+        };
+        let up = wait_for(Duration::from_secs(30), || at_tor(&tor, &prefix) && bfd_up());
+        assert!(up.is_some(), "{prefix} (and BFD) never up at the ToR:\n{}", plan.frr);
+
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(6) {
+            let reset =
+                tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["lastResetDueTo"].clone();
+            assert!(
+                at_tor(&tor, &prefix),
+                "stop {stop}: the ToR dropped {prefix} after {:?} ({reset})",
+                t.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let path = &tor.json(&format!("show bgp ipv4 unicast {prefix} json"))["paths"][0];
+        assert_eq!(path["stale"], true, "stop {stop}: the kept route is not stale: {path}");
+        assert!(!bfd_up(), "BFD should be down with the node's FRR stopped");
+        let exited = wait_for(Duration::from_secs(20), || container.0.try_wait().ok().flatten().is_some());
+        assert!(exited.is_some(), "the entrypoint did not exit on SIGTERM");
+    }
+    println!(
+        "BFD + graceful restart: 3 of 3 container stops kept {prefix} (stale) at the ToR for the 6 s watched"
+    );
 }

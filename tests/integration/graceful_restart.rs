@@ -13,23 +13,32 @@ use crate::bgp_sessions::apply;
 use crate::fabric::{plan_node, sh};
 use crate::frr_lab::{Frr, link, wait_for};
 
-const TOR: &str = "router bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
+pub const TOR: &str = "router bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n \
                    neighbor 192.0.2.11 remote-as 64512\n neighbor 192.0.2.11 timers 3 9\n";
 
-fn manifest(graceful: bool) -> String {
+pub fn manifest(graceful: bool, bfd: bool) -> String {
+    let (profile, peer_bfd) = if bfd {
+        (
+            "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
+             spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n---\n",
+            ", bfdProfile: fast",
+        )
+    } else {
+        ("", "")
+    };
     format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: lab, namespace: metallb-system}}\n\
+        "{profile}apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: lab, namespace: metallb-system}}\n\
          spec: {{addresses: [198.51.100.0/24]}}\n---\n\
          apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: lab, namespace: metallb-system}}\n---\n\
          apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: tor, namespace: metallb-system}}\n\
          spec: {{myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, holdTime: 9s, keepaliveTime: 3s, \
-         connectTime: 1s, routerID: 192.0.2.11, enableGracefulRestart: {graceful}}}\n---\n\
+         connectTime: 1s, routerID: 192.0.2.11, enableGracefulRestart: {graceful}{peer_bfd}}}\n---\n\
          apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\n\
          spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
     )
 }
 
-fn at_tor(tor: &Frr, prefix: &str) -> bool {
+pub fn at_tor(tor: &Frr, prefix: &str) -> bool {
     let out = Command::new("ip").args(["-n", &tor.ns, "route", "show", prefix]).output().unwrap();
     !out.stdout.is_empty()
 }
@@ -37,24 +46,43 @@ fn at_tor(tor: &Frr, prefix: &str) -> bool {
 /// Announces web's IP from a node with or without graceful restart, stops the node's FRR with
 /// SIGTERM, and returns when the ToR lost the route (None: kept for `watch`) and why the ToR
 /// says the session ended.
-fn stop_frr_and_watch(graceful: bool, watch: Duration) -> (Option<Duration>, String) {
+fn stop_frr_and_watch(
+    graceful: bool,
+    bfd: bool,
+    stops: &[&[&str]],
+    watch: Duration,
+) -> (Option<Duration>, String) {
     let tor = Frr::start("tor").unwrap();
     let node = Frr::start("node1").unwrap();
     link(&tor, &node, &["192.0.2.1/24"], &["192.0.2.11/24"]);
-    tor.configure(TOR);
-    let plan = plan_node(&manifest(graceful), "node1");
+    tor.configure(&format!("{TOR}{}", if bfd { " neighbor 192.0.2.11 bfd\n" } else { "" }));
+    let plan = plan_node(&manifest(graceful, bfd), "node1");
     let prefix = format!("{}/32", plan.ips_of("shop/web")[0]);
     let agent = AgentProcess::start(&node, "agent");
     apply(&agent, &plan.frr, 1);
     let up = wait_for(Duration::from_secs(30), || at_tor(&tor, &prefix));
     assert!(up.is_some(), "{prefix} never reached the ToR:\n{}", plan.frr);
+    if bfd {
+        let bfd_up = wait_for(Duration::from_secs(30), || {
+            tor.json("show bfd peers json").as_array().is_some_and(|p| p.iter().any(|p| p["status"] == "up"))
+        });
+        assert!(bfd_up.is_some(), "BFD never came up");
+    }
     drop(agent);
-    // What frrinit.sh stop does: SIGTERM to each daemon, bgpd among the first.
     let t = Instant::now();
-    for daemon in ["bgpd", "staticd", "bfdd", "zebra", "mgmtd"] {
-        if let Ok(pid) = std::fs::read_to_string(node.dir().join(format!("run/{daemon}.pid"))) {
-            sh(&format!("kill -TERM {} 2>/dev/null || true", pid.trim()));
+    for group in stops {
+        let mut pids = Vec::new();
+        for daemon in *group {
+            if let Ok(pid) = std::fs::read_to_string(node.dir().join(format!("run/{daemon}.pid"))) {
+                sh(&format!("kill -TERM {} 2>/dev/null || true", pid.trim()));
+                pids.push(pid.trim().to_string());
+            }
         }
+        let _ = wait_for(Duration::from_secs(10), || {
+            pids.iter().all(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| s.contains(") Z"))
+            })
+        });
     }
     let mut lost = None;
     while t.elapsed() < watch && lost.is_none() {
@@ -68,21 +96,24 @@ fn stop_frr_and_watch(graceful: bool, watch: Duration) -> (Option<Duration>, Str
         .filter(|l| l.contains("Last reset"))
         .collect::<Vec<_>>()
         .join("; ");
-    if graceful {
+    if graceful && lost.is_none() {
         let stale = tor.json(&format!("show bgp ipv4 unicast {prefix} json"))["paths"][0]["stale"].clone();
         assert_eq!(stale, true, "the kept route is not marked stale");
     }
     (lost, said)
 }
 
+/// What frrinit.sh stop does: SIGTERM to every daemon at once, zebra last.
+const ALL_AT_ONCE: &[&[&str]] = &[&["bgpd", "staticd", "bfdd", "mgmtd"], &["zebra"]];
+
 #[test]
 fn sigterm_keeps_the_routes_at_the_peer_with_graceful_restart_only() {
     require_frr!();
-    let (lost, said) = stop_frr_and_watch(true, Duration::from_secs(3));
+    let (lost, said) = stop_frr_and_watch(true, false, ALL_AT_ONCE, Duration::from_secs(3));
     assert_eq!(lost, None, "with graceful restart the ToR withdrew the route ({said})");
     assert!(!said.contains("Notification"), "bgpd sent a NOTIFICATION on SIGTERM: {said}");
     println!("graceful restart: route kept (stale) at the ToR for the 3 s watched; {said}");
-    let (lost, said) = stop_frr_and_watch(false, Duration::from_secs(3));
+    let (lost, said) = stop_frr_and_watch(false, false, ALL_AT_ONCE, Duration::from_secs(3));
     assert!(
         lost.is_some_and(|l| l < Duration::from_secs(1)),
         "without graceful restart: lost {lost:?} ({said})"
