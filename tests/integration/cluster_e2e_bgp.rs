@@ -128,12 +128,22 @@ fn fetch_loop(lab: &ClusterLab, ip: &str, stop: &AtomicBool, ok: &AtomicU64, los
 fn rollout_loses_nothing(lab: &ClusterLab, ip: &str, values: serde_json::Value, sessions_must_return: bool) {
     let (stop, ok, lost) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
     let fewest_hops = AtomicU64::new(u64::MAX);
+    // When the ECMP group changed, and to what: where a dip falls against the pods' restarts.
+    let hop_changes = std::sync::Mutex::new(Vec::new());
     let took = std::thread::scope(|s| {
         s.spawn(|| fetch_loop(lab, ip, &stop, &ok, &lost));
         s.spawn(|| {
+            let (start, mut last) = (Instant::now(), None);
             while !stop.load(Ordering::SeqCst) {
-                let hops = kernel_next_hops(lab.tor(), &format!("{ip}/32")).len() as u64;
-                fewest_hops.fetch_min(hops, Ordering::SeqCst);
+                let hops = kernel_next_hops(lab.tor(), &format!("{ip}/32"));
+                fewest_hops.fetch_min(hops.len() as u64, Ordering::SeqCst);
+                if last.as_ref() != Some(&hops) {
+                    hop_changes
+                        .lock()
+                        .unwrap()
+                        .push(format!("{:.1} s: {hops:?}", start.elapsed().as_secs_f64()));
+                    last = Some(hops);
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
@@ -164,12 +174,21 @@ fn rollout_loses_nothing(lab: &ClusterLab, ip: &str, values: serde_json::Value, 
     );
     let fewest = fewest_hops.load(Ordering::SeqCst);
     println!("BGP: fewest ECMP next hops at the ToR during the rollout: {fewest} of {}", lab.nodes.len());
+    println!("BGP: the ECMP group during the rollout: {}", hop_changes.lock().unwrap().join("; "));
     println!("BGP: every session Established {:?} after the rollout finished", took.2);
     assert!(ok > 20, "the client barely fetched ({ok})");
     assert_eq!(lost, 0, "requests lost during the rollout");
     if sessions_must_return {
         assert!(took.2.is_some(), "sessions not back after the rollout:\n{}", show(lab, "show bgp summary"));
-        assert_eq!(fewest, lab.nodes.len() as u64, "a speaker's routes left the ToR during its restart");
+        assert_eq!(
+            fewest,
+            lab.nodes.len() as u64,
+            "a speaker's routes left the ToR during its restart:\n{}\n{}\n--- the ToR's bgpd log\n{}\n{}",
+            show(lab, "show bgp neighbors"),
+            show(lab, "show bfd peers"),
+            std::fs::read_to_string(lab.tor().dir().join("log/bgpd.log")).unwrap_or_default(),
+            lab.ferrolb_logs()
+        );
     }
 }
 
@@ -232,14 +251,15 @@ fn bgp_sessions_come_back_after_a_speaker_rollout() {
     rollout_loses_nothing(&lab, "198.51.100.10", speaker_rollout(values), true);
 }
 
-/// The same rollout with BFD on the session as well. Ignored: it fails today. Runs on this
-/// branch: the ToR's ECMP group down to 1, and to 0, of 2; 0, 10, 35 and 36 (of 107) requests
-/// lost; BFD still down at the ToR 30 s after the rollout and sessions not back. The
-/// restarting speaker's BFD goes Down before its BGP session closes gracefully, the ToR answers
-/// with a hard reset (Cease/BFD Down) and drops the routes graceful restart would have kept.
-/// Run it with --ignored once speaker shutdown handles BFD (issue 10, part 4).
+/// The same rollout with BFD on the session as well. Ignored: it fails today. Since the FRR
+/// container stops bgpd before bfdd (frr_image.rs) no request is lost (267 and 317 of 317 in
+/// two runs; 0-36 lost before), sessions and BFD are back ~4 s after the rollout, but the ECMP
+/// group still dips to 1 of 2 for ~2 s: FRR re-keys the successor's BFD session when its BGP
+/// connection comes up and the ToR answers with a hard reset that flushes the stale routes
+/// (`frr_image::a_successor_container_takes_over_the_stale_routes_at_a_bfd_peer`, ignored, has
+/// the cause and the fix planned).
 #[test]
-#[ignore = "BFD + graceful restart rollout drops routes (see the comment)"]
+#[ignore = "BFD + graceful restart rollout dips the ECMP group (see the comment)"]
 fn bgp_rollout_with_bfd_and_graceful_restart_loses_nothing() {
     require_cluster!(images: true);
     let (lab, values) = rollout_lab(true);

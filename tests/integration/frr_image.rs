@@ -79,6 +79,41 @@ fn start_container(ns: &Netns) -> Running {
     container
 }
 
+/// frr-agent in the container `pid` (as the chart runs it), with `conf` applied through it.
+fn agent_applying(pid: u32, conf: &str) -> Running {
+    let agent_bin = crate::ferrolb_bin().with_file_name("frr-agent");
+    let state = "/var/lib/frr/agent";
+    let _ = inside(pid, &["mkdir", "-p", state]);
+    let agent = Running(
+        Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-m", "-n", "-r", "-w", "--"])
+            .arg(&agent_bin)
+            .args([
+                "serve",
+                "--socket=/var/run/frr/agent.sock",
+                "--vty-socket=/var/run/frr",
+                "--config-dir=/etc/frr",
+            ])
+            .arg(format!("--state-dir={state}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let file = "/var/lib/frr/node.conf";
+    let wrote = inside(pid, &["sh", "-c", &format!("cat > {file} <<'EOF'\n{conf}\nEOF")]);
+    assert!(wrote.status.success(), "{}", text(&wrote));
+    let mut said = String::new();
+    let applied = wait_for(Duration::from_secs(20), || {
+        let o =
+            inside(pid, &[agent_bin.to_str().unwrap(), "apply", file, "--socket=/var/run/frr/agent.sock"]);
+        said = text(&o);
+        o.status.success()
+    });
+    assert!(applied.is_some(), "Apply failed: {said}");
+    agent
+}
+
 fn missing_tools() -> bool {
     let agent_bin = crate::ferrolb_bin().with_file_name("frr-agent");
     if !agent_bin.exists() || Command::new("nsenter").arg("--version").output().is_err() {
@@ -229,11 +264,38 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
 /// daemon at once (frrinit.sh's way) lost the routes in one stop of four, so three stops.
 #[test]
 fn a_stopping_container_keeps_its_routes_at_a_bfd_peer_with_graceful_restart() {
-    use crate::graceful_restart::{TOR, at_tor, manifest};
     require_frr!();
     if missing_tools() {
         return;
     }
+    bfd_graceful_restart_cycles(false);
+}
+
+/// The successor's side of the same replacement. Ignored: it fails today, on FRR itself. The
+/// ToR keeps the routes through the stop (above), the successor's session comes up as a
+/// graceful restart, and within a millisecond the ToR resets it hard (Cease/BFD Down) and
+/// flushes the stale routes (4.2 s after the successor started, 3 runs of 3 on FRR 8.4): FRR
+/// re-keys a single-hop BFD session when the BGP connection comes up (the ToR's bfdd log:
+/// `session-delete … local:0.0.0.0`, then `session-new … local:192.0.2.1 ifname:eth0`), and
+/// the deleted session's last word is Down. Tried and refuted: `update-source` on the node and
+/// `bfd check-control-plane-failure` on the ToR (FRR 8.4) change nothing; frr-agent switching
+/// BFD on only once a session is Established passed 9 cycles of 10 on FRR 8.4 but deadlocks
+/// with an FRR 10 ToR, which holds the BGP session down while its BFD session is down. In the
+/// cluster lab the fault dips the ECMP group to 1 of 2 for ~2 s in a BFD rollout.
+#[test]
+#[ignore = "FRR re-keys BFD when the successor's session comes up and the ToR flushes the stale routes (see the comment)"]
+fn a_successor_container_takes_over_the_stale_routes_at_a_bfd_peer() {
+    require_frr!();
+    if missing_tools() {
+        return;
+    }
+    bfd_graceful_restart_cycles(true);
+}
+
+/// Three stops of a container announcing web's IP with graceful restart and BFD, each with a
+/// successor container when `successor`.
+fn bfd_graceful_restart_cycles(successor: bool) {
+    use crate::graceful_restart::{TOR, at_tor, manifest};
     let plan = crate::fabric::plan_node(&manifest(true, true), "node1");
     let prefix = format!("{}/32", plan.ips_of("shop/web")[0]);
     for stop in 1..=3 {
@@ -241,14 +303,10 @@ fn a_stopping_container_keeps_its_routes_at_a_bfd_peer_with_graceful_restart() {
         let ns = Netns::new("imgr");
         let _reaper = Reaper(ns.0.clone());
         crate::fabric::wire(&ns.0, "eth0", &["192.0.2.11/24"], &tor.ns, "eth0", &["192.0.2.1/24"]);
-        tor.configure(&format!("{TOR} neighbor 192.0.2.11 bfd\n"));
+        tor.configure(&format!("{TOR} neighbor 192.0.2.11 bfd\n bgp log-neighbor-changes\n"));
         let mut container = start_container(&ns);
         let pid = container.0.id();
-        let file = "/var/lib/frr/node.conf";
-        let wrote = inside(pid, &["sh", "-c", &format!("cat > {file} <<'EOF'\n{}\nEOF", plan.frr)]);
-        assert!(wrote.status.success(), "{}", text(&wrote));
-        let loaded = inside(pid, &["vtysh", "-f", file]);
-        assert!(loaded.status.success(), "{}", text(&loaded));
+        let agent = agent_applying(pid, &plan.frr);
         let bfd_up = || {
             tor.json("show bfd peers json").as_array().is_some_and(|p| p.iter().any(|p| p["status"] == "up"))
         };
@@ -272,6 +330,37 @@ fn a_stopping_container_keeps_its_routes_at_a_bfd_peer_with_graceful_restart() {
         assert!(!bfd_up(), "BFD should be down with the node's FRR stopped");
         let exited = wait_for(Duration::from_secs(20), || container.0.try_wait().ok().flatten().is_some());
         assert!(exited.is_some(), "the entrypoint did not exit on SIGTERM");
+        if !successor {
+            continue;
+        }
+
+        // The successor: a new container, the same configuration. The route stays all along
+        // and is fresh (not stale) once the new session is up.
+        drop(agent);
+        let container = start_container(&ns);
+        let pid = container.0.id();
+        let _agent = agent_applying(pid, &plan.frr);
+        let t = std::time::Instant::now();
+        let mut fresh = None;
+        while t.elapsed() < Duration::from_secs(12) {
+            let n = &tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"];
+            assert!(
+                at_tor(&tor, &prefix),
+                "stop {stop}: the ToR dropped {prefix} {:?} after the successor started ({} {})\n{}",
+                t.elapsed(),
+                n["bgpState"],
+                n["lastResetDueTo"],
+                std::fs::read_to_string(tor.dir().join("log/bgpd.log")).unwrap_or_default()
+                    + &std::fs::read_to_string(tor.dir().join("log/bfdd.log")).unwrap_or_default()
+            );
+            let path = &tor.json(&format!("show bgp ipv4 unicast {prefix} json"))["paths"][0];
+            if fresh.is_none() && path["stale"] != true && n["bgpState"] == "Established" {
+                fresh = Some(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(fresh.is_some(), "stop {stop}: the successor's route never replaced the stale one");
+        println!("stop {stop}: the successor's route fresh at the ToR {fresh:?} after it started");
     }
     println!(
         "BFD + graceful restart: 3 of 3 container stops kept {prefix} (stale) at the ToR for the 6 s watched"
