@@ -216,6 +216,9 @@ fn rollout_lab(bfd: bool) -> (ClusterLab, serde_json::Value) {
         "sessions (and BFD) not up:\n{}",
         show(&lab, "show bgp summary")
     );
+    // Every node in the ECMP group before the rollout starts, so a dip means the rollout.
+    let all: Vec<String> = (0..lab.nodes.len()).map(node_ip).collect();
+    next_hops_become(&lab, "198.51.100.10", &all).unwrap_or_else(|hops| panic!("ECMP group {hops:?}"));
     let graceful = lab.tor().json("show bgp neighbors json");
     for i in 0..lab.nodes.len() {
         let gr = &graceful[node_ip(i)]["gracefulRestartInfo"];
