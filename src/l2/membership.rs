@@ -4,7 +4,10 @@
 //!
 //! The live set feeds the layer 2 election. Failure detection is tuned for sub-second failover:
 //! a speaker probes another every `probe_period`, asks others to probe indirectly after
-//! `probe_rtt`, and a suspect is declared down after `suspect_to_down`. Speakers that leave
+//! `probe_rtt`, and a suspect is declared down after `suspect_to_down`. On top, each speaker
+//! pings the next one by name every `ring_period` and suspects it when it stays silent
+//! (`ring.rs`): foca's random probing alone leaves a dead speaker unprobed for several periods
+//! now and then, the ring bounds that wait for every speaker. Speakers that leave
 //! cleanly (SIGTERM) say so at once. News is passed on more often the larger the cluster, so no
 //! survivor misses a death; a speaker that was not running for a while (CPU starved) gives the
 //! others the time it lost before it concludes they are gone. Seeds that are not members are
@@ -279,10 +282,18 @@ async fn ring_tick(
     let tick = neighbour.tick(ring::successor(&foca.identity().node, foca.iter_members().map(|m| m.id())));
     if let Some(who) = tick.suspect {
         let known = foca.iter_members().find(|m| *m.id() == who).map(|m| m.incarnation());
+        // foca has stamped a timer with its token once it had a member to probe, so the token is
+        // known whenever there is a neighbour to suspect.
         if let (Some(incarnation), Some(token)) = (known, timers.token) {
             tracing::debug!(node = %who.node, "ring neighbour silent; suspecting it");
+            // foca passes the suspicion on like one of its own; a live neighbour that hears it
+            // refutes it with a higher incarnation.
             let suspect = Member::new(who.clone(), incarnation, State::Suspect);
             let _ = foca.apply_many(std::iter::once(suspect), true, &mut *runtime);
+            // The verdict is the timer foca sets for its own suspicions: it declares the
+            // neighbour down only if its incarnation is still this one, passes that on, notifies
+            // MemberDown and tells the neighbour. (Down through apply_many would win over a
+            // refutation: foca lets Down override any incarnation.)
             let down = Timer::ChangeSuspectToDown { member_id: who, incarnation, token };
             timers.at(Instant::now() + settings.suspect_to_down, Job::WatchDown(down));
         }

@@ -1,5 +1,6 @@
 //! The ring watch: each speaker also pings the next live speaker after it, by node name, with a
-//! small ping of its own, and suspects it after [`MISSES`] periods without an answer.
+//! small ping of its own, and suspects it after [`MISSES`] periods without an answer (once it
+//! answered one: the watch is for speakers that were running and stopped).
 //!
 //! Why: foca picks whom to probe by a shuffled round-robin, so in one probe period a dead
 //! speaker is probed by nobody with a chance of about 1/e, whatever the cluster's size; at 100
@@ -95,6 +96,10 @@ pub struct Watch {
     /// nothing), and whether it answered since the last tick.
     pinged: bool,
     heard: bool,
+    /// Whether it ever answered: only a neighbour that did is suspected. One that never did
+    /// (starting, its socket flooded by a cold start's announcements) is left to foca's probes,
+    /// which ask others too.
+    answered: bool,
     misses: u8,
     /// Suspected by this watch and silent since.
     suspected: bool,
@@ -115,7 +120,7 @@ impl Watch {
             };
         } else if self.pinged && !self.heard {
             self.misses = self.misses.saturating_add(1);
-            if self.misses == MISSES {
+            if self.misses == MISSES && self.answered {
                 self.suspected = true;
                 out.suspect = self.target.clone();
             }
@@ -135,6 +140,7 @@ impl Watch {
         let ours = number.wrapping_sub(self.first) <= self.number.wrapping_sub(self.first);
         if self.target.as_ref().is_some_and(|t| t.addr == from) && self.pinged && ours {
             self.heard = true;
+            self.answered = true;
             self.misses = 0;
             self.suspected = false;
         }
@@ -187,10 +193,12 @@ mod tests {
         // The first tick only pings: nothing was asked before.
         let t = w.tick(Some(&b));
         assert_eq!(t, Tick { ping: Some((b.addr, 1)), suspect: None });
+        w.ack(b.addr, 1);
+        assert_eq!(w.tick(Some(&b)).suspect, None);
         assert_eq!(w.tick(Some(&b)).suspect, None);
         let t = w.tick(Some(&b));
         assert_eq!(t.suspect, Some(b.clone()));
-        assert_eq!(t.ping, Some((b.addr, 3)));
+        assert_eq!(t.ping, Some((b.addr, 4)));
         assert!(w.still_suspects(&b));
         // Still silent: suspected once, the verdict is foca's now.
         assert_eq!(w.tick(Some(&b)).suspect, None);
@@ -210,12 +218,21 @@ mod tests {
         w.ack(b.addr, 5);
         assert!(!w.still_suspects(&b));
         // Answers from elsewhere, or to pings never sent, do not count.
-        let mut w = Watch::default();
         w.tick(Some(&b));
-        w.ack(SocketAddr::from(([192, 0, 2, 9], 2)), 1);
-        w.ack(b.addr, 2);
+        w.ack(SocketAddr::from(([192, 0, 2, 9], 2)), 6);
+        w.ack(b.addr, 8);
         assert_eq!(w.tick(Some(&b)).suspect, None);
         assert_eq!(w.tick(Some(&b)).suspect, Some(b));
+    }
+
+    #[test]
+    fn a_neighbour_that_never_answered_is_left_to_foca() {
+        let b = speaker("b", 2);
+        let mut w = Watch::default();
+        for _ in 0..5 {
+            assert_eq!(w.tick(Some(&b)).suspect, None);
+        }
+        assert!(!w.still_suspects(&b));
     }
 
     #[test]
@@ -229,6 +246,10 @@ mod tests {
         w.ack(b.addr, 3);
         w.ack(c.addr, 2);
         assert_eq!(w.tick(Some(&c)).suspect, None);
+        assert_eq!(w.tick(Some(&c)).suspect, None, "c never answered one of its pings");
+        w.ack(c.addr, 4);
+        w.tick(Some(&c));
+        w.tick(Some(&c));
         assert_eq!(w.tick(Some(&c)).suspect, Some(c.clone()));
         assert!(!w.still_suspects(&b));
         // Alone: nothing to ping.

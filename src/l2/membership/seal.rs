@@ -6,6 +6,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 
+/// The cipher of the shared key; None: no secret, datagrams go plain.
 pub struct Sealer(Option<ChaCha20Poly1305>);
 
 impl Sealer {
