@@ -209,6 +209,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 settings.probe_period = Duration::from_millis(ms);
                 settings.probe_rtt = Duration::from_millis(ms * 2 / 5);
                 settings.suspect_to_down = Duration::from_millis(ms * 4 / 3);
+                settings.ring_period = Duration::from_millis(ms * 2 / 3);
             }
             tracing::info!(seeds = ?settings.seeds, fence = args.fence, "joining the speakers' membership");
             Some(Membership::start(settings).await.map_err(|e| e.to_string())?)

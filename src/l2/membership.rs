@@ -4,7 +4,10 @@
 //!
 //! The live set feeds the layer 2 election. Failure detection is tuned for sub-second failover:
 //! a speaker probes another every `probe_period`, asks others to probe indirectly after
-//! `probe_rtt`, and a suspect is declared down after `suspect_to_down`. Speakers that leave
+//! `probe_rtt`, and a suspect is declared down after `suspect_to_down`. On top, each speaker
+//! pings the next one by name every `ring_period` and suspects it when it stays silent
+//! (`ring.rs`): foca's random probing alone leaves a dead speaker unprobed for several periods
+//! now and then, the ring bounds that wait for every speaker. Speakers that leave
 //! cleanly (SIGTERM) say so at once. News is passed on more often the larger the cluster, so no
 //! survivor misses a death; a speaker that was not running for a while (CPU starved) gives the
 //! others the time it lost before it concludes they are gone. Seeds that are not members are
@@ -16,22 +19,28 @@
 //! may answer is decided elsewhere ([`crate::l2::quorum`]), against the speakers that should
 //! exist rather than the ones ever seen.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use foca::{AccumulatingRuntime, Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
-use rand::RngExt;
+use foca::{
+    AccumulatingRuntime, Config, Foca, Identity, Member, OwnedNotification, PostcardCodec, State, Timer,
+};
 use rand::rngs::StdRng;
-use sha2::{Digest, Sha256};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+mod ring;
+mod seal;
+mod timers;
+
+use ring::{Packet, Watch};
+use seal::Sealer;
+use timers::{Job, Timers};
 
 /// A speaker as the membership knows it. A restarted speaker comes back with a higher
 /// incarnation, so it is not mistaken for the one declared down.
@@ -69,6 +78,9 @@ pub struct MembershipSettings {
     pub probe_period: Duration,
     pub probe_rtt: Duration,
     pub suspect_to_down: Duration,
+    /// How often a speaker pings its neighbour on the ring (the ring watch, `ring.rs`); it
+    /// suspects it after `ring::MISSES` of these without an answer.
+    pub ring_period: Duration,
 }
 
 impl MembershipSettings {
@@ -81,6 +93,7 @@ impl MembershipSettings {
             probe_period: Duration::from_millis(150),
             probe_rtt: Duration::from_millis(60),
             suspect_to_down: Duration::from_millis(200),
+            ring_period: Duration::from_millis(100),
         }
     }
 
@@ -111,23 +124,6 @@ impl MembershipSettings {
 fn transmissions(speakers: usize) -> NonZeroU8 {
     let k = (speakers.max(2) as f64).ln().ceil() + 10.0;
     NonZeroU8::new(k.min(255.0) as u8).expect("at least 10")
-}
-
-/// A timer that fires this much later than asked means this speaker was not running (CPU
-/// starved, paused): what it would conclude now (a probe unanswered, a suspect silent) may be
-/// its own fault, as the answers may be sitting unread in its socket.
-const STALLED: Duration = Duration::from_millis(20);
-/// The most a stalled speaker gives the others on top: enough to read what they sent meanwhile
-/// (and, with other speakers starved alongside, for them to answer), little enough that a stall
-/// does not add its length again to a real failover.
-const MAX_GRACE: Duration = Duration::from_millis(50);
-
-/// When a timer due at `due` and seen at `now` should fire instead, if this speaker was stalled:
-/// once, as late again as it was late, so the others get the time it lost (Lifeguard's local
-/// health awareness, in its simplest form). None: fire now.
-fn grace(due: Instant, now: Instant, deferred_before: bool) -> Option<Instant> {
-    let late = now.saturating_duration_since(due);
-    (late > STALLED && !deferred_before).then(|| now + late.min(MAX_GRACE))
 }
 
 /// What membership tells the speaker.
@@ -237,49 +233,6 @@ impl Drop for Membership {
     }
 }
 
-struct Sealer(Option<ChaCha20Poly1305>);
-
-impl Sealer {
-    fn new(secret: Option<&[u8]>) -> Sealer {
-        Sealer(secret.map(|s| ChaCha20Poly1305::new(&Sha256::digest(s))))
-    }
-
-    fn seal(&self, data: &[u8]) -> Option<Vec<u8>> {
-        let Some(cipher) = &self.0 else { return Some(data.to_vec()) };
-        let nonce: [u8; 12] = rand::rng().random();
-        let mut out = nonce.to_vec();
-        out.extend(cipher.encrypt(Nonce::from_slice(&nonce), data).ok()?);
-        Some(out)
-    }
-
-    fn open(&self, data: &[u8]) -> Option<Vec<u8>> {
-        let Some(cipher) = &self.0 else { return Some(data.to_vec()) };
-        let (nonce, sealed) = data.split_at_checked(12)?;
-        cipher.decrypt(Nonce::from_slice(nonce), sealed).ok()
-    }
-}
-
-/// Timers foca asked for, earliest first; whether one was deferred once already.
-struct Due(Instant, u64, Timer<Speaker>, bool);
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.0, self.1) == (other.0, other.1)
-    }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // BinaryHeap is a max-heap: reverse for earliest first.
-        (other.0, other.1).cmp(&(self.0, self.1))
-    }
-}
-
 /// The socket and what goes through it.
 struct Io {
     socket: UdpSocket,
@@ -288,25 +241,67 @@ struct Io {
 }
 
 impl Io {
-    /// Sends what foca queued and files the timers it asked for.
-    async fn flush(
-        &self,
-        runtime: &mut AccumulatingRuntime<Speaker>,
-        timers: &mut BinaryHeap<Due>,
-        sequence: &mut u64,
-    ) {
-        while let Some((to, data)) = runtime.to_send() {
-            if let Some(sealed) = self.sealer.seal(&data)
-                && self.socket.send_to(&sealed, to.addr).await.is_ok()
-            {
-                self.traffic.sent(sealed.len());
-            }
-        }
-        while let Some((after, timer)) = runtime.to_schedule() {
-            *sequence += 1;
-            timers.push(Due(Instant::now() + after, *sequence, timer, false));
+    async fn send(&self, packet: Packet<'_>, to: SocketAddr) {
+        if let Some(sealed) = self.sealer.seal(&packet.encode())
+            && self.socket.send_to(&sealed, to).await.is_ok()
+        {
+            self.traffic.sent(sealed.len());
         }
     }
+
+    /// Sends what foca queued and files the timers it asked for.
+    async fn flush(&self, runtime: &mut AccumulatingRuntime<Speaker>, timers: &mut Timers) {
+        while let Some((to, data)) = runtime.to_send() {
+            self.send(Packet::Foca(&data), to.addr).await;
+        }
+        while let Some((after, timer)) = runtime.to_schedule() {
+            match timer {
+                Timer::ProbeRandomMember(t)
+                | Timer::SendIndirectProbe { token: t, .. }
+                | Timer::ChangeSuspectToDown { token: t, .. }
+                | Timer::PeriodicAnnounce(t)
+                | Timer::PeriodicAnnounceDown(t)
+                | Timer::PeriodicGossip(t) => timers.token = Some(t),
+                Timer::RemoveDown(_) => {}
+            }
+            timers.at(Instant::now() + after, Job::Foca(timer));
+        }
+    }
+}
+
+/// The ring watch's period: pings the neighbour, and if it stayed silent too long, suspects it
+/// in foca and files foca's verdict for `suspect_to_down` later.
+async fn ring_tick(
+    settings: &MembershipSettings,
+    io: &Io,
+    foca: &mut Foca<Speaker, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
+    runtime: &mut AccumulatingRuntime<Speaker>,
+    neighbour: &mut Watch,
+    timers: &mut Timers,
+) {
+    let tick = neighbour.tick(ring::successor(&foca.identity().node, foca.iter_members().map(|m| m.id())));
+    if let Some(who) = tick.suspect {
+        let known = foca.iter_members().find(|m| *m.id() == who).map(|m| m.incarnation());
+        // foca has stamped a timer with its token once it had a member to probe, so the token is
+        // known whenever there is a neighbour to suspect.
+        if let (Some(incarnation), Some(token)) = (known, timers.token) {
+            tracing::debug!(node = %who.node, "ring neighbour silent; suspecting it");
+            // foca passes the suspicion on like one of its own; a live neighbour that hears it
+            // refutes it with a higher incarnation.
+            let suspect = Member::new(who.clone(), incarnation, State::Suspect);
+            let _ = foca.apply_many(std::iter::once(suspect), true, &mut *runtime);
+            // The verdict is the timer foca sets for its own suspicions: it declares the
+            // neighbour down only if its incarnation is still this one, passes that on, notifies
+            // MemberDown and tells the neighbour. (Down through apply_many would win over a
+            // refutation: foca lets Down override any incarnation.)
+            let down = Timer::ChangeSuspectToDown { member_id: who, incarnation, token };
+            timers.at(Instant::now() + settings.suspect_to_down, Job::WatchDown(down));
+        }
+    }
+    if let Some((to, number)) = tick.ping {
+        io.send(Packet::Ping(number), to).await;
+    }
+    timers.at(Instant::now() + settings.ring_period, Job::Watch);
 }
 
 async fn run(
@@ -321,13 +316,14 @@ async fn run(
     let mut speakers = seeds.borrow().len() + 1;
     let mut foca = Foca::new(me.clone(), settings.foca_config(speakers), rng, PostcardCodec);
     let mut runtime = AccumulatingRuntime::new();
-    let mut timers: BinaryHeap<Due> = BinaryHeap::new();
-    let mut sequence = 0u64;
+    let mut timers = Timers::default();
+    let mut neighbour = Watch::default();
+    timers.at(Instant::now() + settings.ring_period, Job::Watch);
     let mut buf = vec![0u8; 65536];
     let mut announce = tokio::time::interval(Duration::from_secs(1));
     announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let next = timers.peek().map(|d| d.0);
+        let next = timers.next();
         tokio::select! {
             _ = &mut left => {
                 let _ = foca.leave_cluster(&mut runtime);
@@ -336,18 +332,21 @@ async fn run(
                 for _ in 1..transmissions(speakers).get().div_ceil(2) {
                     let _ = foca.gossip(&mut runtime);
                 }
-                io.flush(&mut runtime, &mut timers, &mut sequence).await;
+                io.flush(&mut runtime, &mut timers).await;
                 return;
             }
             got = io.socket.recv_from(&mut buf) => match got {
                 Ok((n, from)) => {
                     io.traffic.received(n);
-                    match io.sealer.open(&buf[..n]) {
-                        Some(data) => {
-                            if let Err(e) = foca.handle_data(&data, &mut runtime) {
+                    match io.sealer.open(&buf[..n]).as_deref().map(Packet::decode) {
+                        Some(Some(Packet::Foca(data))) => {
+                            if let Err(e) = foca.handle_data(data, &mut runtime) {
                                 tracing::debug!(%from, error = %e, "membership message ignored");
                             }
                         }
+                        Some(Some(Packet::Ping(number))) => io.send(Packet::Ack(number), from).await,
+                        Some(Some(Packet::Ack(number))) => neighbour.ack(from, number),
+                        Some(None) => tracing::debug!(%from, "membership message of no known kind; dropped"),
                         None => tracing::warn!(%from, "membership message failed authentication; dropped"),
                     }
                 }
@@ -355,19 +354,18 @@ async fn run(
             },
             _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 let now = Instant::now();
-                while timers.peek().is_some_and(|d| d.0 <= now) {
-                    let Some(Due(due, n, timer, deferred)) = timers.pop() else { break };
-                    // Only the timers that conclude something about the others wait.
-                    let judges = matches!(
-                        timer,
-                        Timer::ProbeRandomMember(_)
-                            | Timer::SendIndirectProbe { .. }
-                            | Timer::ChangeSuspectToDown { .. }
-                    );
-                    match grace(due, now, deferred || !judges) {
-                        Some(later) => timers.push(Due(later, n, timer, true)),
-                        None => {
+                while let Some(job) = timers.due(now) {
+                    match job {
+                        Job::Foca(timer) => {
                             let _ = foca.handle_timer(timer, &mut runtime);
+                        }
+                        Job::Watch => ring_tick(&settings, &io, &mut foca, &mut runtime, &mut neighbour, &mut timers).await,
+                        Job::WatchDown(timer) => {
+                            let still = matches!(&timer, Timer::ChangeSuspectToDown { member_id, .. }
+                                if neighbour.still_suspects(member_id));
+                            if still {
+                                let _ = foca.handle_timer(timer, &mut runtime);
+                            }
                         }
                     }
                 }
@@ -388,7 +386,7 @@ async fn run(
                 }
             }
         }
-        io.flush(&mut runtime, &mut timers, &mut sequence).await;
+        io.flush(&mut runtime, &mut timers).await;
         let mut changed = false;
         while let Some(n) = runtime.to_notify() {
             changed = true;
@@ -421,7 +419,7 @@ async fn run(
                 *v = next;
                 differs
             });
-            io.flush(&mut runtime, &mut timers, &mut sequence).await;
+            io.flush(&mut runtime, &mut timers).await;
         }
     }
 }
@@ -442,24 +440,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sealed_messages_open_only_with_the_same_secret() {
-        let a = Sealer::new(Some(b"shared"));
-        let b = Sealer::new(Some(b"other"));
-        let plain = Sealer::new(None);
-        let sealed = a.seal(b"hello").unwrap();
-        assert_ne!(&sealed[12..], b"hello");
-        assert_eq!(a.open(&sealed).as_deref(), Some(&b"hello"[..]));
-        assert_eq!(b.open(&sealed), None);
-        assert_eq!(a.open(b"short"), None);
-        let mut tampered = sealed.clone();
-        tampered[14] ^= 1;
-        assert_eq!(a.open(&tampered), None);
-        assert_eq!(plain.open(b"hello").as_deref(), Some(&b"hello"[..]));
-        // Two seals of one message differ (fresh nonces).
-        assert_ne!(a.seal(b"hello"), a.seal(b"hello"));
-    }
-
-    #[test]
     fn news_is_passed_on_more_often_in_larger_clusters() {
         let k = |n| transmissions(n).get();
         assert_eq!((k(0), k(1), k(3), k(25), k(100), k(1000)), (11, 11, 12, 14, 15, 17));
@@ -467,21 +447,6 @@ mod tests {
         assert!(100.0 * (-f64::from(k(100))).exp() < 1e-4);
         let s = MembershipSettings::new("n", "127.0.0.1:0".parse().unwrap());
         assert_eq!(s.foca_config(100).max_transmissions.get(), 15);
-    }
-
-    #[test]
-    fn a_stalled_speaker_gives_the_others_the_time_it_lost_once() {
-        let due = Instant::now();
-        let ms = Duration::from_millis;
-        // On time, or late by scheduling noise: fire now.
-        assert_eq!(grace(due, due, false), None);
-        assert_eq!(grace(due, due + ms(5), false), None);
-        // Stalled for 30 ms: the answers may be unread; wait as long again.
-        assert_eq!(grace(due, due + ms(30), false), Some(due + ms(60)));
-        // Never more than MAX_GRACE, and never twice for one timer.
-        assert_eq!(grace(due, due + ms(90), false), Some(due + ms(140)));
-        assert_eq!(grace(due, due + ms(5000), false), Some(due + ms(5050)));
-        assert_eq!(grace(due, due + ms(90), true), None);
     }
 
     #[test]
