@@ -19,9 +19,13 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::metrics::METRICS;
 
-/// Background writes in flight at once, for each kind: a quarter of the IP writers', so they
-/// take a small share of the API server while churn goes on.
-const BACKGROUND_WRITERS: usize = super::WRITERS / 4;
+/// Background writes in flight at once, for each kind: half the IP writers'. With a quarter,
+/// a cold start's 20,000 waited half a minute and their queues were most of the controller's
+/// memory; the gate, not this, keeps them out of the IPs' way.
+const BACKGROUND_WRITERS: usize = super::WRITERS / 2;
+
+/// Condition writes after which an emptied queue hands its memory back (see crate::memory).
+const TRIM_AFTER: usize = 1000;
 
 /// Events waiting to be written, at most: a cold start of 10,000 Services and then some. One
 /// that does not fit is dropped and counted (`ferrolb_events_dropped_total`), as client-go
@@ -92,8 +96,28 @@ impl Events {
     }
 }
 
-/// A condition patch waiting: the Service's namespace, name and the patch.
-type Pending = (String, String, serde_json::Value);
+/// A condition waiting: the Service's namespace and name, and its patch as a compact value
+/// (a JSON tree per Service was ~1 KB; 10,000 of them wait after a cold start).
+pub struct Pending {
+    pub ns: String,
+    pub name: String,
+    pub want: crate::plan::condition::Announced,
+    pub since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    pub generation: Option<i64>,
+}
+
+impl Pending {
+    fn patch(&self) -> serde_json::Value {
+        serde_json::json!({"status": {"conditions": [{
+            "type": crate::plan::condition::TYPE,
+            "status": if self.want.status { "True" } else { "False" },
+            "reason": self.want.reason,
+            "message": self.want.message,
+            "lastTransitionTime": self.since,
+            "observedGeneration": self.generation,
+        }]}})
+    }
+}
 
 /// The newest condition each Service should get; one replaced before it went out is never
 /// written, so a burst of changes to one Service costs one write.
@@ -108,18 +132,27 @@ impl Conditions {
         let queue = Conditions { pending: Arc::default(), wake: Arc::new(Notify::new()) };
         let q = queue.clone();
         tokio::spawn(async move {
+            let mut written = 0;
             loop {
                 let batch: Vec<(String, Pending)> = {
                     let mut p = lock(&q.pending);
                     std::iter::from_fn(|| p.pop_first()).take(BACKGROUND_WRITERS).collect()
                 };
                 if batch.is_empty() {
+                    // A cold start's backlog is gone: its memory is free, not yet returned.
+                    if written >= TRIM_AFTER {
+                        crate::memory::give_back();
+                        written = 0;
+                    }
                     q.wake.notified().await;
                     continue;
                 }
+                written += batch.len();
                 gate.open().await;
-                futures::future::join_all(batch.into_iter().map(|(key, (ns, name, patch))| {
-                    let api = Api::<Service>::namespaced(client.clone(), &ns);
+                futures::future::join_all(batch.into_iter().map(|(key, pending)| {
+                    let api = Api::<Service>::namespaced(client.clone(), &pending.ns);
+                    let (name, patch) = (pending.name.clone(), pending.patch());
+                    drop(pending);
                     async move {
                         // Strategic merge: Service conditions merge by type, so other writers'
                         // conditions stay.
@@ -136,9 +169,9 @@ impl Conditions {
         queue
     }
 
-    /// Has `key` get `patch`, replacing whatever was waiting for it.
-    pub fn set(&self, key: String, ns: String, name: String, patch: serde_json::Value) {
-        lock(&self.pending).insert(key, (ns, name, patch));
+    /// Has `key` get `pending`, replacing whatever was waiting for it.
+    pub fn set(&self, key: String, pending: Pending) {
+        lock(&self.pending).insert(key, pending);
         self.wake.notify_one();
     }
 

@@ -36,32 +36,29 @@ pub fn queue_conditions(
             queue.cancel(key);
             continue;
         }
-        let ns = svc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        queue.set(key.clone(), ns, name, condition_patch(svc, current, want));
+        queue.set(key.clone(), pending(svc, current, want));
         n += 1;
     }
     n
 }
 
-fn condition_patch(
+fn pending(
     svc: &Service,
     previous: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
     want: &Announced,
-) -> serde_json::Value {
+) -> super::background::Pending {
     // The transition time moves only when the status flips, as the condition convention asks.
     let since = match previous {
         Some(p) if (p.status == "True") == want.status => p.last_transition_time.clone(),
         _ => Time(k8s_openapi::jiff::Timestamp::now()),
     };
-    json!({"status": {"conditions": [{
-        "type": condition::TYPE,
-        "status": if want.status { "True" } else { "False" },
-        "reason": want.reason,
-        "message": want.message,
-        "lastTransitionTime": since,
-        "observedGeneration": svc.metadata.generation,
-    }]}})
+    super::background::Pending {
+        ns: svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: svc.metadata.name.clone().unwrap_or_default(),
+        want: want.clone(),
+        since,
+        generation: svc.metadata.generation,
+    }
 }
 
 /// A pool's counts as its status (and MetalLB's gauges) carry them: signed 64-bit, so an IPv6
