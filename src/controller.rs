@@ -16,7 +16,10 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
+mod background;
 mod status;
+
+use background::Events;
 
 use crate::allocator::EventType as PlanEventType;
 use crate::k8s::lease::LeaseLock;
@@ -109,9 +112,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     };
     tracing::info!("waiting for the first full listing of the cluster");
     cache.ready().await;
+    // The listing's pages are parsed and gone; what the cache keeps is a fraction of them.
+    crate::memory::give_back();
     tracing::info!("cluster listed; allocating");
     let reporter = Reporter { controller: "ferrolb-controller".into(), instance: Some(identity.clone()) };
-    let recorder = Events::start(Recorder::new(client.clone(), reporter));
+    // Held while IPs are written: Events and conditions wait for them (see background).
+    let gate = background::Gate::new();
+    let recorder = Events::start(Recorder::new(client.clone(), reporter), gate.clone());
+    let conditions = background::Conditions::start(client.clone(), gate.clone());
     let mut warned: HashMap<String, String> = HashMap::new();
     let mut config_state = crate::k8s::config_state::ConfigStateReport::new(
         client.clone(),
@@ -181,6 +189,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         let changes = writeback::changes(&inputs.services, &decided);
         METRICS.plan_seconds.observe(deciding.elapsed().as_secs_f64());
         // Writes go out concurrently: a thousand new Services are a thousand API calls.
+        let held = gate.hold();
         let written: Vec<(String, bool)> = futures::stream::iter(changes)
             .map(|change| {
                 let (client, recorder, by_key, decided) = (&client, &recorder, &by_key, &decided);
@@ -213,6 +222,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             .filter_map(|done| async move { done })
             .collect()
             .await;
+        drop(held);
         let mut failed = std::collections::BTreeSet::new();
         for (service, ok) in written {
             if ok {
@@ -248,7 +258,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                 );
             }
         }
-        status::write_conditions(&client, &by_key, &wanted).await;
+        status::queue_conditions(&conditions, &by_key, &wanted);
         // Pool counts move with every allocation: written at most once a second, so churn does
         // not queue a pool write behind every Service (they are for people and dashboards).
         let now = tokio::time::Instant::now();
@@ -276,6 +286,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                 }
                 warned.insert(p.service.clone(), p.reason.clone());
             }
+        }
+        // A pass over every Service leaves its working set freed, not returned.
+        if whole {
+            crate::memory::give_back();
         }
         tokio::select! {
             _ = cache.changed() => {}
@@ -410,33 +424,6 @@ async fn write(client: &Client, svc: &Service, change: &Change) -> Result<(), K8
     Ok(())
 }
 
-/// Events go out beside the writes, not in their slots: an IP reaching a Service's status is
-/// what makes it reachable, and waiting on an Event for each one halved how fast a cold start
-/// gave thousands of Services their IPs.
-#[derive(Clone)]
-struct Events {
-    tx: tokio::sync::mpsc::UnboundedSender<(k8s_openapi::api::core::v1::ObjectReference, Event)>,
-}
-
-impl Events {
-    fn start(recorder: Recorder) -> Events {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
-                .for_each_concurrent(WRITERS / 4, |(object, event)| {
-                    let recorder = recorder.clone();
-                    async move {
-                        if let Err(e) = recorder.publish(&event, &object).await {
-                            tracing::warn!(error = %e, "recording an event");
-                        }
-                    }
-                })
-                .await;
-        });
-        Events { tx }
-    }
-}
-
 fn publish(events: &Events, svc: &Service, ev: &crate::allocator::Event) {
     publish_to(events, &svc.object_ref(&()), ev.type_, ev.reason, ev.message.clone());
 }
@@ -458,6 +445,5 @@ fn publish_to(
         action: "Allocate".into(),
         secondary: None,
     };
-    // Closed only when the process ends.
-    let _ = events.tx.send((object.clone(), event));
+    events.send(object.clone(), event);
 }

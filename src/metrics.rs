@@ -58,6 +58,7 @@ pub struct Metrics {
     pub layer2_takeover_seconds: Histogram,
     pub plan_seconds: Histogram,
     pub full_passes: Counter,
+    pub events_dropped: Counter,
     pub layer2_fenced: Gauge,
     pub layer2_expected_speakers: Gauge,
     pub layer2_live_speakers: Gauge,
@@ -95,6 +96,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         layer2_takeover_seconds: latency(),
         plan_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
         full_passes: Counter::default(),
+        events_dropped: Counter::default(),
         layer2_fenced: Gauge::default(),
         layer2_expected_speakers: Gauge::default(),
         layer2_live_speakers: Gauge::default(),
@@ -170,6 +172,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "plan_full_passes",
             "Decision passes over the whole cluster (anything but Services changed); the others decide only what changed",
             m.full_passes.clone(),
+        );
+        f.register(
+            "events_dropped",
+            "Events not written because the controller's Event queue was full",
+            m.events_dropped.clone(),
         );
         f.register(
             "layer2_fenced",

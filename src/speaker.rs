@@ -175,6 +175,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         node_assigned = Some(events::NodeAssigned::start(client.clone(), &args.node));
         tracing::info!("waiting for the first full listing of the cluster");
         cache.ready().await;
+        // The listing's pages are parsed and gone; what the caches keep is a fraction of them.
+        crate::memory::give_back();
         listed.set(Ok(()));
         tracing::info!("cluster listed; announcing");
         Some((client, cache))
@@ -280,6 +282,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 }
                 _ => None,
             };
+            // A pass over every Service leaves its working set freed, not returned.
+            let whole = partial.is_none();
             let p = match partial {
                 Some(p) => p,
                 None if cluster.is_some() && !pending_dirty.everything => {
@@ -415,6 +419,9 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     }
                 }
                 None => tracing::error!("no valid configuration yet; FRR keeps what it runs"),
+            }
+            if whole {
+                crate::memory::give_back();
             }
         }
         tokio::select! {

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
@@ -12,69 +11,54 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::api::{IPAddressPool, IPAddressPoolStatus};
-use crate::k8s::{K8sError, api_error};
 use crate::plan::condition::{self, Announced};
 use crate::plan::{Inputs, Plan};
 
-/// Writes the conditions that changed; returns how many were written.
-pub async fn write_conditions(
-    client: &Client,
+/// Queues the conditions that changed (and drops what waits for those that hold theirs);
+/// returns how many were queued.
+pub fn queue_conditions(
+    queue: &super::background::Conditions,
     services: &HashMap<String, &Service>,
     wanted: &BTreeMap<String, Announced>,
 ) -> usize {
-    let changed: Vec<(&String, &Announced, &Service)> = wanted
-        .iter()
-        .filter_map(|(key, want)| {
-            let svc = *services.get(key)?;
-            let current = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == condition::TYPE));
-            let same = current.is_some_and(|c| {
-                (c.status == "True") == want.status && c.reason == want.reason && c.message == want.message
-            });
-            (!same).then_some((key, want, svc))
-        })
-        .collect();
-    let n = changed.len();
-    futures::stream::iter(changed)
-        .for_each_concurrent(super::WRITERS, |(key, want, svc)| async move {
-            if let Err(e) = write_condition(client, svc, want).await {
-                tracing::warn!(service = %key, error = %e, "writing the Announced condition; retried on the next change");
-            }
-        })
-        .await;
+    let mut n = 0;
+    for (key, want) in wanted {
+        let Some(svc) = services.get(key) else { continue };
+        let current = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == condition::TYPE));
+        let same = current.is_some_and(|c| {
+            (c.status == "True") == want.status && c.reason == want.reason && c.message == want.message
+        });
+        if same {
+            queue.cancel(key);
+            continue;
+        }
+        queue.set(key.clone(), pending(svc, current, want));
+        n += 1;
+    }
     n
 }
 
-async fn write_condition(client: &Client, svc: &Service, want: &Announced) -> Result<(), K8sError> {
-    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-    let name = svc.metadata.name.as_deref().unwrap_or_default();
-    let previous = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == condition::TYPE));
+fn pending(
+    svc: &Service,
+    previous: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    want: &Announced,
+) -> super::background::Pending {
     // The transition time moves only when the status flips, as the condition convention asks.
     let since = match previous {
         Some(p) if (p.status == "True") == want.status => p.last_transition_time.clone(),
         _ => Time(k8s_openapi::jiff::Timestamp::now()),
     };
-    let patch = json!({"status": {"conditions": [{
-        "type": condition::TYPE,
-        "status": if want.status { "True" } else { "False" },
-        "reason": want.reason,
-        "message": want.message,
-        "lastTransitionTime": since,
-        "observedGeneration": svc.metadata.generation,
-    }]}});
-    // Strategic merge: Service conditions merge by type, so other writers' conditions stay.
-    Api::<Service>::namespaced(client.clone(), ns)
-        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .map_err(api_error("writing the condition of", format!("Service {ns}/{name}")))?;
-    Ok(())
+    super::background::Pending {
+        ns: svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: svc.metadata.name.clone().unwrap_or_default(),
+        want: want.clone(),
+        since,
+        generation: svc.metadata.generation,
+    }
 }
 
 /// A pool's counts as its status (and MetalLB's gauges) carry them: signed 64-bit, so an IPv6
