@@ -53,9 +53,22 @@ fn speaker(kube: &KubeLab, node: &str) -> Running {
     )
 }
 
-async fn set_local(services: &Api<Service>, name: &str) {
-    let local = serde_json::json!({"spec": {"externalTrafficPolicy": "Local"}});
-    services.patch(name, &PatchParams::default(), &Patch::Merge(local)).await.unwrap();
+/// A Service with local traffic from the start and its one ready endpoint on node1. Made with
+/// the default policy and patched after, both speakers could announce it (and say so) for the
+/// moment in between: the Event counts below would depend on how long that moment lasted.
+async fn create_local(services: &Api<Service>, slices: &Api<EndpointSlice>, name: &str) {
+    let slice: EndpointSlice = serde_saphyr::from_str(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+         addressType: IPv4\nendpoints: [{{addresses: [203.0.113.7], nodeName: node1, conditions: {{ready: true}}}}]\nports: [{{port: 80}}]\n"
+    ))
+    .unwrap();
+    let svc: Service = serde_saphyr::from_str(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\n\
+         spec: {{type: LoadBalancer, externalTrafficPolicy: Local, ports: [{{port: 80}}]}}\n"
+    ))
+    .unwrap();
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
 }
 
 /// Points the one endpoint of `name` at `node`, ready or not.
@@ -83,8 +96,7 @@ fn node_assigned_events_say_where_announcing_starts_and_moves_and_a_flap_cannot_
         let logs = || format!("{}\n{}", kube.log("speaker-node1.log"), kube.log("speaker-node2.log"));
 
         // Local traffic: only the node with the endpoint announces, so announcing can move.
-        create_served(&services, &slices, "mover", "203.0.113.7").await;
-        set_local(&services, "mover").await;
+        create_local(&services, &slices, "mover").await;
         let from = |node: &str| format!("announcing from node \"{node}\" with protocol \"bgp\"");
         let r = eventually("node1 starts announcing mover", || async {
             let e = assigned(&client, "mover").await;
@@ -105,10 +117,10 @@ fn node_assigned_events_say_where_announcing_starts_and_moves_and_a_flap_cannot_
         assert_eq!(total(&e), 2, "one Event per start, none per pass: {e:?}");
 
         // The flap: the endpoint ready for half a second, then not, for a minute.
-        create_served(&services, &slices, "flappy", "203.0.113.7").await;
-        set_local(&services, "flappy").await;
+        create_local(&services, &slices, "flappy").await;
         let r = eventually("flappy announced", || async {
-            if total(&assigned(&client, "flappy").await) == 1 { Ok(()) } else { Err("no Event yet".into()) }
+            let e = assigned(&client, "flappy").await;
+            if total(&e) == 1 { Ok(()) } else { Err(format!("not one Event: {e:?}")) }
         })
         .await;
         assert!(r.is_ok(), "{r:?}\n{}", logs());
