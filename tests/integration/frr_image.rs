@@ -87,6 +87,8 @@ fn agent_applying(pid: u32, conf: &str) -> Running {
     let agent = Running(
         Command::new("nsenter")
             .args(["-t", &pid.to_string(), "-m", "-n", "-r", "-w", "--"])
+            // Only the capability the chart grants the frr-agent container.
+            .args(["setpriv", "--bounding-set=-all,+dac_override", "--inh-caps=-all", "--"])
             .arg(&agent_bin)
             .args([
                 "serve",
@@ -140,38 +142,8 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
     println!("FRR {} from {:?}", frr.version, frr.root);
 
     // frr-agent beside it, with the chart's arguments, applying a configuration.
-    let state = "/var/lib/frr/agent";
-    let agent = Running(
-        Command::new("nsenter")
-            .args(["-t", &pid.to_string(), "-m", "-n", "-r", "-w", "--"])
-            // Only the capability the chart grants the frr-agent container.
-            .args(["setpriv", "--bounding-set=-all,+dac_override", "--inh-caps=-all", "--"])
-            .arg(&agent_bin)
-            .args([
-                "serve",
-                "--socket=/var/run/frr/agent.sock",
-                "--vty-socket=/var/run/frr",
-                "--config-dir=/etc/frr",
-            ])
-            .arg(format!("--state-dir={state}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
     let conf = "frr defaults datacenter\nrouter bgp 64512\n bgp router-id 192.0.2.11\n neighbor 192.0.2.1 remote-as 64500\n!\n";
-    let file = "/var/lib/frr/desired.conf";
-    let _ = inside(pid, &["mkdir", "-p", state]);
-    let wrote = inside(pid, &["sh", "-c", &format!("printf '{}' > {file}", conf.replace('\n', "\\n"))]);
-    assert!(wrote.status.success(), "{}", text(&wrote));
-    let mut said = String::new();
-    let applied = wait_for(Duration::from_secs(10), || {
-        let o =
-            inside(pid, &[agent_bin.to_str().unwrap(), "apply", file, "--socket=/var/run/frr/agent.sock"]);
-        said = text(&o);
-        o.status.success()
-    });
-    assert!(applied.is_some(), "Apply failed: {said}");
+    let agent = agent_applying(pid, conf);
     let running = text(&inside(pid, &["vtysh", "-c", "show running-config"]));
     assert!(
         running.contains("router bgp 64512") && running.contains("neighbor 192.0.2.1 remote-as 64500"),
