@@ -154,6 +154,10 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut replan = true;
     let mut view_changed: Option<std::time::Instant> = None;
     let mut answering = Announced::new();
+    // What the last pass said it planned: said again at info only when it changes (a pass runs
+    // on every watch event, so repeating it filled speaker logs with the same two lines).
+    let mut said_l2 = None;
+    let mut said_frr = None;
     // What the last valid configuration was: a bad object never takes announcements away.
     let mut last_good = None;
     // The bgpextras warnings last logged: said once, not on every pass.
@@ -405,14 +409,33 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 {
                     crate::metrics::METRICS.layer2_takeover_seconds.observe(at.elapsed().as_secs_f64());
                 }
+                let live = current.map(|v| v.live);
+                let summary = Some((l2.len(), fenced, live.clone()));
+                if summary != said_l2 {
+                    tracing::info!(ips = l2.len(), fenced, ?live, "layer 2 announcements planned");
+                    said_l2 = summary;
+                } else {
+                    tracing::debug!(ips = l2.len(), fenced, "layer 2 announcements planned, unchanged");
+                }
                 answering = l2.clone();
-                tracing::info!(ips = l2.len(), fenced, live = ?current.map(|v| v.live), "layer 2 announcements planned");
                 r.set(l2);
             }
             match p.frr_config {
                 Some(conf) => {
                     let n = p.announcements.as_ref().map_or(0, Vec::len);
-                    tracing::info!(announcements = n, "desired FRR configuration planned");
+                    // A fingerprint, not a copy: the configuration is ~30 bytes a Service.
+                    let print = {
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        conf.hash(&mut h);
+                        h.finish()
+                    };
+                    if said_frr != Some(print) {
+                        tracing::info!(announcements = n, "desired FRR configuration planned");
+                        said_frr = Some(print);
+                    } else {
+                        tracing::debug!(announcements = n, "desired FRR configuration planned, unchanged");
+                    }
                     if let Some(b) = &backend {
                         b.set(conf, p.frr_extras.clone());
                         has_config.store(true, std::sync::atomic::Ordering::Relaxed);
