@@ -252,8 +252,8 @@ fn bgp_sessions_come_back_after_a_speaker_rollout() {
 }
 
 /// The same rollout with BFD on the session as well. Ignored: it fails today. Since the FRR
-/// container stops bgpd before bfdd (frr_image.rs) no request is lost (267 and 317 of 317 in
-/// two runs; 0-36 lost before), sessions and BFD are back ~4 s after the rollout, but the ECMP
+/// container stops bgpd before bfdd (frr_image.rs) no request is lost (of 267, 347 and 317 in
+/// three runs; 0-36 lost before), sessions and BFD are back ~4 s after the rollout, but the ECMP
 /// group still dips to 1 of 2 for ~2 s: FRR re-keys the successor's BFD session when its BGP
 /// connection comes up and the ToR answers with a hard reset that flushes the stale routes
 /// (`frr_image::a_successor_container_takes_over_the_stale_routes_at_a_bfd_peer`, ignored, has
