@@ -198,21 +198,7 @@ enum Mode {
     Bgp,
 }
 
-const POOLS: &str = "apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: v4, namespace: metallb-system}
-spec: {addresses: [198.19.0.0/17]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: v6, namespace: metallb-system}
-spec: {addresses: ['2001:db8:100::/112']}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: dual, namespace: metallb-system}
-spec: {addresses: [198.19.128.0/17, '2001:db8:200::/112']}
-";
+const POOLS: &str = include_str!("scale-pools.yaml");
 
 const L2: &str = "---
 apiVersion: metallb.io/v1beta1

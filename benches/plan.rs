@@ -14,25 +14,10 @@ use std::sync::Arc;
 use ferrolb::plan::incremental::{Allocations, NodeAnnouncements};
 use ferrolb::plan::{self, Inputs, Options, condition, writeback};
 
-const POOLS: &str = "apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: v4, namespace: metallb-system}
-spec: {addresses: [198.19.0.0/17]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: v6, namespace: metallb-system}
-spec: {addresses: ['2001:db8:100::/112']}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: dual, namespace: metallb-system}
-spec: {addresses: [198.19.128.0/17, '2001:db8:200::/112']}
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: all, namespace: metallb-system}
-";
+const POOLS: &str = concat!(
+    include_str!("scale-pools.yaml"),
+    "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: all, namespace: metallb-system}\n"
+);
 
 fn service(i: usize) -> String {
     let (pool, families) = match i % 5 {

@@ -19,25 +19,10 @@ use kube::{Api, Client};
 use crate::fabric::Running;
 use crate::kube_lab::KubeLab;
 
-const POOLS: &str = "apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: v4, namespace: metallb-system}
-spec: {addresses: [198.19.0.0/17]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: v6, namespace: metallb-system}
-spec: {addresses: ['2001:db8:100::/112']}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: dual, namespace: metallb-system}
-spec: {addresses: [198.19.128.0/17, '2001:db8:200::/112']}
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: all, namespace: metallb-system}
-";
+const POOLS: &str = concat!(
+    include_str!("../../benches/scale-pools.yaml"),
+    "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: all, namespace: metallb-system}\n"
+);
 
 /// Service `i` of the benchmark: every fifth IPv6, every fifth dual-stack, one in ten sharing
 /// its IP with its neighbour (same pool and key, another port). No NodePorts: 10,000 would not
