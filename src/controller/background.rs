@@ -17,6 +17,7 @@ use kube::runtime::events::{Event, Recorder};
 use kube::{Api, Client};
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::k8s::cache::lock;
 use crate::metrics::METRICS;
 
 /// Background writes in flight at once, for each kind: half the IP writers'. With a quarter,
@@ -179,9 +180,4 @@ impl Conditions {
     pub fn cancel(&self, key: &str) {
         lock(&self.pending).remove(key);
     }
-}
-
-/// A poisoned lock still holds a consistent map (every update is one call).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

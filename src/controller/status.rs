@@ -14,14 +14,12 @@ use crate::api::{IPAddressPool, IPAddressPoolStatus};
 use crate::plan::condition::{self, Announced};
 use crate::plan::{Inputs, Plan};
 
-/// Queues the conditions that changed (and drops what waits for those that hold theirs);
-/// returns how many were queued.
+/// Queues the conditions that changed (and drops what waits for those that hold theirs).
 pub fn queue_conditions(
     queue: &super::background::Conditions,
     services: &HashMap<String, &Service>,
     wanted: &BTreeMap<String, Announced>,
-) -> usize {
-    let mut n = 0;
+) {
     for (key, want) in wanted {
         let Some(svc) = services.get(key) else { continue };
         let current = svc
@@ -37,9 +35,7 @@ pub fn queue_conditions(
             continue;
         }
         queue.set(key.clone(), pending(svc, current, want));
-        n += 1;
     }
-    n
 }
 
 fn pending(

@@ -288,12 +288,11 @@ fn bfd_graceful_restart_cycles(successor: bool) {
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         let t = std::time::Instant::now();
         while t.elapsed() < Duration::from_secs(6) {
-            let reset =
-                tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["lastResetDueTo"].clone();
             assert!(
                 at_tor(&tor, &prefix),
-                "stop {stop}: the ToR dropped {prefix} after {:?} ({reset})",
-                t.elapsed()
+                "stop {stop}: the ToR dropped {prefix} after {:?} ({})",
+                t.elapsed(),
+                tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["lastResetDueTo"]
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -115,7 +115,7 @@ impl Watch {
             *self = Watch {
                 target: target.cloned(),
                 number: self.number,
-                first: self.number + 1,
+                first: self.number.wrapping_add(1),
                 ..Watch::default()
             };
         } else if self.pinged && !self.heard {
