@@ -27,6 +27,7 @@ use ferrolb::api;
 use ferrolb::k8s::trim;
 use ferrolb::plan::incremental::{Allocations, NodeAnnouncements};
 use ferrolb::plan::{self, Inputs, Options, condition, node_status, writeback};
+use ferrolb::topology::SliceEndpoints;
 
 struct Counting;
 
@@ -378,14 +379,14 @@ where
 /// The index `ClusterCache` keeps beside an indexed store (`changes::Tracker`, same types).
 #[derive(Default)]
 struct Tracker {
-    by_service: HashMap<String, BTreeSet<(String, String)>>,
+    by_service: HashMap<String, Vec<(String, String)>>,
     about: HashMap<(String, String), String>,
 }
 
 impl Tracker {
     fn index(&mut self, ns: &str, name: &str, service: String) {
         let name = (ns.to_string(), name.to_string());
-        self.by_service.entry(service.clone()).or_default().insert(name.clone());
+        self.by_service.entry(service.clone()).or_default().push(name.clone());
         self.about.insert(name, service);
     }
 }
@@ -431,7 +432,7 @@ fn world(n: usize, mode: Mode, config: &Inputs) -> World {
     for s in &mut inputs.services {
         trim::service(Arc::make_mut(s));
     }
-    inputs.endpoint_slices = (0..n).map(|i| Arc::new(endpoint_slice(i))).collect();
+    inputs.endpoint_slices = (0..n).map(|i| Arc::new(slice_endpoints(i))).collect();
     let p = plan::plan(&inputs, &Options::default());
     let by_key: HashMap<_, _> = p.allocations.iter().map(|a| (a.service.clone(), a)).collect();
     let mut ips: Vec<Vec<String>> = Vec::new();
@@ -488,10 +489,9 @@ fn trimmed_service(i: usize, w: &World) -> Service {
     s
 }
 
-fn trimmed_slice(i: usize) -> EndpointSlice {
-    let mut e = endpoint_slice(i);
-    trim::endpoint_slice(&mut e);
-    e
+/// What the caches keep of slice `i`.
+fn slice_endpoints(i: usize) -> SliceEndpoints {
+    SliceEndpoints::of(&endpoint_slice(i))
 }
 
 /// The caches both roles keep: Services, EndpointSlices with their index, Nodes and the
@@ -501,7 +501,7 @@ fn caches(
     n: usize,
     w: &World,
     config: &Inputs,
-) -> (Store<Service>, Store<EndpointSlice>, Tracker) {
+) -> (Store<Service>, Store<SliceEndpoints>, Tracker) {
     t.sub("one Service as listed, untrimmed (transient)", || {
         (0..n)
             .map(|i| service(i, &w.ips[i], w.pools[i].as_deref(), w.announced.get(&format!("bulk/s{i}"))))
@@ -552,44 +552,12 @@ fn caches(
     t.sub("one EndpointSlice as listed, untrimmed (transient)", || {
         (0..n).map(endpoint_slice).collect::<Vec<_>>()
     });
-    let sample: Vec<EndpointSlice> = (0..n).map(trimmed_slice).collect();
-    t.mark = now();
-    println!("  -- a trimmed EndpointSlice, by part:");
-    t.sub("  metadata.labels (all kept; one is read)", || {
-        sample.iter().map(|e| e.metadata.labels.clone()).collect::<Vec<_>>()
-    });
-    t.sub("  metadata.ownerReferences", || {
-        sample.iter().map(|e| e.metadata.owner_references.clone()).collect::<Vec<_>>()
-    });
-    t.sub("  metadata.uid+resourceVersion+generateName+creationTimestamp", || {
-        sample
-            .iter()
-            .map(|e| {
-                let m = &e.metadata;
-                (
-                    m.uid.clone(),
-                    m.resource_version.clone(),
-                    m.generate_name.clone(),
-                    m.creation_timestamp.clone(),
-                )
-            })
-            .collect::<Vec<_>>()
-    });
-    t.sub("  endpoints", || sample.iter().map(|e| e.endpoints.clone()).collect::<Vec<_>>());
-    drop(sample);
-    t.mark = now();
-    let (slices, w2) = store_of((0..n).map(trimmed_slice));
+    let (slices, w2) = store_of((0..n).map(slice_endpoints));
     drop(w2);
-    t.row("EndpointSlice store (trimmed, one endpoint)", true);
+    t.row("EndpointSlice store (SliceEndpoints: Service, usable, nodes)", true);
     let mut tracker = Tracker::default();
     for s in slices.state() {
-        let svc = s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")).cloned();
-        let ns = s.metadata.namespace.clone().unwrap_or_default();
-        tracker.index(
-            &ns,
-            s.metadata.name.as_deref().unwrap_or_default(),
-            format!("{ns}/{}", svc.unwrap_or_default()),
-        );
+        tracker.index(&s.namespace, &s.name, s.service_key().unwrap_or_default());
     }
     t.row("EndpointSlice tracker (by_service + about)", true);
     let cfg = config.objects.clone();
@@ -598,7 +566,7 @@ fn caches(
     (services, slices, tracker)
 }
 
-fn inputs_of(config: &Inputs, services: &Store<Service>, slices: &Store<EndpointSlice>) -> Inputs {
+fn inputs_of(config: &Inputs, services: &Store<Service>, slices: &Store<SliceEndpoints>) -> Inputs {
     Inputs {
         objects: config.objects.clone(),
         services: services.state(),

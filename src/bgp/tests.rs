@@ -133,7 +133,7 @@ fn endpoints_and_node_eligibility_decide() {
         "metadata: {name: s, namespace: shop, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.1], nodeName: node2}]\n",
     )
     .unwrap();
-    let on_node2 = Endpoints::from_slices(&[slice]);
+    let on_node2 = Endpoints::from_slices(&[crate::topology::SliceEndpoints::of(&slice)]);
     let mut local = svc(&["198.51.100.1"]);
     assert_eq!(plan_node(&cfg, &node(&[]), std::slice::from_ref(&local), &on_node2).announcements.len(), 1);
     local.local_traffic = true;

@@ -1,12 +1,13 @@
 //! The objects the roles decide from, reflected from the API server and kept current; every
 //! change wakes whoever waits on [`ClusterCache::changed`].
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Lookup, Store};
@@ -21,6 +22,7 @@ use crate::config::ClusterObjects;
 use crate::plan::Inputs;
 use crate::plan::incremental::Dirty;
 use crate::service::ServiceKey;
+use crate::topology::SliceEndpoints;
 
 use super::changes::{self, Marks, Tracker};
 
@@ -55,17 +57,59 @@ where
     <K as Lookup>::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
     <K as Resource>::DynamicType: Default + Eq + Hash + Clone,
 {
+    keep(watcher(api, config).default_backoff().modify(trim), shared, tasks, marks)
+}
+
+/// A store of what `project` reads of each of `api`'s objects instead of the objects.
+fn reflect_projected<K, P>(
+    api: Api<K>,
+    shared: &Shared,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    project: fn(&K) -> P,
+    marks: Marks,
+) -> (Store<P>, Arc<Mutex<Tracker>>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    <K as Resource>::DynamicType: Default,
+    P: Lookup<DynamicType = ()> + Clone + serde::Serialize + Send + Sync + 'static,
+{
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    keep(events.map_ok(move |e| projected(e, project)), shared, tasks, marks)
+}
+
+fn projected<K, P>(e: watcher::Event<K>, project: fn(&K) -> P) -> watcher::Event<P> {
+    use watcher::Event::*;
+    match e {
+        Apply(o) => Apply(project(&o)),
+        Delete(o) => Delete(project(&o)),
+        Init => Init,
+        InitApply(o) => InitApply(project(&o)),
+        InitDone => InitDone,
+    }
+}
+
+/// Reflects `events` into a new store from a task of its own.
+fn keep<P>(
+    events: impl futures::Stream<Item = Result<watcher::Event<P>, watcher::Error>> + Send + 'static,
+    shared: &Shared,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    marks: Marks,
+) -> (Store<P>, Arc<Mutex<Tracker>>)
+where
+    P: Lookup + Clone + serde::Serialize + Send + Sync + 'static,
+    P::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
     let (store, writer) = reflector::store();
     let (changed, dirty) = (shared.changed.clone(), shared.dirty.clone());
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let track = tracker.clone();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(trim));
+    let stream = reflector::reflector(writer, events);
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
                 Err(e) => {
-                    tracing::warn!(kind = %<K as Resource>::kind(&Default::default()), error = %e, "watch failed; retrying");
+                    tracing::warn!(kind = %P::kind(&Default::default()), error = %e, "watch failed; retrying");
                 }
                 Ok(event) => {
                     let mark = lock(&track).note(&event, marks);
@@ -100,7 +144,7 @@ where
 pub struct ClusterCache {
     pub namespace: String,
     services: Store<Service>,
-    endpoint_slices: Option<(Store<EndpointSlice>, Arc<Mutex<Tracker>>)>,
+    endpoint_slices: Option<(Store<SliceEndpoints>, Arc<Mutex<Tracker>>)>,
     pools: Store<api::IPAddressPool>,
     l2_advertisements: Store<api::L2Advertisement>,
     bgp_advertisements: Store<api::BGPAdvertisement>,
@@ -163,11 +207,11 @@ impl ClusterCache {
                 about(changes::service_itself, false),
             )
             .0,
-            endpoint_slices: Some(reflect(
+            endpoint_slices: Some(reflect_projected::<EndpointSlice, _>(
                 Api::all(client.clone()),
                 &shared,
                 &mut tasks,
-                trim::endpoint_slice,
+                SliceEndpoints::of,
                 about(changes::slice_service, true),
             )),
             pools: config!(trim::meta, Marks::Everything(changes::without_status)),
@@ -366,6 +410,44 @@ where
             store.get(&if ns.is_empty() { r } else { r.within(ns) })
         })
         .collect()
+}
+
+/// The cache keeps slices as [`SliceEndpoints`], in kube's reflector stores like the objects.
+impl Lookup for SliceEndpoints {
+    type DynamicType = ();
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        <EndpointSlice as Resource>::kind(&())
+    }
+
+    fn group(_: &()) -> Cow<'_, str> {
+        <EndpointSlice as Resource>::group(&())
+    }
+
+    fn version(_: &()) -> Cow<'_, str> {
+        <EndpointSlice as Resource>::version(&())
+    }
+
+    fn plural(_: &()) -> Cow<'_, str> {
+        <EndpointSlice as Resource>::plural(&())
+    }
+
+    fn name(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.name))
+    }
+
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.namespace))
+    }
+
+    // Neither is read; without them the store's key holds only the name.
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        None
+    }
 }
 
 impl Drop for ClusterCache {

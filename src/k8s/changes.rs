@@ -3,17 +3,17 @@
 //! configuration object that really changed (not merely its resourceVersion or the status
 //! the controller writes) means everything.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::Resource;
+use kube::runtime::reflector::Lookup;
 use kube::runtime::watcher;
 
 use crate::api;
 use crate::plan::incremental::Dirty;
 use crate::service::ServiceKey;
+use crate::topology::SliceEndpoints;
 
 /// How an object's changes reach the decisions.
 #[derive(Clone, Copy)]
@@ -30,18 +30,21 @@ pub enum Marks {
 /// fingerprints of configuration objects.
 #[derive(Default)]
 pub struct Tracker {
-    pub by_service: HashMap<ServiceKey, BTreeSet<(String, String)>>,
+    /// A Vec, not a set: a Service has one or two of them, and a one-entry B-tree set costs
+    /// ~0.5 KB (benches/heap_profile).
+    pub by_service: HashMap<ServiceKey, Vec<(String, String)>>,
     about: HashMap<(String, String), ServiceKey>,
     fingerprints: HashMap<(String, String), u64>,
 }
 
-fn name_of<K: Resource>(o: &K) -> (String, String) {
-    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
+fn name_of<K: Lookup>(o: &K) -> (String, String) {
+    let owned = |s: Option<std::borrow::Cow<'_, str>>| s.map(|s| s.into_owned()).unwrap_or_default();
+    (owned(o.namespace()), owned(o.name()))
 }
 
 impl Tracker {
     /// Records one watch event and says what it changed.
-    pub fn note<K: Resource + serde::Serialize + 'static>(
+    pub fn note<K: Lookup + serde::Serialize + 'static>(
         &mut self,
         event: &watcher::Event<K>,
         marks: Marks,
@@ -86,7 +89,7 @@ impl Tracker {
     }
 
     /// A listed object: known from now on, changing nothing by itself (the relist's end does).
-    fn remember<K: Resource + serde::Serialize + 'static>(&mut self, o: &K, marks: Marks) {
+    fn remember<K: Lookup + serde::Serialize + 'static>(&mut self, o: &K, marks: Marks) {
         let name = name_of(o);
         match marks {
             Marks::Everything(significant) => {
@@ -103,7 +106,10 @@ impl Tracker {
 
     fn index(&mut self, name: (String, String), key: Option<ServiceKey>) {
         if let Some(k) = key {
-            self.by_service.entry(k.clone()).or_default().insert(name.clone());
+            let names = self.by_service.entry(k.clone()).or_default();
+            if !names.contains(&name) {
+                names.push(name.clone());
+            }
             self.about.insert(name, k);
         }
     }
@@ -112,7 +118,7 @@ impl Tracker {
         if let Some(old) = old
             && let Some(set) = self.by_service.get_mut(old)
         {
-            set.remove(name);
+            set.retain(|n| n != name);
             if set.is_empty() {
                 self.by_service.remove(old);
             }
@@ -152,9 +158,7 @@ pub fn service_itself(o: &dyn std::any::Any) -> Option<ServiceKey> {
 }
 
 pub fn slice_service(o: &dyn std::any::Any) -> Option<ServiceKey> {
-    let s = o.downcast_ref::<EndpointSlice>()?;
-    let svc = s.metadata.labels.as_ref()?.get(crate::topology::SERVICE_NAME_LABEL)?;
-    Some(format!("{}/{svc}", s.metadata.namespace.as_deref().unwrap_or("default")))
+    o.downcast_ref::<SliceEndpoints>()?.service_key()
 }
 
 pub fn l2_report_service(o: &dyn std::any::Any) -> Option<ServiceKey> {

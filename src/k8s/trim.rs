@@ -1,10 +1,10 @@
 //! What the roles never read is dropped before an object enters a cache: a cluster's objects
 //! carry managedFields, `kubectl.kubernetes.io/last-applied-configuration`, every image a node
-//! has pulled and every endpoint address, none of which ferrolb decides with. At 10,000
-//! Services that is most of a role's memory, on every node for the speaker.
+//! has pulled, none of which ferrolb decides with. At 10,000 Services that is most of a role's
+//! memory, on every node for the speaker. (EndpointSlices are not kept at all, only what
+//! [`crate::topology::SliceEndpoints`] reads of them.)
 
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
 
 /// Annotations ferrolb reads: its own and MetalLB's (current and legacy prefixes).
@@ -39,29 +39,6 @@ pub fn service(s: &mut Service) {
             p.target_port = None;
             p.app_protocol = None;
         }
-    }
-}
-
-pub fn endpoint_slice(e: &mut EndpointSlice) {
-    meta(e);
-    e.metadata.annotations = None;
-    // The Service a slice belongs to is all its metadata says that ferrolb reads; the rest
-    // (four more labels, the owner, the generated name) cost ~0.6 KB a Service, measured by
-    // benches/heap_profile.
-    if let Some(l) = e.metadata.labels.as_mut() {
-        l.retain(|k, _| k == crate::topology::SERVICE_NAME_LABEL);
-    }
-    e.metadata.owner_references = None;
-    e.metadata.generate_name = None;
-    e.ports = None;
-    for ep in &mut e.endpoints {
-        // Where an endpoint runs and whether it serves is what announcements depend on; one
-        // address says it has any.
-        ep.addresses.truncate(1);
-        ep.target_ref = None;
-        ep.hints = None;
-        ep.hostname = None;
-        ep.deprecated_topology = None;
     }
 }
 
@@ -130,16 +107,5 @@ mod tests {
         node(&mut n);
         assert_eq!(crate::topology::NodeInfo::from_node(&n, false), before);
         assert!(n.status.as_ref().unwrap().images.is_none());
-
-        let mut e: EndpointSlice = serde_saphyr::from_str(
-            "metadata: {name: web-1, generateName: web-, namespace: shop, labels: {kubernetes.io/service-name: web, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io}, ownerReferences: [{apiVersion: v1, kind: Service, name: web, uid: u1}]}\naddressType: IPv4\n\
-             endpoints: [{addresses: [10.0.0.1], nodeName: n1, conditions: {ready: true}}, {addresses: [10.0.0.2], nodeName: n2, conditions: {ready: false}}]\n",
-        )
-        .unwrap();
-        let before = crate::topology::Endpoints::from_slices(std::slice::from_ref(&e));
-        endpoint_slice(&mut e);
-        assert_eq!(crate::topology::Endpoints::from_slices(std::slice::from_ref(&e)), before);
-        assert_eq!(e.metadata.labels.as_ref().map(|l| l.len()), Some(1), "only the Service's name");
-        assert!(e.metadata.owner_references.is_none());
     }
 }

@@ -152,7 +152,7 @@ fn local_traffic_needs_a_local_endpoint_and_any_service_needs_one_somewhere() {
         }],
         ports: None,
     };
-    let e = Endpoints::from_slices(&[slice]);
+    let e = Endpoints::from_slices(&[crate::topology::SliceEndpoints::of(&slice)]);
     let c = config(ALL);
     let mut s = svc("shop/web", &["192.0.2.10"]);
     s.local_traffic = true;

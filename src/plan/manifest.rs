@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::legacy;
 use crate::api;
 use crate::config::{ClusterObjects, ConfigError};
+use crate::topology::SliceEndpoints;
 
 /// Everything read from the manifests.
 #[derive(Debug, Clone, Default)]
@@ -20,7 +21,8 @@ pub struct Inputs {
     pub objects: ClusterObjects,
     /// Shared with the cache they came from: a pass never copies the world.
     pub services: Vec<Arc<Service>>,
-    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// What each EndpointSlice says of its endpoints ([`SliceEndpoints`]), not the slices.
+    pub endpoint_slices: Vec<Arc<SliceEndpoints>>,
     /// Objects of a known kind that could not be decoded.
     pub decode_errors: Vec<ConfigError>,
     /// Documents skipped (unknown kinds) and similar notes.
@@ -149,7 +151,8 @@ impl Inputs {
             ("", "v1", "Node") => push(&mut o.nodes, decode(doc, &kind, &name, errs)),
             ("", "v1", "Secret") => push(&mut o.secrets, decode::<Secret>(doc, &kind, &name, errs)),
             ("discovery.k8s.io", _, "EndpointSlice") => {
-                push(&mut self.endpoint_slices, decode(doc, &kind, &name, errs).map(Arc::new))
+                let slice = decode::<EndpointSlice>(doc, &kind, &name, errs);
+                push(&mut self.endpoint_slices, slice.map(|s| Arc::new(SliceEndpoints::of(&s))))
             }
             _ => self
                 .notes

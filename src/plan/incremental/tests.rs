@@ -238,7 +238,9 @@ fn a_nodes_partial_decisions_announce_what_a_full_decision_announces() {
             i.endpoint_slices = slices
                 .iter()
                 .filter(|(k, _)| only.is_none_or(|o| o.contains(*k)))
-                .map(|(_, s): (_, &k8s_openapi::api::discovery::v1::EndpointSlice)| Arc::new(s.clone()))
+                .map(|(_, s): (_, &k8s_openapi::api::discovery::v1::EndpointSlice)| {
+                    Arc::new(crate::topology::SliceEndpoints::of(s))
+                })
                 .collect();
             i
         };
