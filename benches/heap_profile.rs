@@ -411,8 +411,8 @@ struct World {
     ips: Vec<Vec<String>>,
     pools: Vec<Option<String>>,
     announced: BTreeMap<String, condition::Announced>,
-    reports_l2: Vec<api::ServiceL2Status>,
-    reports_bgp: Vec<api::ServiceBGPStatus>,
+    reports_l2: Vec<Arc<api::ServiceL2Status>>,
+    reports_bgp: Vec<Arc<api::ServiceBGPStatus>>,
 }
 
 fn report_meta(i: usize, node: &str, prefix: &str) -> kube::api::ObjectMeta {
@@ -458,7 +458,7 @@ fn world(n: usize, mode: Mode, config: &Inputs) -> World {
                 let mut r = api::ServiceL2Status::new("x", Default::default());
                 r.metadata = report_meta(i, &node, "l2-");
                 r.status = Some(status);
-                reports_l2.push(r);
+                reports_l2.push(Arc::new(r));
             }
             Mode::Bgp => {
                 let status = api::ServiceBGPStatusStatus {
@@ -470,7 +470,7 @@ fn world(n: usize, mode: Mode, config: &Inputs) -> World {
                 let mut r = api::ServiceBGPStatus::new("x", Default::default());
                 r.metadata = report_meta(i, "node000", "bgp-");
                 r.status = Some(status);
-                reports_bgp.push(r);
+                reports_bgp.push(Arc::new(r));
             }
         }
     }
@@ -483,9 +483,9 @@ fn world(n: usize, mode: Mode, config: &Inputs) -> World {
     World { ips, pools, announced, reports_l2, reports_bgp }
 }
 
-fn trimmed_service(i: usize, w: &World) -> Service {
+fn trimmed_service(i: usize, w: &World, trim: fn(&mut Service)) -> Service {
     let mut s = service(i, &w.ips[i], w.pools[i].as_deref(), w.announced.get(&format!("bulk/s{i}")));
-    trim::service(&mut s);
+    trim(&mut s);
     s
 }
 
@@ -501,13 +501,14 @@ fn caches(
     n: usize,
     w: &World,
     config: &Inputs,
+    trim: fn(&mut Service),
 ) -> (Store<Service>, Store<SliceEndpoints>, Tracker) {
     t.sub("one Service as listed, untrimmed (transient)", || {
         (0..n)
             .map(|i| service(i, &w.ips[i], w.pools[i].as_deref(), w.announced.get(&format!("bulk/s{i}"))))
             .collect::<Vec<_>>()
     });
-    let sample: Vec<Service> = (0..n).map(|i| trimmed_service(i, w)).collect();
+    let sample: Vec<Service> = (0..n).map(|i| trimmed_service(i, w, trim)).collect();
     t.mark = now();
     let part = |t: &mut Table, name: &str, f: &dyn Fn(&Service) -> Box<dyn std::any::Any>| {
         t.sub(name, || sample.iter().map(f).collect::<Vec<_>>());
@@ -546,7 +547,7 @@ fn caches(
     );
     drop(sample);
     t.mark = now();
-    let (services, w1) = store_of((0..n).map(|i| trimmed_service(i, w)));
+    let (services, w1) = store_of((0..n).map(|i| trimmed_service(i, w, trim)));
     drop(w1);
     t.row("Service store (reflector: ObjectRef key + Arc<Service>)", true);
     t.sub("one EndpointSlice as listed, untrimmed (transient)", || {
@@ -578,7 +579,7 @@ fn inputs_of(config: &Inputs, services: &Store<Service>, slices: &Store<SliceEnd
 fn speaker(n: usize, mode: Mode, w: &World, config: &Inputs) {
     let mut t =
         Table::new(&format!("speaker node000, {}", if mode == Mode::Layer2 { "layer 2" } else { "BGP" }), n);
-    let (services, slices, tracker) = caches(&mut t, n, w, config);
+    let (services, slices, tracker) = caches(&mut t, n, w, config, trim::service_for_speaker);
     let options = Options { node: Some("node000".into()), ips_from_status: true, ..Default::default() };
     let mut kept = NodeAnnouncements::default();
     let inputs = inputs_of(config, &services, &slices);
@@ -616,13 +617,15 @@ fn speaker(n: usize, mode: Mode, w: &World, config: &Inputs) {
 fn controller(n: usize, mode: Mode, w: &World, config: &Inputs) {
     let mut t =
         Table::new(&format!("controller, {}", if mode == Mode::Layer2 { "layer 2" } else { "BGP" }), n);
-    let (services, slices, tracker) = caches(&mut t, n, w, config);
-    let (l2, w1) = store_of(w.reports_l2.iter().cloned().map(|mut o| {
-        trim::meta(&mut o);
+    let (services, slices, tracker) = caches(&mut t, n, w, config, trim::service);
+    let (l2, w1) = store_of(w.reports_l2.iter().map(|o| {
+        let mut o = (**o).clone();
+        trim::l2_report(&mut o);
         o
     }));
-    let (bgp, w2) = store_of(w.reports_bgp.iter().cloned().map(|mut o| {
-        trim::meta(&mut o);
+    let (bgp, w2) = store_of(w.reports_bgp.iter().map(|o| {
+        let mut o = (**o).clone();
+        trim::bgp_report(&mut o);
         o
     }));
     drop((w1, w2));
@@ -668,11 +671,8 @@ fn controller(n: usize, mode: Mode, w: &World, config: &Inputs) {
     t.mark = now();
     let p = allocations.decide_all(&inputs, &options, None);
     t.mark = now();
-    let (rl2, rbgp) = (
-        l2.state().iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
-        bgp.state().iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
-    );
-    t.row("cache.reports() owned copies (per full pass)", false);
+    let (rl2, rbgp) = (l2.state(), bgp.state());
+    t.row("cache.reports() (shared with the store; per full pass)", false);
     t.sub("writeback::changes (per full pass)", || writeback::changes(&inputs.services, &p));
     let wanted = condition::conditions(&p, &inputs, &rl2, &rbgp);
     t.row("conditions wanted map (per full pass)", false);

@@ -74,7 +74,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let mode = crate::metrics_server::mode(&args.metrics_security, Some(&client), names).await?;
     crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     // A standby keeps its cache warm, so taking over costs only the lease.
-    let cache = Arc::new(ClusterCache::start(&client, &args.namespace, true, false));
+    let cache = Arc::new(ClusterCache::start(&client, &args.namespace, crate::k8s::cache::Role::Controller));
     // Ready (leader or standby alike: both serve the webhook) once the cluster is listed and
     // the webhook answers.
     let listed = cache.clone();

@@ -171,7 +171,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut announcing = assigned::Announcing::new();
     let mut limiter = assigned::Limiter::new(std::time::Instant::now());
     let cluster = if let Some(client) = client {
-        let cache = ClusterCache::start(&client, &args.namespace, false, true);
+        let cache = ClusterCache::start(&client, &args.namespace, crate::k8s::cache::Role::Speaker);
         let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
         let reporter =
             crate::k8s::node_status::NodeReporter::new(client.clone(), &args.namespace, &args.node, pod);

@@ -141,6 +141,16 @@ where
     store.state().iter().map(|o| (**o).clone()).collect()
 }
 
+/// Whose decisions a cache serves: each watches and keeps only what it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Controller,
+    Speaker,
+}
+
+/// The speakers' reports: (ServiceL2Status, ServiceBGPStatus).
+pub type Reports = (Vec<Arc<api::ServiceL2Status>>, Vec<Arc<api::ServiceBGPStatus>>);
+
 pub struct ClusterCache {
     pub namespace: String,
     services: Store<Service>,
@@ -165,15 +175,12 @@ pub struct ClusterCache {
 }
 
 impl ClusterCache {
-    /// Starts watching. `with_reports` adds the speakers' ServiceL2Status and ServiceBGPStatus
-    /// (the controller turns them into Service conditions), `with_bgp_extras` the ConfigMap
-    /// `bgpextras` (the speaker's raw FRR additions; no other ConfigMap is ever read).
-    pub fn start(
-        client: &Client,
-        namespace: &str,
-        with_reports: bool,
-        with_bgp_extras: bool,
-    ) -> ClusterCache {
+    /// Starts watching what `role` decides with: for the controller also the speakers'
+    /// ServiceL2Status and ServiceBGPStatus (it turns them into Service conditions), for the
+    /// speaker the ConfigMap `bgpextras` (raw FRR additions; no other ConfigMap is ever read).
+    pub fn start(client: &Client, namespace: &str, role: Role) -> ClusterCache {
+        let with_reports = role == Role::Controller;
+        let with_bgp_extras = role == Role::Speaker;
         let shared =
             Shared { changed: Arc::new(Notify::new()), dirty: Arc::new(Mutex::new(Dirty::everything())) };
         let mut tasks = Vec::new();
@@ -190,10 +197,10 @@ impl ClusterCache {
         let about = |about, indexed| Marks::Service { about, indexed };
         // The speakers' reports, each about one Service, indexed by it.
         macro_rules! reports {
-            ($about:expr) => {
+            ($trim:expr, $about:expr) => {
                 with_reports.then(|| {
                     let api = Api::namespaced(client.clone(), namespace);
-                    reflect(api, &shared, &mut tasks, trim::meta, about($about, true))
+                    reflect(api, &shared, &mut tasks, $trim, about($about, true))
                 })
             };
         }
@@ -203,7 +210,7 @@ impl ClusterCache {
                 Api::all(client.clone()),
                 &shared,
                 &mut tasks,
-                trim::service,
+                if with_reports { trim::service } else { trim::service_for_speaker },
                 about(changes::service_itself, false),
             )
             .0,
@@ -224,8 +231,8 @@ impl ClusterCache {
             secrets: config!(trim::meta),
             namespaces: reflect(Api::all(client.clone()), &shared, &mut tasks, trim::meta, everything).0,
             nodes: reflect(Api::all(client.clone()), &shared, &mut tasks, trim::node, everything).0,
-            l2_statuses: reports!(changes::l2_report_service),
-            bgp_statuses: reports!(changes::bgp_report_service),
+            l2_statuses: reports!(trim::l2_report, changes::l2_report_service),
+            bgp_statuses: reports!(trim::bgp_report, changes::bgp_report_service),
             bgp_extras: with_bgp_extras.then(|| {
                 let only = format!("metadata.name={}", crate::bgp::extras::CONFIG_MAP);
                 let config = watcher::Config::default().fields(&only);
@@ -319,28 +326,19 @@ impl ClusterCache {
         }
     }
 
-    /// The speakers' reports: (ServiceL2Status, ServiceBGPStatus); empty without `with_reports`.
-    pub fn reports(&self) -> (Vec<api::ServiceL2Status>, Vec<api::ServiceBGPStatus>) {
+    /// The speakers' reports (shared with the cache, not copied); empty for the speaker.
+    pub fn reports(&self) -> Reports {
         (
-            self.l2_statuses.as_ref().map(|(s, _)| owned(s)).unwrap_or_default(),
-            self.bgp_statuses.as_ref().map(|(s, _)| owned(s)).unwrap_or_default(),
+            self.l2_statuses.as_ref().map(|(s, _)| s.state()).unwrap_or_default(),
+            self.bgp_statuses.as_ref().map(|(s, _)| s.state()).unwrap_or_default(),
         )
     }
 
     /// The speakers' reports about `services` alone.
-    pub fn reports_for(
-        &self,
-        services: &BTreeSet<ServiceKey>,
-    ) -> (Vec<api::ServiceL2Status>, Vec<api::ServiceBGPStatus>) {
+    pub fn reports_for(&self, services: &BTreeSet<ServiceKey>) -> Reports {
         (
-            self.l2_statuses
-                .as_ref()
-                .map(|s| about(s, services).into_iter().map(|o| (*o).clone()).collect())
-                .unwrap_or_default(),
-            self.bgp_statuses
-                .as_ref()
-                .map(|s| about(s, services).into_iter().map(|o| (*o).clone()).collect())
-                .unwrap_or_default(),
+            self.l2_statuses.as_ref().map(|s| about(s, services)).unwrap_or_default(),
+            self.bgp_statuses.as_ref().map(|s| about(s, services)).unwrap_or_default(),
         )
     }
 

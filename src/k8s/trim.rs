@@ -7,6 +7,8 @@
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::Resource;
 
+use crate::api;
+
 /// Annotations ferrolb reads: its own and MetalLB's (current and legacy prefixes).
 fn ours(key: &str) -> bool {
     key.starts_with(crate::service::ANNOTATION_PREFIX)
@@ -19,8 +21,31 @@ pub fn meta<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
 }
 
+/// Name and namespace are what a store keys on; a report's labels, owner, uid and the rest
+/// are for people and the garbage collector (~0.6 KB a Service in the controller).
+fn only_name<K: Resource>(o: &mut K) {
+    let m = o.meta_mut();
+    *m = kube::api::ObjectMeta { name: m.name.take(), namespace: m.namespace.take(), ..Default::default() };
+}
+
+/// A speaker's report as the controller reads it: which node, about which Service, to which
+/// peers (plan::condition).
+pub fn l2_report(r: &mut api::ServiceL2Status) {
+    only_name(r);
+    if let Some(st) = r.status.as_mut() {
+        st.interfaces = Vec::new();
+    }
+}
+
+pub fn bgp_report(r: &mut api::ServiceBGPStatus) {
+    only_name(r);
+}
+
+/// The controller's view of a Service: what allocation and conditions read.
 pub fn service(s: &mut Service) {
     meta(s);
+    // Nothing reads it: watches track their own resourceVersion, status writes are patches.
+    s.metadata.resource_version = None;
     if let Some(a) = s.metadata.annotations.as_mut() {
         a.retain(|k, _| ours(k));
     }
@@ -39,6 +64,16 @@ pub fn service(s: &mut Service) {
             p.target_port = None;
             p.app_protocol = None;
         }
+    }
+}
+
+/// A speaker's view: the controller's, less what only the controller reads (the conditions it
+/// writes, the creation time it orders allocations by).
+pub fn service_for_speaker(s: &mut Service) {
+    service(s);
+    s.metadata.creation_timestamp = None;
+    if let Some(st) = s.status.as_mut() {
+        st.conditions = None;
     }
 }
 
@@ -98,6 +133,38 @@ mod tests {
         service(&mut cluster);
         assert_eq!(crate::service::intake(&cluster, None), before);
         assert!(cluster.spec.as_ref().unwrap().selector.is_none());
+
+        // The speaker plans from status IPs, never allocates: the creation time and the
+        // controller's conditions go; everything else it reads stays.
+        let mut speaker = s.clone();
+        service_for_speaker(&mut speaker);
+        let (crate::service::Intake::Serve(a), crate::service::Intake::Serve(b)) =
+            (crate::service::intake(&s, None), crate::service::intake(&speaker, None))
+        else {
+            panic!("both served")
+        };
+        assert_eq!(crate::service::Request { created: None, ..*a }, *b);
+        assert!(speaker.metadata.uid == s.metadata.uid, "Events name the Service by uid");
+
+        let mut r: api::ServiceL2Status = serde_saphyr::from_str(
+            "metadata: {name: web-x1, generateName: web-, namespace: metallb-system, uid: u2, labels: {metallb.io/node: n1}, ownerReferences: [{apiVersion: v1, kind: Pod, name: speaker-a, uid: u3}]}\n\
+             spec: {}\nstatus: {node: n1, serviceName: web, serviceNamespace: shop, interfaces: [{name: eth0}]}\n",
+        )
+        .unwrap();
+        l2_report(&mut r);
+        assert_eq!(
+            r.metadata,
+            kube::api::ObjectMeta {
+                name: Some("web-x1".into()),
+                namespace: Some("metallb-system".into()),
+                ..Default::default()
+            }
+        );
+        let st = r.status.as_ref().unwrap();
+        assert_eq!(
+            (st.node.as_deref(), st.service_name.as_deref(), st.service_namespace.as_deref()),
+            (Some("n1"), Some("web"), Some("shop"))
+        );
 
         let mut n: Node = serde_saphyr::from_str(
             "metadata: {name: n1, labels: {rack: a}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}], images: [{names: [big]}], conditions: [{type: Ready, status: 'True'}, {type: NetworkUnavailable, status: 'True'}]}\n",

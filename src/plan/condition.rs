@@ -90,8 +90,8 @@ pub fn announced(f: &ServiceFacts, sessions: &Sessions) -> Announced {
 pub fn conditions(
     plan: &super::Plan,
     inputs: &super::Inputs,
-    l2: &[crate::api::ServiceL2Status],
-    bgp: &[crate::api::ServiceBGPStatus],
+    l2: &[std::sync::Arc<crate::api::ServiceL2Status>],
+    bgp: &[std::sync::Arc<crate::api::ServiceBGPStatus>],
 ) -> BTreeMap<String, Announced> {
     // With no configuration at all nothing was decided and nothing moved: what the conditions
     // said still holds. Decided with the last good one, held IPs stay as they are (the
