@@ -16,6 +16,15 @@ fn ours(key: &str) -> bool {
         || key.starts_with("ferrolb.io/")
 }
 
+/// The annotations a speaker's decision reads (sharing, and requested IPs a status must match).
+fn speaker_reads(key: &str) -> bool {
+    use crate::service::{ALLOW_SHARED_IP, LOAD_BALANCER_IPS};
+    let suffix = key
+        .strip_prefix(crate::service::ANNOTATION_PREFIX)
+        .or_else(|| key.strip_prefix(crate::service::LEGACY_PREFIX));
+    matches!(suffix, Some(s) if s == ALLOW_SHARED_IP || s == LOAD_BALANCER_IPS)
+}
+
 /// managedFields alone, for kinds that are small already.
 pub fn meta<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
@@ -68,10 +77,18 @@ pub fn service(s: &mut Service) {
 }
 
 /// A speaker's view: the controller's, less what only the controller reads (the conditions it
-/// writes, the creation time it orders allocations by).
+/// writes, the creation time it orders allocations by, the pool asked for: a speaker takes
+/// the IPs from the status and their pool from the configuration).
 pub fn service_for_speaker(s: &mut Service) {
     service(s);
     s.metadata.creation_timestamp = None;
+    if let Some(a) = s.metadata.annotations.as_mut() {
+        a.retain(|k, _| speaker_reads(k));
+    }
+    // An empty map still costs a B-tree leaf once it held an entry (~0.5 KB).
+    if s.metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+        s.metadata.annotations = None;
+    }
     if let Some(st) = s.status.as_mut() {
         st.conditions = None;
     }
@@ -134,8 +151,8 @@ mod tests {
         assert_eq!(crate::service::intake(&cluster, None), before);
         assert!(cluster.spec.as_ref().unwrap().selector.is_none());
 
-        // The speaker plans from status IPs, never allocates: the creation time and the
-        // controller's conditions go; everything else it reads stays.
+        // The speaker plans from status IPs, never allocates: the creation time, the pool
+        // asked for and the controller's conditions go; everything else it reads stays.
         let mut speaker = s.clone();
         service_for_speaker(&mut speaker);
         let (crate::service::Intake::Serve(a), crate::service::Intake::Serve(b)) =
@@ -143,8 +160,18 @@ mod tests {
         else {
             panic!("both served")
         };
-        assert_eq!(crate::service::Request { created: None, ..*a }, *b);
-        assert!(speaker.metadata.uid == s.metadata.uid, "Events name the Service by uid");
+        let read = |r: &crate::service::Request| {
+            let shape = (r.key.clone(), r.labels.clone(), r.families.clone(), r.requested_ips.clone());
+            (shape, r.sharing(), r.local_traffic, r.ports.clone(), r.current_ips.clone())
+        };
+        assert_eq!(read(&a), read(&b));
+        assert_eq!(b.sharing_key.as_deref(), Some("k"));
+        let a = speaker.metadata.annotations.as_ref().unwrap();
+        assert_eq!(a.keys().collect::<Vec<_>>(), ["metallb.universe.tf/allow-shared-ip"]);
+        let mut unshared = speaker.clone();
+        unshared.metadata.annotations.as_mut().unwrap().clear();
+        service_for_speaker(&mut unshared);
+        assert!(unshared.metadata.annotations.is_none(), "no empty map is kept");
 
         let mut r: api::ServiceL2Status = serde_saphyr::from_str(
             "metadata: {name: web-x1, generateName: web-, namespace: metallb-system, uid: u2, labels: {metallb.io/node: n1}, ownerReferences: [{apiVersion: v1, kind: Pod, name: speaker-a, uid: u3}]}\n\

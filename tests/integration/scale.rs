@@ -70,13 +70,26 @@ fn ferrolb_writers() -> usize {
     16
 }
 
-fn rss_mib(pid: u32) -> f64 {
+/// One field of /proc/PID/status in MiB: VmRSS (resident), RssAnon (heap and stacks; the rest
+/// of RSS is the binary's pages), VmHWM (the highest RSS so far).
+fn mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `role_rss_mib=… role_anon_mib=… role_peak_mib=…`
+fn memory(role: &str, pid: u32) -> String {
+    let f = |field| mib(pid, field);
+    format!(
+        "{role}_rss_mib={:.0} {role}_anon_mib={:.0} {role}_peak_mib={:.0}",
+        f("VmRSS"),
+        f("RssAnon"),
+        f("VmHWM")
+    )
 }
 
 fn scrape(port: u16) -> String {
@@ -195,14 +208,22 @@ fn scale() {
         let port = crate::kube_lab::free_port();
         let controller = start(&lab, &["controller", "--webhook-port", "0", "--leader-elect", "false"], port, "controller.log");
         let t = Instant::now();
+        // Where the time goes: listing the cluster, then deciding and writing.
+        let mut listed_at = None;
         while sample(&scrape(port), "ferrolb_allocation_seconds_count") < n as f64 {
             assert!(t.elapsed() < Duration::from_secs(1800), "not allocated in 30 min\n{}", lab.log("controller.log"));
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let log = || std::fs::read_to_string(lab.dir.join("controller.log")).unwrap_or_default();
+            if listed_at.is_none() && log().contains("cluster listed") {
+                listed_at = Some(t.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let allocate = t.elapsed().as_secs_f64();
+        let cold_listed = listed_at.unwrap_or(allocate);
         // Conditions and pool counts follow the IPs; let them land before measuring memory.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let controller_rss = rss_mib(controller.0.id());
+        let controller_memory = memory("controller", controller.0.id());
+        let controller_rss = mib(controller.0.id(), "VmRSS");
         let writes = sample(&scrape(port), "metallb_k8s_client_updates_total");
         let before = ips(&client).await;
         assert_eq!(before.values().filter(|v| !v.is_empty()).count(), n, "every Service holds an IP");
@@ -265,7 +286,8 @@ fn scale() {
             by.sort_by(|a, b| b.0.total_cmp(&a.0));
             by.iter().take(3).map(|(ms, name)| format!("{name}:{ms:.0}")).collect()
         };
-        let speaker_rss = rss_mib(speaker.0.id());
+        let speaker_memory = memory("speaker", speaker.0.id());
+        let speaker_rss = mib(speaker.0.id(), "VmRSS");
         drop(speaker);
 
         // A restart: how long until it listed, and whether anything moved.
@@ -282,7 +304,7 @@ fn scale() {
         let after = ips(&client).await;
         let changed = before.iter().filter(|(k, v)| after.get(*k) != Some(v)).count();
         println!(
-            "scale services={n} controller_allocate_s={allocate:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} controller_rss_mib={controller_rss:.0} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} speaker_rss_mib={speaker_rss:.0} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0} churn_full_passes={controller_full}/{speaker_full} churn_slowest={}",
+            "scale services={n} controller_allocate_s={allocate:.1} controller_listed_s={cold_listed:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} {controller_memory} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} {speaker_memory} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0} churn_full_passes={controller_full}/{speaker_full} churn_slowest={}",
             allocate / api_floor,
             writes / n as f64,
             controller_rss * 1048576.0 / n as f64,
