@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
@@ -118,7 +118,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let reporter = Reporter { controller: "ferrolb-controller".into(), instance: Some(identity.clone()) };
     // Held while IPs are written: Events and conditions wait for them (see background).
     let gate = background::Gate::new();
-    let recorder = Events::start(Recorder::new(client.clone(), reporter), gate.clone());
+    let recorder = Events::start(k8s::events::EventWriter::new(client.clone(), reporter), gate.clone());
     let conditions = background::Conditions::start(client.clone(), gate.clone());
     let mut warned: HashMap<String, String> = HashMap::new();
     let mut config_state = crate::k8s::config_state::ConfigStateReport::new(

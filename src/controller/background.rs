@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, Recorder};
+use kube::runtime::events::Event;
 use kube::{Api, Client};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::k8s::cache::lock;
+use crate::k8s::events::EventWriter;
 use crate::metrics::METRICS;
 
 /// Background writes in flight at once, for each kind: half the IP writers'. With a quarter,
@@ -72,7 +73,7 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn start(recorder: Recorder, gate: Gate) -> Events {
+    pub fn start(recorder: EventWriter, gate: Gate) -> Events {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(async move {
             tokio_stream::wrappers::ReceiverStream::new(rx)

@@ -5,6 +5,7 @@ pub mod authz;
 pub mod cache;
 mod changes;
 pub mod config_state;
+pub mod events;
 pub mod lease;
 pub mod node_status;
 pub mod trim;

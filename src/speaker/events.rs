@@ -3,10 +3,11 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use tokio::sync::mpsc;
 
 use super::assigned;
+use crate::k8s::events::EventWriter;
 
 /// Events waiting to be sent; more than this and the newest are dropped.
 const QUEUE: usize = 256;
@@ -19,7 +20,7 @@ impl NodeAssigned {
     pub fn start(client: Client, node: &str) -> NodeAssigned {
         let (tx, mut rx) = mpsc::channel::<(ObjectReference, &'static str)>(QUEUE);
         let reporter = Reporter { controller: "ferrolb-speaker".into(), instance: Some(node.to_string()) };
-        let recorder = Recorder::new(client, reporter);
+        let recorder = EventWriter::new(client, reporter);
         let node = node.to_string();
         tokio::spawn(async move {
             while let Some((service, protocol)) = rx.recv().await {
