@@ -8,6 +8,7 @@
 //! client-go's event broadcaster sends them from a queue of its own.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -26,7 +27,7 @@ use crate::metrics::METRICS;
 /// memory; the gate, not this, keeps them out of the IPs' way.
 const BACKGROUND_WRITERS: usize = super::WRITERS / 2;
 
-/// Condition writes after which an emptied queue hands its memory back (see crate::memory).
+/// Writes after which an emptied queue hands its memory back (see crate::memory).
 const TRIM_AFTER: usize = 1000;
 
 /// Events waiting to be written, at most: a cold start of 10,000 Services and then some. One
@@ -70,29 +71,44 @@ impl Drop for Held {
 #[derive(Clone)]
 pub struct Events {
     tx: mpsc::Sender<(ObjectReference, Event)>,
+    /// Sent and not yet written.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Events {
     pub fn start(recorder: EventWriter, gate: Gate) -> Events {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let left = queued.clone();
         tokio::spawn(async move {
+            let since_trim = Arc::new(AtomicUsize::new(0));
             tokio_stream::wrappers::ReceiverStream::new(rx)
                 .for_each_concurrent(BACKGROUND_WRITERS, |(object, event)| {
-                    let (recorder, gate) = (recorder.clone(), gate.clone());
+                    let (recorder, gate, left, since_trim) =
+                        (recorder.clone(), gate.clone(), left.clone(), since_trim.clone());
                     async move {
                         gate.open().await;
                         if let Err(e) = recorder.publish(&event, &object).await {
                             tracing::warn!(error = %e, "recording an event");
                         }
+                        drop((object, event));
+                        let written = since_trim.fetch_add(1, Ordering::Relaxed) + 1;
+                        // As with conditions: a drained backlog's memory is free, not returned.
+                        if left.fetch_sub(1, Ordering::Relaxed) == 1 && written >= TRIM_AFTER {
+                            since_trim.store(0, Ordering::Relaxed);
+                            crate::memory::give_back();
+                        }
                     }
                 })
                 .await;
         });
-        Events { tx }
+        Events { tx, queued }
     }
 
     pub fn send(&self, object: ObjectReference, event: Event) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send((object, event)).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             METRICS.events_dropped.inc();
         }
     }

@@ -287,6 +287,8 @@ fn scale() {
             by.iter().take(3).map(|(ms, name)| format!("{name}:{ms:.0}")).collect()
         };
         let speaker_memory = memory("speaker", speaker.0.id());
+        // The controller again, its cold start's Events and conditions long written (~20 s on).
+        let controller_later = mib(controller.0.id(), "VmRSS");
         let speaker_rss = mib(speaker.0.id(), "VmRSS");
         drop(speaker);
 
@@ -304,7 +306,7 @@ fn scale() {
         let after = ips(&client).await;
         let changed = before.iter().filter(|(k, v)| after.get(*k) != Some(v)).count();
         println!(
-            "scale services={n} controller_allocate_s={allocate:.1} controller_listed_s={cold_listed:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} {controller_memory} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} {speaker_memory} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0} churn_full_passes={controller_full}/{speaker_full} churn_slowest={}",
+            "scale services={n} controller_allocate_s={allocate:.1} controller_listed_s={cold_listed:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} {controller_memory} controller_later_rss_mib={controller_later:.0} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} {speaker_memory} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0} churn_full_passes={controller_full}/{speaker_full} churn_slowest={}",
             allocate / api_floor,
             writes / n as f64,
             controller_rss * 1048576.0 / n as f64,
