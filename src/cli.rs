@@ -134,7 +134,7 @@ fn run_role(role: impl std::future::Future<Output = Result<(), String>>) -> Exit
     // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
     #[cfg(target_env = "gnu")]
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, WORKERS as libc::c_int)
+        libc::mallopt(libc::M_ARENA_MAX, 1)
     };
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(WORKERS).enable_all().build() {
