@@ -12,14 +12,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Reporter};
-use kube::{Api, Client, Resource};
+use kube::runtime::events::{EventType, Reporter};
+use kube::{Api, Client};
 use serde_json::json;
 
 mod background;
 mod status;
 
-use background::Events;
+use background::{About, Events, Waiting};
 
 use crate::allocator::EventType as PlanEventType;
 use crate::k8s::lease::LeaseLock;
@@ -175,7 +175,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             last_good = decided.config.clone();
         }
         record_plan(&decided);
-        let by_key: HashMap<String, &Service> = inputs.services.iter().map(|s| (key(s), &**s)).collect();
+        let by_key: HashMap<String, &Arc<Service>> = inputs.services.iter().map(|s| (key(s), s)).collect();
         for e in &decided.errors {
             if decided.stale {
                 tracing::error!(error = %e, "configuration invalid; deciding with the last valid one, no IP held changes");
@@ -184,7 +184,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             }
         }
         for w in config_warnings.update(&inputs.objects, &decided.errors) {
-            publish_to(&recorder, &w.object, PlanEventType::Warning, "InvalidConfiguration", w.message);
+            publish_to(&recorder, About::Object(w.object), PlanEventType::Warning, "InvalidConfiguration", w.message);
         }
         let changes = writeback::changes(&inputs.services, &decided);
         METRICS.plan_seconds.observe(deciding.elapsed().as_secs_f64());
@@ -248,10 +248,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         };
         for (service, message) in said {
             if let Some(svc) = by_key.get(&service) {
-                let object = svc.object_ref(&());
                 publish_to(
                     &recorder,
-                    &object,
+                    About::Service(Arc::clone(svc)),
                     PlanEventType::Warning,
                     plan::condition::OUTSIDE_POOLS,
                     message,
@@ -424,26 +423,14 @@ async fn write(client: &Client, svc: &Service, change: &Change) -> Result<(), K8
     Ok(())
 }
 
-fn publish(events: &Events, svc: &Service, ev: &crate::allocator::Event) {
-    publish_to(events, &svc.object_ref(&()), ev.type_, ev.reason, ev.message.clone());
+fn publish(events: &Events, svc: &Arc<Service>, ev: &crate::allocator::Event) {
+    publish_to(events, About::Service(Arc::clone(svc)), ev.type_, ev.reason, ev.message.clone());
 }
 
-fn publish_to(
-    events: &Events,
-    object: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: PlanEventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_: match type_ {
-            PlanEventType::Normal => EventType::Normal,
-            PlanEventType::Warning => EventType::Warning,
-        },
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Allocate".into(),
-        secondary: None,
+fn publish_to(events: &Events, about: About, type_: PlanEventType, reason: &'static str, note: String) {
+    let type_ = match type_ {
+        PlanEventType::Normal => EventType::Normal,
+        PlanEventType::Warning => EventType::Warning,
     };
-    events.send(object.clone(), event);
+    events.send(Waiting { about, type_, reason, note });
 }

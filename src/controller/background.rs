@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::Event;
-use kube::{Api, Client};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Client, Resource};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::k8s::cache::lock;
@@ -27,7 +27,7 @@ use crate::metrics::METRICS;
 /// memory; the gate, not this, keeps them out of the IPs' way.
 const BACKGROUND_WRITERS: usize = super::WRITERS / 2;
 
-/// Writes after which an emptied queue hands its memory back (see crate::memory).
+/// Writes after which a queue hands what they held back (see crate::memory).
 const TRIM_AFTER: usize = 1000;
 
 /// Events waiting to be written, at most: a cold start of 10,000 Services and then some. One
@@ -66,35 +66,64 @@ impl Drop for Held {
     }
 }
 
+/// What an Event is about. A Service is the cache's own copy, shared: 10,000 Events wait after
+/// a cold start, and each built up front (kube's `Event` and an `ObjectReference`, ~0.8 KB)
+/// was ~8 MiB of the controller until they were written.
+pub enum About {
+    Service(Arc<Service>),
+    Object(ObjectReference),
+}
+
+/// An Event waiting to be written.
+pub struct Waiting {
+    pub about: About,
+    pub type_: EventType,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Waiting {
+    fn event(self) -> (ObjectReference, Event) {
+        let regarding = match self.about {
+            About::Service(svc) => svc.object_ref(&()),
+            About::Object(o) => o,
+        };
+        let event = Event {
+            type_: self.type_,
+            reason: self.reason.to_string(),
+            note: Some(self.note),
+            action: "Allocate".into(),
+            secondary: None,
+        };
+        (regarding, event)
+    }
+}
+
 /// Events go out beside the writes, not in their slots: waiting on an Event for each IP halved
 /// how fast a cold start gave thousands of Services their IPs.
 #[derive(Clone)]
 pub struct Events {
-    tx: mpsc::Sender<(ObjectReference, Event)>,
-    /// Sent and not yet written.
-    queued: Arc<AtomicUsize>,
+    tx: mpsc::Sender<Waiting>,
 }
 
 impl Events {
     pub fn start(recorder: EventWriter, gate: Gate) -> Events {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let left = queued.clone();
         tokio::spawn(async move {
             let since_trim = Arc::new(AtomicUsize::new(0));
             tokio_stream::wrappers::ReceiverStream::new(rx)
-                .for_each_concurrent(BACKGROUND_WRITERS, |(object, event)| {
-                    let (recorder, gate, left, since_trim) =
-                        (recorder.clone(), gate.clone(), left.clone(), since_trim.clone());
+                .for_each_concurrent(BACKGROUND_WRITERS, |waiting: Waiting| {
+                    let (recorder, gate, since_trim) = (recorder.clone(), gate.clone(), since_trim.clone());
                     async move {
                         gate.open().await;
+                        let (object, event) = waiting.event();
                         if let Err(e) = recorder.publish(&event, &object).await {
                             tracing::warn!(error = %e, "recording an event");
                         }
                         drop((object, event));
-                        let written = since_trim.fetch_add(1, Ordering::Relaxed) + 1;
-                        // As with conditions: a drained backlog's memory is free, not returned.
-                        if left.fetch_sub(1, Ordering::Relaxed) == 1 && written >= TRIM_AFTER {
+                        // As with conditions: what a backlog's written part held is free, not
+                        // returned, until the next trim.
+                        if since_trim.fetch_add(1, Ordering::Relaxed) + 1 >= TRIM_AFTER {
                             since_trim.store(0, Ordering::Relaxed);
                             crate::memory::give_back();
                         }
@@ -102,13 +131,11 @@ impl Events {
                 })
                 .await;
         });
-        Events { tx, queued }
+        Events { tx }
     }
 
-    pub fn send(&self, object: ObjectReference, event: Event) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.try_send((object, event)).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+    pub fn send(&self, waiting: Waiting) {
+        if self.tx.try_send(waiting).is_err() {
             METRICS.events_dropped.inc();
         }
     }
@@ -157,15 +184,16 @@ impl Conditions {
                     std::iter::from_fn(|| p.pop_first()).take(BACKGROUND_WRITERS).collect()
                 };
                 if batch.is_empty() {
-                    // A cold start's backlog is gone: its memory is free, not yet returned.
-                    if written >= TRIM_AFTER {
-                        crate::memory::give_back();
-                        written = 0;
-                    }
                     q.wake.notified().await;
                     continue;
                 }
+                // What the written part of a backlog held is free, not yet returned: trimmed
+                // as it drains, so a cold start's 10,000 are not all resident until the last.
                 written += batch.len();
+                if written >= TRIM_AFTER {
+                    crate::memory::give_back();
+                    written = 0;
+                }
                 gate.open().await;
                 futures::future::join_all(batch.into_iter().map(|(key, pending)| {
                     let api = Api::<Service>::namespaced(client.clone(), &pending.ns);

@@ -3,6 +3,7 @@
 //! differs from what the cluster holds, so a quiet cluster costs no writes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -17,7 +18,7 @@ use crate::plan::{Inputs, Plan};
 /// Queues the conditions that changed (and drops what waits for those that hold theirs).
 pub fn queue_conditions(
     queue: &super::background::Conditions,
-    services: &HashMap<String, &Service>,
+    services: &HashMap<String, &Arc<Service>>,
     wanted: &BTreeMap<String, Announced>,
 ) {
     for (key, want) in wanted {
