@@ -184,7 +184,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             }
         }
         for w in config_warnings.update(&inputs.objects, &decided.errors) {
-            publish_to(&recorder, About::Object(w.object), PlanEventType::Warning, "InvalidConfiguration", w.message);
+            publish_to(
+                &recorder,
+                About::Object(w.object),
+                PlanEventType::Warning,
+                "InvalidConfiguration",
+                w.message,
+            );
         }
         let changes = writeback::changes(&inputs.services, &decided);
         METRICS.plan_seconds.observe(deciding.elapsed().as_secs_f64());

@@ -59,9 +59,22 @@ pub fn service(s: &mut Service) {
         a.retain(|k, _| ours(k));
     }
     if let Some(spec) = s.spec.as_mut() {
+        spec.session_affinity = None;
         spec.session_affinity_config = None;
         spec.external_ips = None;
+        spec.external_name = None;
         spec.load_balancer_source_ranges = None;
+        spec.internal_traffic_policy = None;
+        spec.health_check_node_port = None;
+        spec.publish_not_ready_addresses = None;
+        spec.allocate_load_balancer_node_ports = None;
+        spec.traffic_distribution = None;
+        // Families are read from the cluster IPs when there are any (an API server always
+        // assigns them); `clusterIP` repeats the first and `ipFamilies` restates them.
+        if spec.cluster_ips.as_ref().is_some_and(|ips| !ips.is_empty()) {
+            spec.cluster_ip = None;
+            spec.ip_families = None;
+        }
         // The pod selector tells local-traffic Services that may share an IP apart, and nothing
         // else (~0.7 KB a Service, benches/heap_profile). Every event brings the whole object,
         // so a Service turned local brings its selector back.
@@ -70,9 +83,17 @@ pub fn service(s: &mut Service) {
         }
         // Ports matter (IP sharing); their names and targets do not.
         for p in spec.ports.iter_mut().flatten() {
+            p.name = None;
+            p.node_port = None;
             p.target_port = None;
             p.app_protocol = None;
         }
+    }
+    // Only the addresses are read (the IPs a Service holds); the API server adds ipMode.
+    for i in s.status.iter_mut().flat_map(|st| &mut st.load_balancer).flat_map(|lb| &mut lb.ingress).flatten()
+    {
+        i.ip_mode = None;
+        i.ports = None;
     }
 }
 
@@ -128,13 +149,21 @@ mod tests {
     fn keeps_what_decisions_read() {
         let mut s: Service = serde_saphyr::from_str(
             "metadata: {name: web, namespace: shop, labels: {app: web}, annotations: {metallb.io/address-pool: a, metallb.universe.tf/allow-shared-ip: k, kubectl.kubernetes.io/last-applied-configuration: '{}'}, managedFields: [{manager: kubectl}]}\n\
-             spec: {type: LoadBalancer, selector: {app: web}, externalTrafficPolicy: Local, ports: [{port: 80, targetPort: 8080, protocol: TCP}]}\n\
-             status: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}\n",
+             spec: {type: LoadBalancer, selector: {app: web}, externalTrafficPolicy: Local, internalTrafficPolicy: Cluster, sessionAffinity: None, healthCheckNodePort: 30001, allocateLoadBalancerNodePorts: true, clusterIP: 198.18.0.10, clusterIPs: [198.18.0.10, '2001:db8:ffff::10'], ipFamilies: [IPv4, IPv6], ipFamilyPolicy: PreferDualStack, ports: [{name: http, port: 80, nodePort: 30080, targetPort: 8080, protocol: TCP}, {port: 53, protocol: UDP}]}\n\
+             status: {loadBalancer: {ingress: [{ip: 192.0.2.1, ipMode: VIP}]}}\n",
         )
         .unwrap();
         let before = crate::service::intake(&s, None);
+        assert!(
+            matches!(&before, crate::service::Intake::Serve(r) if r.is_dual_stack() && r.ports.len() == 2)
+        );
         service(&mut s);
         assert_eq!(crate::service::intake(&s, None), before, "the request read from it is unchanged");
+        let spec = s.spec.as_ref().unwrap();
+        assert!(
+            spec.cluster_ip.is_none() && spec.ip_families.is_none() && spec.health_check_node_port.is_none()
+        );
+        assert!(spec.ports.iter().flatten().all(|p| p.name.is_none() && p.node_port.is_none()));
         let a = s.metadata.annotations.as_ref().unwrap();
         assert!(
             a.contains_key("metallb.io/address-pool")

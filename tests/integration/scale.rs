@@ -161,7 +161,10 @@ async fn churn(client: &Client, ns: &str, class: Option<&str>) -> BTreeMap<Strin
                 if let kube::runtime::watcher::Event::Apply(s) = e
                     && !ferrolb::plan::writeback::current_ips(&s).is_empty()
                 {
-                    seen.lock().unwrap().entry(s.metadata.name.clone().unwrap_or_default()).or_insert_with(Instant::now);
+                    seen.lock()
+                        .unwrap()
+                        .entry(s.metadata.name.clone().unwrap_or_default())
+                        .or_insert_with(Instant::now);
                 }
             }
         })
