@@ -279,14 +279,10 @@ fn scale() {
         tokio::time::sleep(Duration::from_secs(3)).await;
 
         // Churn: 20 Services a second for 10 s with the N present, create -> status written;
-        // by ferrolb (while the tail of its cold start's Events and conditions is still going
-        // out), then by a bare client that writes an IP as soon as it sees a Service: the part
-        // of churn that is the API server's (two watch deliveries and a write), on a calmer
-        // API server.
-        let (c0, s0) = (scrape(port), scrape(sport));
-        let by_name = churn(&client, "churn", None).await;
-        let churn_ms: Vec<f64> = by_name.values().copied().collect();
-        let (c1, s1) = (scrape(port), scrape(sport));
+        // by ferrolb and, at the same moments, by a bare client that writes an IP as soon as it
+        // sees a Service: the part of churn that is the API server's (two watch deliveries and
+        // a write) under the same load (the tail of the cold start's Events and conditions, the
+        // new speaker's reports and the conditions they bring).
         let floor_writer = {
             let floor = floor.clone();
             tokio::spawn(async move {
@@ -305,8 +301,12 @@ fn scale() {
                 }
             })
         };
-        let churn_floor = churn(&client, "floor", Some("bench/none")).await;
+        let (c0, s0) = (scrape(port), scrape(sport));
+        let (by_name, churn_floor) =
+            futures::join!(churn(&client, "churn", None), churn(&client, "floor", Some("bench/none")));
+        let (c1, s1) = (scrape(port), scrape(sport));
         floor_writer.abort();
+        let churn_ms: Vec<f64> = by_name.values().copied().collect();
         let churn_floor_ms: Vec<f64> = churn_floor.values().copied().collect();
         let mean_ms = |a: &str, b: &str| {
             let count = sample(b, "ferrolb_plan_seconds_count") - sample(a, "ferrolb_plan_seconds_count");
@@ -322,7 +322,7 @@ fn scale() {
             by.iter().take(3).map(|(ms, name)| format!("{name}:{ms:.0}")).collect()
         };
         let speaker_memory = memory("speaker", speaker.0.id());
-        // The controller again, its cold start's Events and conditions long written (~20 s on).
+        // The controller again, after the churn: its cold start's Events and conditions written.
         let controller_later = mib(controller.0.id(), "VmRSS");
         let speaker_rss = mib(speaker.0.id(), "VmRSS");
         drop(speaker);
