@@ -148,6 +148,12 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v.get(((v.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0)
 }
 
+/// What the bare client does for a Service: one status write with its IP, as ferrolb's one.
+async fn write_ip(api: &Api<Service>, name: &str, ip: &str) -> kube::Result<Service> {
+    let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await
+}
+
 /// 200 Services of `class` created in `ns` at 20 a second: for each, ms from its create to the
 /// first watch event that shows it an IP.
 async fn churn(client: &Client, ns: &str, class: Option<&str>) -> BTreeMap<String, f64> {
@@ -226,8 +232,7 @@ fn scale() {
             let floor = floor.clone();
             async move {
                 let ip = format!("198.19.{}.{}", i / 250, i % 250);
-                let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
-                floor.patch_status(&format!("s{i}"), &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+                write_ip(&floor, &format!("s{i}"), &ip).await.unwrap();
             }
         })
         .await;
@@ -293,9 +298,7 @@ fn scale() {
                     {
                         let floor = floor.clone();
                         tokio::spawn(async move {
-                            let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.19.255.1"}]}}});
-                            let name = s.metadata.name.unwrap_or_default();
-                            let _ = floor.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await;
+                            let _ = write_ip(&floor, &s.metadata.name.unwrap_or_default(), "198.19.255.1").await;
                         });
                     }
                 }
