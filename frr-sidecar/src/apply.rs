@@ -34,7 +34,10 @@ impl Vtysh {
             .map_err(|e| ApplyError::Vtysh(format!("{}: {e}", self.program.display())))?;
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
-        Ok((out.status.success(), redact(&text)))
+        let ok = out.status.success();
+        // A failure's text becomes an error in the speaker's status: FRR's words only.
+        let text = if ok { text } else { without_progress(&text) };
+        Ok((ok, redact(&text)))
     }
 
     pub fn show(&self, command: &str) -> Result<String, ApplyError> {
@@ -43,6 +46,20 @@ impl Vtysh {
             (false, text) => Err(ApplyError::Vtysh(format!("{command}: {text}"))),
         }
     }
+}
+
+/// FRR 10's vtysh tells each daemon's progress through a file (`[1234|bgpd] sending
+/// configuration`, `... done`, `Waiting for children ...`) around the lines that say what
+/// failed; those lines are kept, the progress dropped.
+fn without_progress(text: &str) -> String {
+    let progress = |l: &str| {
+        let l = l.trim();
+        let tagged = l.starts_with('[') && l.find("] ").is_some_and(|i| l[1..i].contains('|'));
+        l.is_empty()
+            || l.starts_with("Waiting for children to finish")
+            || (tagged && (l.ends_with("] sending configuration") || l.ends_with("] done")))
+    };
+    text.lines().filter(|l| !progress(l)).map(|l| format!("{l}\n")).collect()
 }
 
 /// vtysh echoes offending lines; passwords must never reach a log or an API answer.
@@ -93,11 +110,16 @@ pub struct Applier {
     /// How the running FRR prints configuration; read from `show version` on first use and
     /// again after a daemon restarts (a new image may bring a new version).
     dialect: Option<Dialect>,
+    /// A batch failed half way and putting back what was there may not have worked either:
+    /// FRR may run neither the old nor the new configuration, so the next change is diffed
+    /// against what it runs. (Diffed against the old one, its `no` lines name entries FRR no
+    /// longer has, fail, and every later configuration fails the same way.)
+    unsure: bool,
 }
 
 impl Applier {
     pub fn new(vtysh: Vtysh, dir: impl Into<PathBuf>) -> Applier {
-        Applier { vtysh, dir: dir.into(), current: None, dialect: None }
+        Applier { vtysh, dir: dir.into(), current: None, dialect: None, unsure: false }
     }
 
     /// The running FRR's version, asked once and remembered until [`Applier::reconcile`].
@@ -157,8 +179,8 @@ impl Applier {
         let started = Instant::now();
         let new = self.desired(config)?;
         let base = match &self.current {
-            Some((_, tree, _)) => tree.clone(),
-            None => self.running()?,
+            Some((_, tree, _)) if !self.unsure => tree.clone(),
+            _ => self.running()?,
         };
         let script = diff::diff(&base, &new);
         if !script.is_empty() {
@@ -171,6 +193,7 @@ impl Applier {
             self.send(&script, &base)?;
         }
         self.current = Some((generation, new, config.to_string()));
+        self.unsure = false;
         if script.is_empty() {
             return Ok(Applied::Unchanged);
         }
@@ -196,6 +219,7 @@ impl Applier {
         let file = self.write("desired.conf", &everything.text)?;
         let (ok, out) = self.vtysh.run(&["-f", path(&file)])?;
         if !ok {
+            self.unsure = true;
             return Err(ApplyError::Vtysh(out));
         }
         let running = self.running()?;
@@ -203,6 +227,7 @@ impl Applier {
         if !rest.is_empty() {
             self.send(&rest, &running)?;
         }
+        self.unsure = false;
         Ok(Applied::Changed { added: desired.len(), removed: rest.removed, took: started.elapsed() })
     }
 
@@ -210,6 +235,8 @@ impl Applier {
         let file = self.write("change.conf", &script.text)?;
         let (ok, text) = self.vtysh.run(&["-f", path(&file)])?;
         if !ok {
+            // Until a change goes through whole, what FRR runs is read, not assumed.
+            self.unsure = true;
             // vtysh -f keeps every line that worked: put back what was there.
             let undo = self.running().map(|now| diff::diff(&now, base));
             return match undo {
@@ -229,4 +256,26 @@ impl Applier {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("agent paths are UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_keeps_frrs_words_and_drops_the_daemons_progress() {
+        let frr10 = "[26945|mgmtd] sending configuration\n[26957|bgpd] sending configuration\n\
+                     % Configure the peer-group first\nWaiting for children to finish applying config...\n\
+                     [26945|mgmtd] done\nline 3: Failure to communicate[13] to bgpd, line:  neighbor 192.0.2.99 peer-group nope\n\n\
+                     [26957|bgpd] Configuration file[/tmp/x/frr.conf] processing failure: 13\n[26957|bgpd] done\n";
+        assert_eq!(
+            without_progress(frr10),
+            "% Configure the peer-group first\n\
+             line 3: Failure to communicate[13] to bgpd, line:  neighbor 192.0.2.99 peer-group nope\n\
+             [26957|bgpd] Configuration file[/tmp/x/frr.conf] processing failure: 13\n"
+        );
+        // FRR 8.4 says the same without any progress.
+        let frr8 = "% Configure the peer-group first\nline 3: Failure to communicate[13] to bgpd\n";
+        assert_eq!(without_progress(frr8), frr8);
+    }
 }

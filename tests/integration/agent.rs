@@ -88,3 +88,55 @@ fn after_bgpd_restarts_reconcile_restores_the_desired_config() {
         "ToR never got the prefixes back"
     );
 }
+
+/// A change that passes FRR's check (`vtysh -C` only parses) but that bgpd refuses half way:
+/// undone, the previous configuration running. And when the undo fails too, FRR runs part of
+/// the change: the next configuration must be diffed against what FRR runs, not against what
+/// the agent last applied, or what the failed change left behind stays for good.
+#[test]
+fn a_change_refused_half_way_is_undone_and_a_failed_undo_does_not_stick() {
+    require_frr!();
+    let mut lab = Lab::start();
+    let good = format!("{}ip prefix-list kept-pl seq 5 permit 203.0.113.0/24\n", node_config(3, "64500:100"));
+    // A new filter, and a peer-group that does not exist: parsed fine, refused by bgpd.
+    let refused = format!(
+        "{good}ip prefix-list new-pl seq 5 permit 192.0.2.128/25\nrouter bgp 64512\n neighbor 192.0.2.99 peer-group nope\nexit\n"
+    );
+    lab.applier.apply(&good, 1).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || lab.received() == 3).is_some());
+    let counters = lab.session_counters();
+
+    match lab.applier.apply(&refused, 2) {
+        Err(ApplyError::RolledBack(text)) => {
+            println!("refused half way, undone: {}", text.replace('\n', " / "))
+        }
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    let drift = lab.node_drift(&good);
+    assert!(drift.is_empty(), "the undo left FRR differing from the last good configuration:\n{drift}");
+
+    // The same through a vtysh that fails every undo: FRR is left with the new filter.
+    let real = lab.node.agent_vtysh();
+    let wrapper = lab.node.file(
+        "vtysh-no-undo",
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in *undo.conf*) echo 'undo refused by the test'; exit 1;; esac\nexec {} \"$@\"\n",
+            real.program.display()
+        ),
+    );
+    let chmod = std::process::Command::new("chmod").arg("0755").arg(&wrapper).status().unwrap();
+    assert!(chmod.success());
+    let vtysh = frr_sidecar::apply::Vtysh { program: wrapper, args: real.args };
+    let mut applier = frr_sidecar::apply::Applier::new(vtysh, lab.node.dir());
+    applier.apply(&good, 1).unwrap();
+    match applier.apply(&refused, 2) {
+        Err(ApplyError::Inconsistent(_)) => {}
+        other => panic!("expected a failed undo, got {other:?}"),
+    }
+    assert!(lab.node.running_config().contains("new-pl"), "{}", lab.node.running_config());
+    // The last good configuration again: FRR must end up running exactly it.
+    applier.apply(&good, 3).unwrap();
+    let drift = lab.node_drift(&good);
+    assert!(drift.is_empty(), "after a failed undo the next apply left FRR differing:\n{drift}");
+    assert_eq!(lab.session_counters(), counters, "the session was reset: {}", lab.session_story());
+}
