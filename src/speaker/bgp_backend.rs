@@ -186,7 +186,12 @@ async fn run(
                 {
                     tracing::error!(error = %e, "FRR refused the bgpextras; running the configuration with the extras it accepted last");
                     report.send_modify(|r| r.last_error = format!("bgpextras refused by FRR: {e}"));
-                    // The same desired configuration again, the refused extras left out.
+                    // The same desired configuration again, the refused extras left out; sent
+                    // even when it is what went last, if this batch failed half way (FRR may
+                    // then run part of it).
+                    if matches!(outcome, Err(Failure::Retry(..))) {
+                        sent = None;
+                    }
                     due = Some(Instant::now());
                     continue;
                 }
