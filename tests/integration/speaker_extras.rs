@@ -75,8 +75,8 @@ fn extras_reach_frr_untouched_sessions_stay_up_and_a_refused_extra_changes_nothi
     assert!(now.is_some(), "{}\n{}", lab.node.running_config(), log_text());
     std::fs::remove_file(dir.join("01-extras.yaml")).unwrap();
     let gone = wait_for(Duration::from_secs(30), || !lab.node.running_config().contains("extra-rm"));
-    assert!(gone.is_some(), "{}", lab.node.running_config());
-    assert!(!lab.node.running_config().contains("extra-cl"), "{}", lab.node.running_config());
+    assert!(gone.is_some(), "{}\n{}", lab.node.running_config(), log_text());
+    assert!(!lab.node.running_config().contains("extra-cl"), "{}\n{}", lab.node.running_config(), log_text());
 
     // A line frr-agent would never apply is said so, once, not silently dropped.
     std::fs::write(dir.join("01-extras.yaml"), extras_map("ip route 203.0.113.0/24 192.0.2.1")).unwrap();
