@@ -4,7 +4,8 @@
 //! one `scale …` line: how long a cold controller takes to give them all IPs beside the floor a
 //! bare client sets for the same number of status writes with the same parallelism, both roles'
 //! resident memory, a restart, the decision time per change, churn latency at 20 Services/s
-//! beside what a bare client's churn costs on the same API server.
+//! (in the start-up's tail, then steady) beside what a bare client's churn costs on the same
+//! API server at the same moments.
 //! Figures, not assertions: the targets are judged from the line.
 
 use std::collections::BTreeMap;
@@ -154,9 +155,9 @@ async fn write_ip(api: &Api<Service>, name: &str, ip: &str) -> kube::Result<Serv
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await
 }
 
-/// 200 Services of `class` created in `ns` at 20 a second: for each, ms from its create to the
-/// first watch event that shows it an IP.
-async fn churn(client: &Client, ns: &str, class: Option<&str>) -> BTreeMap<String, f64> {
+/// 200 Services of `class` named `{prefix}{i}` created in `ns` at 20 a second: for each, ms from
+/// its create to the first watch event that shows it an IP.
+async fn churn(client: &Client, ns: &str, class: Option<&str>, prefix: &str) -> BTreeMap<String, f64> {
     let api: Api<Service> = Api::namespaced(client.clone(), ns);
     let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, Instant>::new()));
     let watch = {
@@ -179,9 +180,9 @@ async fn churn(client: &Client, ns: &str, class: Option<&str>) -> BTreeMap<Strin
     for i in 0..200 {
         let t = Instant::now();
         let mut svc = service(ns, i, class);
-        svc.metadata.name = Some(format!("c{i}"));
+        svc.metadata.name = Some(format!("{prefix}{i}"));
         api.create(&PostParams::default(), &svc).await.unwrap();
-        created.insert(format!("c{i}"), t);
+        created.insert(format!("{prefix}{i}"), t);
         tokio::time::sleep(Duration::from_millis(50).saturating_sub(t.elapsed())).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -191,6 +192,40 @@ async fn churn(client: &Client, ns: &str, class: Option<&str>) -> BTreeMap<Strin
         .into_iter()
         .filter_map(|(name, t)| seen.get(&name).map(|s| (name, s.duration_since(t).as_secs_f64() * 1000.0)))
         .collect()
+}
+
+/// ferrolb's churn and, at the same moments, a bare client's (Services of a class ferrolb
+/// ignores, given an IP by the floor writer as soon as it sees them): (ferrolb's, the floor's,
+/// ferrolb's by Service name).
+async fn churn_beside_floor(client: &Client, prefix: &str) -> (Vec<f64>, Vec<f64>, BTreeMap<String, f64>) {
+    let (ours, floor) = futures::join!(
+        churn(client, "churn", None, prefix),
+        churn(client, "floor", Some("bench/none"), prefix)
+    );
+    (ours.values().copied().collect(), floor.values().copied().collect(), ours)
+}
+
+/// etcd's revision as the API server reports it: it moves with every write to any object.
+async fn revision(client: &Client) -> u64 {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let list = api.list_metadata(&ListParams::default().limit(1)).await.unwrap();
+    list.metadata.resource_version.and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+/// Waits until the API server takes fewer than 10 writes in 2 s: the roles' start-up writes
+/// (Events, conditions, reports) done. Seconds waited.
+async fn settled(client: &Client) -> f64 {
+    let t = Instant::now();
+    let mut last = revision(client).await;
+    while t.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = revision(client).await;
+        if now.saturating_sub(last) < 10 {
+            break;
+        }
+        last = now;
+    }
+    t.elapsed().as_secs_f64()
 }
 
 #[test]
@@ -286,8 +321,9 @@ fn scale() {
         // Churn: 20 Services a second for 10 s with the N present, create -> status written;
         // by ferrolb and, at the same moments, by a bare client that writes an IP as soon as it
         // sees a Service: the part of churn that is the API server's (two watch deliveries and
-        // a write) under the same load (the tail of the cold start's Events and conditions, the
-        // new speaker's reports and the conditions they bring).
+        // a write) under the same load. Twice: at once, in the tail of the start-up (the cold
+        // controller's last Events and conditions, the new speaker's reports and the conditions
+        // they bring), and once the API server is quiet again: the steady state.
         let floor_writer = {
             let floor = floor.clone();
             tokio::spawn(async move {
@@ -304,13 +340,12 @@ fn scale() {
                 }
             })
         };
+        let (startup_ms, startup_floor_ms, _) = churn_beside_floor(&client, "t").await;
+        let settle_s = settled(&client).await;
         let (c0, s0) = (scrape(port), scrape(sport));
-        let (by_name, churn_floor) =
-            futures::join!(churn(&client, "churn", None), churn(&client, "floor", Some("bench/none")));
+        let (churn_ms, churn_floor_ms, by_name) = churn_beside_floor(&client, "c").await;
         let (c1, s1) = (scrape(port), scrape(sport));
         floor_writer.abort();
-        let churn_ms: Vec<f64> = by_name.values().copied().collect();
-        let churn_floor_ms: Vec<f64> = churn_floor.values().copied().collect();
         let mean_ms = |a: &str, b: &str| {
             let count = sample(b, "ferrolb_plan_seconds_count") - sample(a, "ferrolb_plan_seconds_count");
             (sample(b, "ferrolb_plan_seconds_sum") - sample(a, "ferrolb_plan_seconds_sum")) / count.max(1.0) * 1000.0
@@ -344,7 +379,7 @@ fn scale() {
         let after = ips(&client).await;
         let changed = before.iter().filter(|(k, v)| after.get(*k) != Some(v)).count();
         println!(
-            "scale services={n} controller_allocate_s={allocate:.1} controller_listed_s={cold_listed:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} {controller_memory} controller_later_rss_mib={controller_later:.0} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} {speaker_memory} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0} churn_floor_p50_ms={:.0} churn_floor_p99_ms={:.0} churn_full_passes={controller_full}/{speaker_full} churn_slowest={}",
+            "scale services={n} controller_allocate_s={allocate:.1} controller_listed_s={cold_listed:.1} api_floor_s={api_floor:.1} ratio={:.2} writes_per_service={:.2} {controller_memory} controller_later_rss_mib={controller_later:.0} controller_bytes_per_service={:.0} controller_restart_listed_s={listed:.2} restart_ip_changes={changed} {speaker_memory} speaker_bytes_per_service={:.0} speaker_plan_ms={speaker_plan_ms:.1} controller_decide_ms={controller_decide_ms:.1} churn_n={} churn_p50_ms={:.0} churn_p99_ms={:.0} churn_floor_p50_ms={:.0} churn_floor_p99_ms={:.0} churn_full_passes={controller_full}/{speaker_full} churn_slowest={} settle_s={settle_s:.0} startup_churn_p50_ms={:.0} startup_churn_p99_ms={:.0} startup_churn_floor_p50_ms={:.0} startup_churn_floor_p99_ms={:.0}",
             allocate / api_floor,
             writes / n as f64,
             controller_rss * 1048576.0 / n as f64,
@@ -355,6 +390,10 @@ fn scale() {
             pct(&churn_floor_ms, 0.5),
             pct(&churn_floor_ms, 0.99),
             slowest.join(","),
+            pct(&startup_ms, 0.5),
+            pct(&startup_ms, 0.99),
+            pct(&startup_floor_ms, 0.5),
+            pct(&startup_floor_ms, 0.99),
         );
     });
 }
