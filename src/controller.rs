@@ -39,8 +39,11 @@ pub struct ControllerArgs {
     /// The loadBalancerClass to serve; without it, Services without a class.
     #[arg(long)]
     pub lb_class: Option<String>,
-    /// Changes arriving within this many milliseconds are decided together.
-    #[arg(long, default_value_t = 20)]
+    /// Wait this many milliseconds after a change before deciding, to decide a burst together.
+    /// 0 (the default): at once. Bursts batch anyway, as what arrives while a pass writes is
+    /// decided by the next, and a pass costs what changed; a wait only delays a new Service
+    /// (20 ms added 12-13 ms to churn p50 beside a bare client's, at 1,000 and 10,000 Services).
+    #[arg(long, default_value_t = 0)]
     pub settle_ms: u64,
     /// Take part in leader election (a Lease named ferrolb-controller), so replicas are safe.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -316,8 +319,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
             }
         }
         woke = tokio::time::Instant::now();
-        // Let a burst of changes land before deciding again.
-        tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+        if args.settle_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+        }
     }
     crate::health::terminating();
     if let Some(lock) = &lock {
