@@ -112,8 +112,8 @@ pub struct Applier {
     dialect: Option<Dialect>,
     /// A batch failed half way and putting back what was there may not have worked either:
     /// FRR may run neither the old nor the new configuration, so the next change is diffed
-    /// against what it runs. (Diffed against the old one, its `no` lines name entries FRR no
-    /// longer has, fail, and every later configuration fails the same way.)
+    /// against what it runs. (Diffed against the old one, whatever the failed batch left, a
+    /// new filter say, stays in FRR for good: no later diff knows of it.)
     unsure: bool,
 }
 
