@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use frr_sidecar::apply::{Applied, ApplyError};
+use frr_sidecar::apply::{Applied, Applier, ApplyError};
 
 use crate::bgp_lab::{Lab, node_config};
 use crate::frr_lab::wait_for;
@@ -116,18 +116,11 @@ fn a_change_refused_half_way_is_undone_and_a_failed_undo_does_not_stick() {
     assert!(drift.is_empty(), "the undo left FRR differing from the last good configuration:\n{drift}");
 
     // The same through a vtysh that fails every undo: FRR is left with the new filter.
-    let real = lab.node.agent_vtysh();
-    let wrapper = lab.node.file(
+    let vtysh = lab.node.wrapped_vtysh(
         "vtysh-no-undo",
-        &format!(
-            "#!/bin/sh\ncase \"$*\" in *undo.conf*) echo 'undo refused by the test'; exit 1;; esac\nexec {} \"$@\"\n",
-            real.program.display()
-        ),
+        "case \"$*\" in *undo.conf*) echo 'undo refused by the test'; exit 1;; esac",
     );
-    let chmod = std::process::Command::new("chmod").arg("0755").arg(&wrapper).status().unwrap();
-    assert!(chmod.success());
-    let vtysh = frr_sidecar::apply::Vtysh { program: wrapper, args: real.args };
-    let mut applier = frr_sidecar::apply::Applier::new(vtysh, lab.node.dir());
+    let mut applier = Applier::new(vtysh, lab.node.dir());
     applier.apply(&good, 1).unwrap();
     match applier.apply(&refused, 2) {
         Err(ApplyError::Inconsistent(_)) => {}

@@ -143,6 +143,17 @@ impl Frr {
         }
     }
 
+    /// This instance's vtysh behind a shell script `name` that runs `shell` first (the command
+    /// line in "$@"; it may exit instead): for counting the agent's calls or failing some.
+    pub fn wrapped_vtysh(&self, name: &str, shell: &str) -> Vtysh {
+        use std::os::unix::fs::PermissionsExt;
+        let real = self.agent_vtysh();
+        let script = format!("#!/bin/sh\n{shell}\nexec {} \"$@\"\n", real.program.display());
+        let path = self.file(name, &script);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Vtysh { program: path, args: real.args }
+    }
+
     /// The command line prefix that runs one of this FRR's programs for this instance.
     pub fn exec_prefix(&self) -> String {
         self.wrapper.as_ref().map(|w| format!("{} ", w.display())).unwrap_or_default()

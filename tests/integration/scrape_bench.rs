@@ -4,10 +4,8 @@
 //! `cargo test --test integration -- --ignored scrape_bench` gives the figures for 100 peers.
 
 use std::io::{Read, Write};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use frr_sidecar::apply::Vtysh;
 use frr_sidecar::status;
 
 use crate::agent_process::AgentProcess;
@@ -59,14 +57,7 @@ fn run(peers: usize, scrapes: usize) {
     lab.tor.configure(crate::speaker_metrics::TOR_BFD);
     // Every vtysh call the agent makes leaves a line in `counted`.
     let counted = lab.node.dir().join("vtysh-calls");
-    let wrapper = lab.node.dir().join("counting-vtysh");
-    std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$*\" >> {}\nexec \"$@\"\n", counted.display()))
-        .unwrap();
-    Command::new("chmod").arg("755").arg(&wrapper).status().unwrap();
-    let real = lab.node.agent_vtysh();
-    let mut args = vec![real.program.display().to_string()];
-    args.extend(real.args.clone());
-    let vtysh = Vtysh { program: wrapper, args };
+    let vtysh = lab.node.wrapped_vtysh("counting-vtysh", &format!("echo \"$*\" >> {}", counted.display()));
     let poll = Duration::from_secs(1);
     let agent = AgentProcess::start_with(&lab.node, "agent", vtysh, poll);
     let at = format!("127.0.0.1:{}", crate::kube_lab::free_port());
