@@ -1,15 +1,15 @@
-use kube::CustomResource;
-use schemars::JsonSchema;
+use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// BFD timers for BGP sessions that reference the profile by name. Unset values keep FRR's
 /// defaults (300 ms intervals, multiplier 3).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "metallb.io",
     version = "v1beta1",
     kind = "BFDProfile",
     namespaced,
+    validation = Rule::new("self.metadata.name.size() <= 63").message("a BFDProfile's name is at most 63 characters (FRR's limit for a BFD profile)"),
     printcolumn = r#"{"name":"Passive Mode","type":"boolean","jsonPath":".spec.passiveMode"}"#,
     printcolumn = r#"{"name":"Transmit Interval","type":"integer","jsonPath":".spec.transmitInterval"}"#,
     printcolumn = r#"{"name":"Receive Interval","type":"integer","jsonPath":".spec.receiveInterval"}"#,

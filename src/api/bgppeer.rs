@@ -48,6 +48,7 @@ pub mod v1beta2 {
         pub peer_address: Option<String>,
         /// Host interface for an unnumbered (link-local) session.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 15), regex(pattern = r"^[!-.0-9;-~]*$"))]
         pub interface: Option<String>,
         /// Local address the session is sourced from.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,14 +73,17 @@ pub mod v1beta2 {
         /// Nodes that open this session. Empty means every node.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub node_selectors: Vec<LabelSelector>,
-        /// TCP MD5 password (or use passwordSecret).
+        /// TCP MD5 password (or use passwordSecret): printable ASCII without spaces, at most
+        /// 80 bytes (the kernel's TCP-MD5 key limit).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 80), regex(pattern = r"^[!-~]*$"))]
         pub password: Option<String>,
         /// A `kubernetes.io/basic-auth` Secret whose `password` key is the TCP MD5 password.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub password_secret: Option<SecretReference>,
         /// Name of a BFDProfile to protect the session with.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 63), regex(pattern = r"^[!-~]*$"))]
         pub bfd_profile: Option<String>,
         /// Enable BGP graceful restart (cannot be changed after creation).
         #[serde(default)]
@@ -90,6 +94,7 @@ pub mod v1beta2 {
         pub ebgp_multi_hop: bool,
         /// Linux VRF the session runs in.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 15), regex(pattern = r"^[!-.0-9;-~]*$"))]
         pub vrf: Option<String>,
         /// Deprecated and ignored: IPv4 and IPv6 already use separate sessions.
         #[serde(default, rename = "disableMP")]
@@ -190,8 +195,10 @@ pub mod v1beta1 {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub node_selectors: Vec<NodeSelector>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 80), regex(pattern = r"^[!-~]*$"))]
         pub password: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 63), regex(pattern = r"^[!-~]*$"))]
         pub bfd_profile: Option<String>,
         #[serde(default)]
         pub ebgp_multi_hop: bool,

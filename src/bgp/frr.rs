@@ -59,7 +59,8 @@ pub struct NeighborRef {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Neighbor {
-    /// The BGPPeer this neighbor comes from.
+    /// The BGPPeer this neighbor comes from (never laid out: the file names peers by address).
+    #[serde(skip)]
     pub peer: String,
     /// Address or interface, as written after `neighbor`.
     pub target: String,
@@ -349,7 +350,7 @@ pub fn build(
         }
     }
     FrrConfig {
-        hostname: node.name.clone(),
+        hostname: crate::config::frr_text::hostname(&node.name),
         // debugging is a log target's default, which FRR prints as a bare `log stdout`.
         log_level: match frr_log_level(log_level).unwrap_or("informational") {
             "debugging" => String::new(),

@@ -5,6 +5,7 @@
 pub mod announce;
 pub mod extras;
 pub mod frr;
+pub mod guard;
 
 pub use crate::topology::ServiceState;
 pub use announce::{Announcement, NodePlan, plan_node};
@@ -18,19 +19,29 @@ pub enum RenderError {
     Template(String),
     #[error("rendering the FRR configuration failed: {0}")]
     Render(String),
+    /// A value would have left its place in the file (see [`guard`]): nothing is laid out.
+    #[error("refused to lay out the FRR configuration: {0}")]
+    Unsafe(String),
 }
 
 /// Lays a view model out as an frr.conf.
 pub fn render(config: &FrrConfig) -> Result<String, RenderError> {
+    lay_out(&serde_json::to_value(config).map_err(|e| RenderError::Render(e.to_string()))?)
+}
+
+/// The view model, serialised, through the guard, the template and the guard again.
+fn lay_out(view: &serde_json::Value) -> Result<String, RenderError> {
+    guard::check_view(view).map_err(RenderError::Unsafe)?;
     let mut tera = tera::Tera::default();
     // frr.conf is not HTML: nothing may be escaped.
     tera.autoescape_on(Vec::<&str>::new());
     tera.add_raw_template("frr.conf", TEMPLATE).map_err(|e| RenderError::Template(format!("{e:?}")))?;
-    let ctx = tera::Context::from_serialize(config).map_err(|e| RenderError::Render(format!("{e:?}")))?;
+    let ctx = tera::Context::from_serialize(view).map_err(|e| RenderError::Render(format!("{e:?}")))?;
     let mut out = tera.render("frr.conf", &ctx).map_err(|e| RenderError::Render(format!("{e:?}")))?;
     if !out.ends_with('\n') {
         out.push('\n');
     }
+    guard::check(&out).map_err(RenderError::Unsafe)?;
     Ok(out)
 }
 

@@ -199,3 +199,60 @@ fn the_frr_log_level_reaches_the_rendered_log_line() {
     assert_eq!(super::frr::frr_log_level("loud"), None);
     assert!(super::frr::parse_log_level("loud").unwrap_err().contains("emergencies"));
 }
+
+/// Every string the template lays out, one at a time, replaced by text that would leave its
+/// slot: the renderer refuses each, naming the slot, whatever validation let through.
+#[test]
+fn the_renderer_refuses_hostile_text_in_every_slot_of_the_template() {
+    let c = config(
+        "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\nspec: {receiveInterval: 100, echoMode: true}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: red}\n\
+         spec: {myASN: 64512, peerASN: 64501, peerAddress: 192.0.2.9, vrf: red, password: k, bfdProfile: fast, holdTime: 9s}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: link}\nspec: {myASN: 64512, dynamicASN: external, interface: eth1}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: adv}\nspec: {communities: [65000:1, 'large:1:2:3'], localPref: 50}\n",
+    );
+    let mut n = node(&[]);
+    n.router_id = Some("192.0.2.11".parse().unwrap());
+    let a = plan_node(&c, &n, &[svc(&["198.51.100.7", "2001:db8:20::7"])], &Endpoints::assume_everywhere());
+    let view = super::frr::build(&c, &n, &a.announcements, "info", super::Secrets::Show);
+    let benign = serde_json::to_value(&view).unwrap();
+    assert!(super::lay_out(&benign).is_ok());
+    let mut slots = Vec::new();
+    string_paths(&benign, &mut Vec::new(), &mut slots);
+    assert!(slots.len() > 40, "the fixture fills every kind of slot: {}", slots.len());
+    for path in slots {
+        for hostile in ["x\n neighbor 198.51.100.66 remote-as 65666", "a\rb", "exit\nline vty", "é"] {
+            let mut v = benign.clone();
+            *path.iter().fold(&mut v, |v, key| match key {
+                Ok(i) => &mut v[*i],
+                Err(k) => &mut v[k.as_str()],
+            }) = hostile.into();
+            match super::lay_out(&v) {
+                Err(super::RenderError::Unsafe(e)) => assert!(!e.contains("198.51.100.66"), "{e}"),
+                other => panic!("{path:?} = {hostile:?}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// Paths (array index or object key) of every string in `v`.
+fn string_paths(
+    v: &serde_json::Value,
+    at: &mut Vec<Result<usize, String>>,
+    out: &mut Vec<Vec<Result<usize, String>>>,
+) {
+    match v {
+        serde_json::Value::String(_) => out.push(at.clone()),
+        serde_json::Value::Array(items) => items.iter().enumerate().for_each(|(i, item)| {
+            at.push(Ok(i));
+            string_paths(item, at, out);
+            at.pop();
+        }),
+        serde_json::Value::Object(fields) => fields.iter().for_each(|(k, item)| {
+            at.push(Err(k.clone()));
+            string_paths(item, at, out);
+            at.pop();
+        }),
+        _ => {}
+    }
+}

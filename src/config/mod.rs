@@ -9,6 +9,7 @@ mod advertisement;
 pub mod community;
 mod duration;
 mod error;
+pub mod frr_text;
 mod node_rules;
 mod peer;
 mod pool;

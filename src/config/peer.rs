@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::ClusterObjects;
 use super::duration;
 use super::error::{ObjectReport, Report};
+use super::frr_text;
 use super::selector::Selector;
 use crate::api::{BFDProfile, BGPPeer, DynamicASNMode};
 
@@ -88,6 +89,10 @@ pub(super) fn parse_bfd_profiles(
     for obj in &objects.bfd_profiles {
         let name = obj.metadata.name.clone().unwrap_or_default();
         let mut r = report.on("BFDProfile", &name);
+        if let Err(e) = frr_text::bfd_profile_name(&name) {
+            r.error("metadata.name", format!("{e} (it becomes a BFD profile in FRR)"));
+            continue;
+        }
         if let Some(p) = parse_bfd_profile(obj, &name, &mut r) {
             out.insert(name, p);
         }
@@ -190,6 +195,9 @@ fn parse_peer(
     }
     let address = parse_ip(r, "spec.peerAddress", &s.peer_address);
     let interface = s.interface.clone().filter(|i| !i.is_empty());
+    if let Some(i) = &interface {
+        checked(r, "spec.interface", frr_text::device_name(i));
+    }
     let endpoint = match (address, interface, s.peer_address.as_deref().is_some_and(|a| !a.is_empty())) {
         (_, Some(_), true) => {
             r.error("spec.interface", "set either peerAddress or interface, not both");
@@ -239,6 +247,9 @@ fn parse_peer(
     });
     let password = resolve_password(r, s, objects);
     let bfd_profile = s.bfd_profile.clone().filter(|b| !b.is_empty());
+    let bfd_profile = bfd_profile.filter(|b| checked(r, "spec.bfdProfile", frr_text::bfd_profile_name(b)));
+    let vrf = s.vrf.clone().filter(|v| !v.is_empty());
+    let vrf = vrf.filter(|v| checked(r, "spec.vrf", frr_text::device_name(v)));
     if let Some(b) = bfd_profile.as_ref().filter(|b| !bfd.contains_key(*b)) {
         r.missing("spec.bfdProfile", format!("BFDProfile {b:?} does not exist"));
     }
@@ -258,7 +269,7 @@ fn parse_peer(
         bfd_profile,
         graceful_restart: s.enable_graceful_restart,
         ebgp_multihop: s.ebgp_multi_hop,
-        vrf: s.vrf.clone().filter(|v| !v.is_empty()),
+        vrf,
         dual_stack_address_family: s.dual_stack_address_family,
     };
     if peer.ebgp_multihop && peer.is_ibgp() {
@@ -298,6 +309,17 @@ fn parse_timers(r: &mut ObjectReport, hold: Option<&str>, keepalive: Option<&str
     None
 }
 
+/// Whether a field's text passed its check; a failure is reported on `field`.
+fn checked(r: &mut ObjectReport, field: &str, check: Result<(), String>) -> bool {
+    match check {
+        Ok(()) => true,
+        Err(e) => {
+            r.error(field, e);
+            false
+        }
+    }
+}
+
 fn resolve_password(
     r: &mut ObjectReport,
     s: &crate::api::BGPPeerSpec,
@@ -305,7 +327,9 @@ fn resolve_password(
 ) -> Option<String> {
     let secret_ref = s.password_secret.as_ref();
     let inline = s.password.clone().filter(|p| !p.is_empty());
-    let Some(secret_ref) = secret_ref else { return inline };
+    let Some(secret_ref) = secret_ref else {
+        return inline.filter(|p| checked(r, "spec.password", frr_text::password(p)));
+    };
     if inline.is_some() {
         r.error("spec.passwordSecret", "set either password or passwordSecret, not both");
         return None;
@@ -342,7 +366,13 @@ fn resolve_password(
     let from_string =
         secret.string_data.as_ref().and_then(|d| d.get("password")).map(|s| s.clone().into_bytes());
     match from_string.or(from_data).map(String::from_utf8) {
-        Some(Ok(pw)) => Some(pw),
+        Some(Ok(pw)) => match frr_text::password(&pw) {
+            Ok(()) => Some(pw),
+            Err(e) => {
+                r.error("spec.passwordSecret", format!("Secret {secret_name:?}, key \"password\": {e}"));
+                None
+            }
+        },
         Some(Err(_)) => {
             r.error(
                 "spec.passwordSecret",

@@ -6,6 +6,8 @@
 pub mod condition;
 pub mod incremental;
 pub mod invalid_objects;
+#[doc(hidden)]
+pub mod hostile;
 mod legacy;
 pub mod manifest;
 pub mod node_status;

@@ -376,6 +376,43 @@ exit
     println!("wrong password: agent reports {} ({}), other sessions untouched", md5.state, md5.last_reset);
 }
 
+/// The widest password validation lets through (80 bytes, every kind of punctuation FRR could
+/// read specially: `!`, `#`, `?`, quotes, backslash) reaches FRR as written: the running
+/// configuration shows it byte for byte and the ToR, holding the same key, establishes the
+/// session. A node whose name starts with a digit (FRR refuses such a `hostname`) still gets
+/// its configuration, under a derived hostname.
+#[test]
+fn the_longest_password_of_every_punctuation_reaches_frr_as_written() {
+    require_frr!();
+    let lan = Lan::new();
+    let tor = Frr::start("tor").unwrap();
+    let node = Frr::start("node1").unwrap();
+    lan.attach(&tor.ns, "eth0", &["192.0.2.1/24"]);
+    lan.attach(&node.ns, "eth0", &["192.0.2.11/24"]);
+    let punctuation: String =
+        (0x21u8..=0x7e).filter(|b| !b.is_ascii_alphanumeric()).map(char::from).collect();
+    let password = format!("{punctuation}{}", "Zz9".repeat(30))[..80].to_string();
+    assert_eq!(password.len(), ferrolb::config::frr_text::MAX_PASSWORD);
+    tor.configure(&format!(
+        "router bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n neighbor 192.0.2.11 remote-as 64512\n \
+         neighbor 192.0.2.11 password {password}\n neighbor 192.0.2.11 timers connect 1\nexit\n"
+    ));
+    let quoted = serde_json::to_string(&password).unwrap();
+    let manifest = format!("{BASE}{}", peer("md5", 64500, "192.0.2.1", &format!(", password: {quoted}")));
+    let plan = plan_node(&manifest, "7-rack1");
+    assert!(plan.frr.contains("\nhostname node-7-rack1\n"), "{}", plan.frr);
+    let agent = AgentProcess::start(&node, "agent");
+    apply(&agent, &plan.frr, 1);
+    let running = node.running_config();
+    assert!(running.contains(&format!(" neighbor 192.0.2.1 password {password}\n")), "{running}");
+    let up = wait_for(Duration::from_secs(40), || established(&tor, "192.0.2.11"));
+    assert!(up.is_some(), "{:?}\n{running}", counters(&tor));
+    println!(
+        "an 80-byte password of {} punctuation characters: applied as written, session up",
+        punctuation.len()
+    );
+}
+
 #[test]
 fn a_vrf_peer_gets_its_session_and_the_services() {
     require_frr!();

@@ -40,6 +40,12 @@ const BAD: &[(&str, &str)] = &[
          apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: bad-b}\nspec: {myASN: 64500, peerASN: 64501, peerAddress: 192.0.2.254, routerID: 192.0.2.2}\n",
     ),
     (
+        "a Secret whose password would add FRR configuration",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: smuggling-pw}\ntype: kubernetes.io/basic-auth\n\
+         stringData: {password: \"x\\n neighbor 198.51.100.66 remote-as 65666\"}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: bad-md5}\nspec: {myASN: 64500, peerASN: 64501, peerAddress: 192.0.2.254, passwordSecret: {name: smuggling-pw}}\n",
+    ),
+    (
         "a malformed object (the webhook would refuse it)",
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bad-pool}\nspec: {addresses: [198.51.100.0/33]}\n",
     ),
@@ -79,7 +85,7 @@ fn objects(yaml: &str) -> Vec<(ApiResource, DynamicObject)> {
             let mut o: DynamicObject = serde_saphyr::from_str(doc).unwrap();
             o.metadata.namespace = Some("metallb-system".into());
             let types = o.types.clone().unwrap();
-            let (group, version) = types.api_version.split_once('/').unwrap();
+            let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
             let gvk = kube::api::GroupVersionKind::gvk(group, version, &types.kind);
             let plural = format!("{}s", types.kind.to_lowercase());
             (ApiResource::from_gvk_with_plural(&gvk, &plural), o)
@@ -165,6 +171,9 @@ fn no_kind_of_invalid_object_takes_an_ip_away() {
             .await;
             assert!(r.is_ok(), "{what}: {r:?}");
             assert_eq!(stale_metric(&metrics).as_deref(), Some("1"), "{what}: config_stale_bool");
+            // No secret reaches a status or an Event (the smuggling password's text included).
+            let said = format!("{:?}{:?}", states.get("controller").await.map(|s| s.status), events.list(&ListParams::default()).await.map(|l| l.items));
+            assert!(!said.contains("65666"), "{what}: a password reached a status or Event");
 
             // A new Service is served from the last good pool; for a second every Service holds
             // exactly what it held (sampled every 50 ms).

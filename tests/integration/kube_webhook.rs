@@ -155,6 +155,18 @@ fn the_webhook_refuses_bad_config_guards_bfd_profiles_and_converts_peers() {
         let why = refusal(&communities, &bad).await.expect("a bad community value was admitted");
         assert!(why.contains("Community \"c\""), "{why}");
 
+        // A password from a Secret that would add FRR configuration: the schema cannot see it,
+        // the webhook refuses the peer by field, without repeating the password.
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        let smuggling: Secret = serde_json::from_value(json!({"metadata": {"name": "tor-pw"}, "type": "kubernetes.io/basic-auth",
+            "stringData": {"password": "x\n neighbor 198.51.100.66 remote-as 65666"}})).unwrap();
+        secrets.create(&PostParams::default(), &smuggling).await.unwrap();
+        let with_secret = object("v1beta2", "BGPPeer", "tor-md5", json!({"myASN": 64500, "peerASN": 64501, "peerAddress": "192.0.2.252", "passwordSecret": {"name": "tor-pw"}}));
+        let why = refusal(&peers, &with_secret).await.expect("a peer whose Secret smuggles FRR lines was admitted");
+        assert!(why.contains("BGPPeer \"tor-md5\"") && why.contains("spec.passwordSecret") && why.contains("line or word break"), "{why}");
+        assert!(!why.contains("65666"), "the refusal repeats the password: {why}");
+        secrets.delete("tor-pw", &DeleteParams::default()).await.unwrap();
+
         // Creation order is free: a peer may name a BFDProfile that does not exist yet ...
         let tor = object("v1beta2", "BGPPeer", "tor", json!({"myASN": 64500, "peerASN": 64501, "peerAddress": "192.0.2.254", "bfdProfile": "fast"}));
         assert_eq!(refusal(&peers, &tor).await, None);
@@ -260,5 +272,53 @@ fn certificates_from_cert_manager_files_are_served_and_their_ca_published() {
         // No Secret of our own: the files are the certificate.
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
         assert!(secrets.get_opt("ferrolb-webhook-cert").await.unwrap().is_none());
+    });
+}
+
+/// The CRD schemas alone (no webhook runs): a real API server refuses text that would leave its
+/// word in frr.conf, in every field that reaches it, and takes what FRR reads back unchanged.
+#[test]
+fn the_schemas_refuse_text_that_would_become_frr_commands() {
+    require_kube!();
+    let lab = KubeLab::start();
+    let rt = crate::threaded_runtime();
+    rt.block_on(async {
+        let client = lab.prepared(&[NS]).await;
+        let peers = dynamic(&client, "v1beta2", "BGPPeer", "bgppeers");
+        let old_peers = dynamic(&client, "v1beta1", "BGPPeer", "bgppeers");
+        let base = json!({"myASN": 64500, "peerASN": 64501, "peerAddress": "192.0.2.254"});
+        let with = |field: &str, value: &str| {
+            let mut spec = base.clone();
+            spec[field] = value.into();
+            spec
+        };
+        let smuggle = "x\n neighbor 198.51.100.66 remote-as 65666";
+        for (n, (field, value)) in [
+            ("password", smuggle),
+            ("password", &*"k".repeat(81)),
+            ("password", "two words"),
+            ("vrf", "red\nexit"),
+            ("vrf", "a-sixteen-chars!"),
+            ("interface", "eth0/1"),
+            ("bfdProfile", "fast\n!"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let o = object("v1beta2", "BGPPeer", &format!("p{n}"), with(field, value));
+            let why = refusal(&peers, &o).await.unwrap_or_else(|| panic!("{field}={value:?} was admitted"));
+            assert!(why.contains(&format!("spec.{field}")), "{field}: {why}");
+        }
+        let o = object("v1beta1", "BGPPeer", "old", with("password", smuggle));
+        let why = refusal(&old_peers, &o).await.expect("a v1beta1 peer's smuggling password was admitted");
+        assert!(why.contains("spec.password"), "{why}");
+        let profiles = dynamic(&client, "v1beta1", "BFDProfile", "bfdprofiles");
+        let long = format!("{}.{}", "a".repeat(32), "b".repeat(32));
+        let why = refusal(&profiles, &object("v1beta1", "BFDProfile", &long, json!({}))).await;
+        assert!(why.as_deref().is_some_and(|w| w.contains("at most 63 characters")), "{why:?}");
+        // What FRR takes as one word is admitted as it is.
+        let fine = with("password", "!#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\"");
+        assert_eq!(refusal(&peers, &object("v1beta2", "BGPPeer", "fine", fine)).await, None);
+        assert_eq!(refusal(&profiles, &object("v1beta1", "BFDProfile", &long[..63], json!({}))).await, None);
     });
 }
