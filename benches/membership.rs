@@ -69,7 +69,7 @@ fn addr(i: usize) -> SocketAddr {
 fn settings(i: usize, n: usize) -> MembershipSettings {
     let mut s = MembershipSettings::new(node(i), addr(i));
     s.seeds = (0..n).filter(|&j| j != i).map(|j| (node(j), addr(j))).collect();
-    s.secret = Some(SECRET.to_vec());
+    s.keys = vec![SECRET.to_vec()];
     s
 }
 

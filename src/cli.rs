@@ -1,10 +1,11 @@
 //! Command-line wiring for the offline commands: file reading and exit codes only.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::api;
+use crate::plan::manifest::MAX_MANIFEST_BYTES;
 use crate::plan::{self, Format, Inputs, Options};
 
 /// Valid configuration (pending Services included).
@@ -87,10 +88,35 @@ pub fn read_manifests(paths: &[PathBuf], recursive: bool, namespace: &str) -> Re
         collect(path, recursive, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = read_capped(file)?;
         inputs.add_yaml(&file.display().to_string(), &text).map_err(|e| e.to_string())?;
     }
     Ok(inputs)
+}
+
+/// `file`'s text, unless it is bigger than [`MAX_MANIFEST_BYTES`]: its size is checked before
+/// reading, and no more than one byte past the limit is read either way (a file that grew since,
+/// or a pipe or device that has no size).
+fn read_capped(file: &Path) -> Result<String, String> {
+    let failed = |e: std::io::Error| format!("{}: {e}", file.display());
+    let too_big = |size: &str| {
+        let limit = MAX_MANIFEST_BYTES >> 20;
+        format!(
+            "{}: refused: {size}, more than the {limit} MiB ferrolb reads from one manifest",
+            file.display()
+        )
+    };
+    let f = std::fs::File::open(file).map_err(failed)?;
+    let size = f.metadata().map_err(failed)?.len();
+    if size > MAX_MANIFEST_BYTES as u64 {
+        return Err(too_big(&format!("{size} bytes")));
+    }
+    let mut text = String::new();
+    f.take(MAX_MANIFEST_BYTES as u64 + 1).read_to_string(&mut text).map_err(failed)?;
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(too_big("more bytes than its size said"));
+    }
+    Ok(text)
 }
 
 fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

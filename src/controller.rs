@@ -63,6 +63,38 @@ pub struct ControllerArgs {
     pub metrics_bind: std::net::SocketAddr,
     #[command(flatten)]
     pub metrics_security: crate::metrics_server::MetricsSecurityArgs,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+    /// The Secret (in the namespace) holding the speakers' membership key: made with a fresh
+    /// key whenever it is missing (at start and every minute, so deleting it rotates the key).
+    /// Empty: none is made.
+    #[arg(long, default_value = "")]
+    pub memberlist_secret: String,
+}
+
+/// Makes the membership key's Secret whenever it is missing, while this replica runs.
+fn keep_memberlist_key(client: &Client, ns: &str, name: &str) {
+    if name.is_empty() {
+        return;
+    }
+    let (client, ns, name) = (client.clone(), ns.to_string(), name.to_string());
+    tokio::spawn(async move {
+        loop {
+            let again = match k8s::memberlist_key::ensure(&client, &ns, &name).await {
+                Ok(made) => {
+                    if made {
+                        tracing::info!(secret = %name, "made the speakers' membership key");
+                    }
+                    Duration::from_secs(60)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "making the speakers' membership key; retrying");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::time::sleep(again).await;
+        }
+    });
 }
 
 /// How often pool counts are written at most.
@@ -72,9 +104,10 @@ const POOL_COUNTS_EVERY: Duration = Duration::from_secs(1);
 pub(crate) const WRITERS: usize = 16;
 
 pub async fn run(args: ControllerArgs) -> Result<(), String> {
+    let tls = args.tls.policy()?;
     let client = k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?;
     let names = crate::metrics_server::names_for(args.metrics_bind);
-    let mode = crate::metrics_server::mode(&args.metrics_security, Some(&client), names).await?;
+    let mode = crate::metrics_server::mode(&args.metrics_security, &tls, Some(&client), names).await?;
     crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     // A standby keeps its cache warm, so taking over costs only the lease.
     let cache = Arc::new(ClusterCache::start(&client, &args.namespace, crate::k8s::cache::Role::Controller));
@@ -84,7 +117,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     crate::health::register("listed", move || {
         if listed.is_ready() { Ok(()) } else { Err("still listing the cluster".into()) }
     });
-    let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, &cache));
+    let mut webhook = (args.webhook.webhook_port != 0).then(|| start_webhook(&client, &args, tls, &cache));
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "ferrolb".into())
     });
@@ -113,6 +146,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         }
         None => None,
     };
+    keep_memberlist_key(&client, &args.namespace, &args.memberlist_secret);
     tracing::info!("waiting for the first full listing of the cluster");
     cache.ready().await;
     // The listing's pages are parsed and gone; what the cache keeps is a fraction of them.
@@ -280,7 +314,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                 pools_written = Some(now);
             }
         }
-        if let Err(e) = config_state.sync(decided.error_summary(), None).await {
+        if let Err(e) = config_state.sync(decided.error_summary(), Vec::new()).await {
             tracing::warn!(error = %e, "writing the ConfigurationState");
         }
         // Pending Services with nothing to clear get their warning once per reason.
@@ -355,6 +389,7 @@ fn record_plan(decided: &plan::Plan) {
 fn start_webhook(
     client: &Client,
     args: &ControllerArgs,
+    tls: crate::tls::TlsPolicy,
     cache: &Arc<ClusterCache>,
 ) -> tokio::task::JoinHandle<Result<(), String>> {
     let (reader, lister) = (cache.clone(), client.clone());
@@ -367,7 +402,8 @@ fn start_webhook(
             crate::k8s::cache::live_objects(&client, &cache).await.map_err(|e| e.to_string())
         })
     });
-    tokio::spawn(crate::webhook::run(client.clone(), args.namespace.clone(), args.webhook.clone(), current))
+    let (namespace, webhook) = (args.namespace.clone(), args.webhook.clone());
+    tokio::spawn(crate::webhook::run(client.clone(), namespace, webhook, tls, current))
 }
 
 /// Renews the lease a few times per lease duration; resolves when it could not be renewed in

@@ -20,5 +20,6 @@ pub mod metrics_server;
 pub mod plan;
 pub mod service;
 pub mod speaker;
+pub mod tls;
 pub mod topology;
 pub mod webhook;

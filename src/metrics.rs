@@ -33,6 +33,11 @@ pub struct AnnouncedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IpLabels {
     pub ip: String,
 }
@@ -66,6 +71,7 @@ pub struct Metrics {
     pub memberlist_packets_received: Counter,
     pub memberlist_bytes_sent: Counter,
     pub memberlist_bytes_received: Counter,
+    pub memberlist_packets_dropped: Family<ReasonLabels, Counter>,
 }
 
 /// 1 ms .. ~33 s, doubling.
@@ -104,6 +110,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         memberlist_packets_received: Counter::default(),
         memberlist_bytes_sent: Counter::default(),
         memberlist_bytes_received: Counter::default(),
+        memberlist_packets_dropped: Family::default(),
     };
     {
         let r = registry.sub_registry_with_prefix("metallb");
@@ -207,9 +214,21 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         for (name, help, counter) in traffic {
             ml.register(name, help, counter.clone());
         }
+        ml.register(
+            "packets_dropped",
+            "Layer 2 membership datagrams dropped unread: unauthenticated (no key of this speaker seals it), replayed, or stale (sent outside the time window)",
+            m.memberlist_packets_dropped.clone(),
+        );
     }
     Metrics { registry, ..m }
 });
+
+impl Metrics {
+    /// Counts a membership datagram dropped for `reason`.
+    pub fn memberlist_dropped(&self, reason: &str) {
+        self.memberlist_packets_dropped.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    }
+}
 
 /// MetalLB's counters whose names carry no `_total`, kept so in the exposition.
 const BARE_COUNTERS: &[&str] =

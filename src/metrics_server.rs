@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::k8s::authz::Authorizer;
 use crate::metrics_auth::{self, Decision};
+use crate::tls::TlsPolicy;
 use crate::webhook::cert;
 use crate::webhook::server::CertSlot;
 
@@ -36,18 +37,19 @@ pub struct MetricsSecurityArgs {
 /// How the port is served.
 pub enum Mode {
     Plain,
-    Secure { cert: Arc<CertSlot>, authorizer: Arc<Authorizer> },
+    Secure { tls: Arc<rustls::ServerConfig>, authorizer: Arc<Authorizer> },
 }
 
 /// How often certificate files are re-read, and a self-issued certificate checked for renewal.
 const CHECK_EVERY: Duration = Duration::from_secs(30);
 
-/// The serving mode `args` ask for. Secure needs a client for the reviews; `names` go into a
-/// self-issued certificate (scrapers verify it only if given its CA, which a self-issued one
-/// has nowhere to publish, so the chart's ServiceMonitors skip verification unless a Secret is
-/// named).
+/// The serving mode `args` ask for, with the process's TLS versions and suites. Secure needs a
+/// client for the reviews; `names` go into a self-issued certificate (scrapers verify it only
+/// if given its CA, which a self-issued one has nowhere to publish, so the chart's
+/// ServiceMonitors skip verification unless a Secret is named).
 pub async fn mode(
     args: &MetricsSecurityArgs,
+    tls: &TlsPolicy,
     client: Option<&kube::Client>,
     names: Vec<String>,
 ) -> Result<Mode, String> {
@@ -87,7 +89,8 @@ pub async fn mode(
             });
         }
     }
-    Ok(Mode::Secure { cert: slot, authorizer: Arc::new(Authorizer::new(client.clone())) })
+    tracing::info!(%tls, "metrics TLS");
+    Ok(Mode::Secure { tls: tls.server_config(slot)?, authorizer: Arc::new(Authorizer::new(client.clone())) })
 }
 
 fn self_issue(names: &[String], slot: &CertSlot) -> Result<cert::ServingCert, String> {
@@ -117,11 +120,7 @@ pub async fn serve(bind: SocketAddr, mode: Mode) -> Result<(), String> {
     let listener = crate::bind::tcp_listener(bind).map_err(|e| format!("metrics: binding {bind}: {e}"))?;
     let (acceptor, authorizer) = match mode {
         Mode::Plain => (None, None),
-        Mode::Secure { cert, authorizer } => {
-            let mut tls = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert);
-            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-            (Some(TlsAcceptor::from(Arc::new(tls))), Some(authorizer))
-        }
+        Mode::Secure { tls, authorizer } => (Some(TlsAcceptor::from(tls)), Some(authorizer)),
     };
     tracing::info!(%bind, secure = acceptor.is_some(), "metrics serving");
     loop {

@@ -13,7 +13,7 @@ mod frr_metrics;
 mod peers;
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::cli::read_manifests;
@@ -70,8 +70,10 @@ pub struct SpeakerArgs {
     /// Where this speaker's membership listens (`[IP]:PORT` for either family).
     #[arg(long, default_value = "0.0.0.0:7946", value_parser = crate::bind::parse_socket_addr)]
     pub membership_bind: std::net::SocketAddr,
-    /// A file holding the secret all speakers share; membership traffic is then encrypted and
-    /// authenticated.
+    /// A file holding the key all speakers share; membership traffic is then encrypted,
+    /// authenticated and protected from replays. Every other file beside it (a mounted Secret's
+    /// other keys) opens datagrams too, so a key is rotated without a gap: add the new key beside
+    /// the old everywhere, then make it this file's.
     #[arg(long)]
     pub membership_secret_file: Option<PathBuf>,
     /// Stop answering ARP/NDP while this speaker sees no strict majority of the speakers that
@@ -98,6 +100,8 @@ pub struct SpeakerArgs {
     pub metrics_bind: std::net::SocketAddr,
     #[command(flatten)]
     pub metrics_security: crate::metrics_server::MetricsSecurityArgs,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
     /// Announce from this node even when it carries the label
     /// node.kubernetes.io/exclude-from-external-load-balancers (MetalLB's flag). Give every
     /// speaker the same: layer 2 elections must see the same candidates everywhere.
@@ -114,12 +118,13 @@ pub struct SpeakerArgs {
 
 /// Runs until interrupted.
 pub async fn run(args: SpeakerArgs) -> Result<(), String> {
+    let tls = args.tls.policy()?;
     let client = match args.manifests.is_empty() {
         true => Some(crate::k8s::client(args.kubeconfig.as_deref()).await.map_err(|e| e.to_string())?),
         false => None,
     };
     let names = crate::metrics_server::names_for(args.metrics_bind);
-    let mode = crate::metrics_server::mode(&args.metrics_security, client.as_ref(), names).await?;
+    let mode = crate::metrics_server::mode(&args.metrics_security, &tls, client.as_ref(), names).await?;
     crate::metrics_server::start(Some(args.metrics_bind).filter(|b| b.port() != 0), mode);
     let backend = args.frr_agent_socket.as_ref().map(|socket| {
         frr_metrics::start(socket.clone(), frr_metrics::EVERY);
@@ -204,12 +209,14 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         Some(source) => Some(peers::start(source, &args.node, args.membership_bind.port()).await?),
         None => None,
     };
+    // How many keys open membership traffic (None: no membership), for the ConfigurationState.
+    let mut membership_keys_held = None;
     let membership = match &mut peers {
         Some(peers) => {
             let mut settings = MembershipSettings::new(&args.node, args.membership_bind);
             settings.seeds = peers.borrow_and_update().seeds.clone();
             if let Some(file) = &args.membership_secret_file {
-                settings.secret = Some(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
+                settings.keys = membership_keys(file)?;
             }
             if let Some(ms) = args.membership_probe_ms {
                 settings.probe_period = Duration::from_millis(ms);
@@ -217,7 +224,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 settings.suspect_to_down = Duration::from_millis(ms * 4 / 3);
                 settings.ring_period = Duration::from_millis(ms * 2 / 3);
             }
-            tracing::info!(seeds = ?settings.seeds, fence = args.fence, "joining the speakers' membership");
+            tracing::info!(seeds = ?settings.seeds, fence = args.fence, keys = settings.keys.len(), "joining the speakers' membership");
+            membership_keys_held = Some(settings.keys.len());
             Some(Membership::start(settings).await.map_err(|e| e.to_string())?)
         }
         None => None,
@@ -399,6 +407,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     errors: p.error_summary(),
                     sessions,
                     fencing: q.as_ref().filter(|_| responder.is_some()).map(report::Fencing::from),
+                    sealed: membership_keys_held.filter(|_| responder.is_some()).map(report::sealed),
                 }));
             }
             if let (Some(r), true) = (&responder, decided) {
@@ -508,6 +517,33 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
 
 /// In a cluster the controller decides the IPs: only Services whose status carries them are
 /// announced (with `ips_from_status`, exactly those IPs); the rest need not be planned.
+/// The membership keys: `file` seals (and opens); files beside it named after it with a
+/// suffix (`secretkey.next`, `secretkey.previous`: other keys of the same Secret) only open, so
+/// speakers that already have a new key still hear those that do not.
+fn membership_keys(file: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let read = |f: &Path| std::fs::read(f).map_err(|e| format!("membership key {}: {e}", f.display()));
+    let key = read(file)?;
+    if key.is_empty() {
+        return Err(format!("membership key {} is empty", file.display()));
+    }
+    let mut keys = vec![key];
+    let prefix = format!("{}.", file.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut others: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("membership keys in {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
+        .collect();
+    others.sort();
+    for other in others {
+        let key = read(&other)?;
+        if !key.is_empty() {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
 fn announced_by_controller(mut inputs: crate::plan::Inputs) -> crate::plan::Inputs {
     inputs.services.retain(|s| !crate::plan::writeback::current_ips(s).is_empty());
     inputs
@@ -605,6 +641,25 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<SpeakerArgs, clap::Error> {
         Command::try_parse_from(["speaker", "--node", "node1"].iter().chain(args)).map(|c| c.speaker)
+    }
+
+    #[test]
+    fn the_key_file_seals_and_its_suffixed_siblings_only_open() {
+        let dir = std::env::temp_dir().join(format!("ferrolb-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, key) in
+            [("secretkey", "now"), ("secretkey.next", "next"), ("other", "x"), ("secretkey.empty", "")]
+        {
+            std::fs::write(dir.join(name), key).unwrap();
+        }
+        let keys = super::membership_keys(&dir.join("secretkey"));
+        std::fs::write(dir.join("secretkey"), "").unwrap();
+        let empty = super::membership_keys(&dir.join("secretkey"));
+        let missing = super::membership_keys(&dir.join("nothing"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(keys.unwrap(), [b"now".to_vec(), b"next".to_vec()]);
+        assert!(empty.unwrap_err().contains("is empty"));
+        assert!(missing.unwrap_err().contains("nothing"));
     }
 
     #[test]

@@ -47,15 +47,19 @@ pub struct WebhookArgs {
 /// How often the certificate is checked (renewal, a bundle wiped by `helm upgrade`, new files).
 const CHECK_EVERY: Duration = Duration::from_secs(30);
 
-/// Serves until an error makes serving impossible (the port is taken).
+/// Serves until an error makes serving impossible (the port is taken), with the process's TLS
+/// versions and suites.
 pub async fn run(
     client: Client,
     namespace: String,
     args: WebhookArgs,
+    tls: crate::tls::TlsPolicy,
     current: Current,
 ) -> Result<(), String> {
     let serving = crate::health::Flag::new("webhook", "no serving certificate yet");
     let slot = Arc::new(CertSlot::default());
+    let config = tls.server_config(slot.clone())?;
+    tracing::info!(%tls, "webhook TLS");
     let bind = SocketAddr::new(args.webhook_address, args.webhook_port);
     let service =
         webhook_cert::WebhookService { namespace: namespace.clone(), name: args.webhook_service.clone() };
@@ -99,7 +103,7 @@ pub async fn run(
             });
         }
     }
-    server::serve(bind, slot, current, || serving.set(Ok(()))).await
+    server::serve(bind, config, current, || serving.set(Ok(()))).await
 }
 
 fn names(args: &WebhookArgs, ns: &str) -> Vec<String> {

@@ -9,7 +9,8 @@ use serde_json::json;
 use super::{K8sError, api_error};
 use crate::api::ConfigurationState;
 
-/// A condition beside the configuration's own: the speaker's layer 2 fencing.
+/// A condition beside the configuration's own: the speaker's layer 2 fencing, whether its
+/// membership is sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraCondition {
     pub type_: &'static str,
@@ -27,9 +28,9 @@ pub struct ConfigStateReport {
     owner: Option<OwnerReference>,
     /// `poolReconcilerValid` (controller) or `configReconcilerValid` (speaker), as MetalLB.
     condition: &'static str,
-    /// The errors (None inside: valid) and extra condition last written; None until the first
+    /// The errors (None inside: valid) and extra conditions last written; None until the first
     /// write.
-    written: Option<(Option<String>, Option<ExtraCondition>)>,
+    written: Option<(Option<String>, Vec<ExtraCondition>)>,
     /// When each condition last changed status: (type, status, time).
     since: Vec<(String, &'static str, Time)>,
 }
@@ -57,11 +58,7 @@ impl ConfigStateReport {
 
     /// Says the configuration is valid (`errors` None) or invalid with these errors, and
     /// carries `extra` beside it.
-    pub async fn sync(
-        &mut self,
-        errors: Option<String>,
-        extra: Option<ExtraCondition>,
-    ) -> Result<(), K8sError> {
+    pub async fn sync(&mut self, errors: Option<String>, extra: Vec<ExtraCondition>) -> Result<(), K8sError> {
         let next = (errors, extra);
         if self.written.as_ref() == Some(&next) {
             return Ok(());
@@ -72,7 +69,7 @@ impl ConfigStateReport {
             Some(e) => ("False", "ConfigurationError", e.to_string()),
         };
         let mut conditions = vec![self.condition(self.condition, status, reason, &message)];
-        if let Some(x) = extra {
+        for x in extra {
             conditions.push(self.condition(
                 x.type_,
                 if x.status { "True" } else { "False" },

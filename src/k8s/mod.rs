@@ -7,6 +7,7 @@ mod changes;
 pub mod config_state;
 pub mod events;
 pub mod lease;
+pub mod memberlist_key;
 pub mod node_status;
 pub mod trim;
 pub mod webhook_cert;

@@ -222,9 +222,9 @@ impl NodeReporter {
     pub async fn sync_config_state(
         &mut self,
         errors: Option<String>,
-        fencing: Option<super::config_state::ExtraCondition>,
+        extra: Vec<super::config_state::ExtraCondition>,
     ) -> Result<(), K8sError> {
-        self.config_state.sync(errors, fencing).await
+        self.config_state.sync(errors, extra).await
     }
 
     /// This node's entry in each BGPPeer's status; peers no longer reported lose the entry.

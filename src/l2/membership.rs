@@ -1,6 +1,6 @@
-//! Which speakers are alive: SWIM membership (foca, sans-IO) over UDP, optionally sealed with a
-//! key shared by all speakers (ChaCha20-Poly1305 over a SHA-256 of the secret, so a stranger
-//! can neither read nor forge membership traffic).
+//! Which speakers are alive: SWIM membership (foca, sans-IO) over UDP, sealed with a key shared
+//! by all speakers (`seal.rs`: a stranger can neither read, forge nor replay membership
+//! traffic; running without a key is an explicit opt-out).
 //!
 //! The live set feeds the layer 2 election. Failure detection is tuned for sub-second failover:
 //! a speaker probes another every `probe_period`, asks others to probe indirectly after
@@ -34,11 +34,14 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod ring;
-mod seal;
+pub mod seal;
 mod timers;
 
 use ring::{Packet, Watch};
+pub use seal::Dropped;
 use seal::Sealer;
 use timers::{Job, Timers};
 
@@ -73,8 +76,9 @@ pub struct MembershipSettings {
     pub bind: SocketAddr,
     /// Other speakers to join through: (node, address).
     pub seeds: Vec<(String, SocketAddr)>,
-    /// Shared secret; without it membership traffic is plain (and says so in the log).
-    pub secret: Option<Vec<u8>>,
+    /// Shared keys: the first seals, every one opens (rotation). None: membership traffic is
+    /// plain (and says so in the log).
+    pub keys: Vec<Vec<u8>>,
     pub probe_period: Duration,
     pub probe_rtt: Duration,
     pub suspect_to_down: Duration,
@@ -89,7 +93,7 @@ impl MembershipSettings {
             node: node.into(),
             bind,
             seeds: Vec::new(),
-            secret: None,
+            keys: Vec::new(),
             probe_period: Duration::from_millis(150),
             probe_rtt: Duration::from_millis(60),
             suspect_to_down: Duration::from_millis(200),
@@ -146,6 +150,8 @@ pub struct Traffic {
     pub bytes_received: AtomicU64,
     /// Speakers declared down (failed or left) as this instance saw them.
     pub downs: AtomicU64,
+    /// Datagrams dropped before membership saw them, by [`seal::Dropped`] (in its order).
+    pub dropped: [AtomicU64; 3],
 }
 
 impl Traffic {
@@ -161,6 +167,17 @@ impl Traffic {
         self.bytes_received.fetch_add(bytes as u64, Ordering::Relaxed);
         crate::metrics::METRICS.memberlist_packets_received.inc();
         crate::metrics::METRICS.memberlist_bytes_received.inc_by(bytes as u64);
+    }
+
+    fn dropped(&self, why: Dropped) {
+        let i = Dropped::ALL.iter().position(|d| *d == why).unwrap_or(0);
+        self.dropped[i].fetch_add(1, Ordering::Relaxed);
+        crate::metrics::METRICS.memberlist_dropped(why.reason());
+    }
+
+    /// Datagrams dropped for this reason so far.
+    pub fn dropped_for(&self, why: Dropped) -> u64 {
+        Dropped::ALL.iter().position(|d| *d == why).map_or(0, |i| self.dropped[i].load(Ordering::Relaxed))
     }
 }
 
@@ -182,21 +199,22 @@ impl Membership {
     pub async fn start(settings: MembershipSettings) -> Result<Membership, MembershipError> {
         let socket =
             UdpSocket::bind(settings.bind).await.map_err(|e| MembershipError::Bind(settings.bind, e))?;
-        if settings.secret.is_none() {
-            tracing::warn!("membership traffic is not authenticated: set a shared secret");
+        if settings.keys.is_empty() {
+            tracing::warn!(
+                "membership traffic is neither encrypted nor authenticated: any host on the node network can take part in electing who answers for layer 2 IPs (give the speakers a key)"
+            );
         }
         let me = Speaker {
             node: settings.node.clone(),
             addr: socket.local_addr().unwrap_or(settings.bind),
-            incarnation: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            incarnation: unix_ms(),
         };
         let (tx, view) = watch::channel(View { live: [me.node.clone()].into() });
         let (seeds, seeds_rx) = watch::channel(settings.seeds.clone());
         let (leave, left) = tokio::sync::oneshot::channel();
         let traffic = Arc::new(Traffic::default());
-        let io = Io { socket, sealer: Sealer::new(settings.secret.as_deref()), traffic: traffic.clone() };
+        let sealer = Sealer::new(&settings.keys, unix_ms());
+        let io = Io { socket, sealer: std::sync::Mutex::new(sealer), traffic: traffic.clone() };
         let task = tokio::spawn(run(settings, io, me, tx, seeds_rx, left));
         Ok(Membership { view, seeds, traffic, leave: Some(leave), task })
     }
@@ -233,19 +251,39 @@ impl Drop for Membership {
     }
 }
 
+/// Milliseconds since the epoch: the seal's clock, and a new speaker's incarnation.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The socket and what goes through it.
 struct Io {
     socket: UdpSocket,
-    sealer: Sealer,
+    /// Only the membership task uses it; the lock is never contended.
+    sealer: std::sync::Mutex<Sealer>,
     traffic: Arc<Traffic>,
 }
 
 impl Io {
     async fn send(&self, packet: Packet<'_>, to: SocketAddr) {
-        if let Some(sealed) = self.sealer.seal(&packet.encode())
+        let sealed = self.sealer.lock().ok().and_then(|mut s| s.seal(&packet.encode(), unix_ms()));
+        if let Some(sealed) = sealed
             && self.socket.send_to(&sealed, to).await.is_ok()
         {
             self.traffic.sent(sealed.len());
+        }
+    }
+
+    /// The packet a received datagram carries, if it is to be believed.
+    fn open(&self, data: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        let opened = self.sealer.lock().ok().map(|mut s| s.open(data, unix_ms()))?;
+        match opened {
+            Ok(packet) => Some(packet),
+            Err(why) => {
+                self.traffic.dropped(why);
+                tracing::debug!(%from, reason = why.reason(), "membership datagram dropped");
+                None
+            }
         }
     }
 
@@ -338,7 +376,7 @@ async fn run(
             got = io.socket.recv_from(&mut buf) => match got {
                 Ok((n, from)) => {
                     io.traffic.received(n);
-                    match io.sealer.open(&buf[..n]).as_deref().map(Packet::decode) {
+                    match io.open(&buf[..n], from).as_deref().map(Packet::decode) {
                         Some(Some(Packet::Foca(data))) => {
                             if let Err(e) = foca.handle_data(data, &mut runtime) {
                                 tracing::debug!(%from, error = %e, "membership message ignored");
@@ -347,7 +385,7 @@ async fn run(
                         Some(Some(Packet::Ping(number))) => io.send(Packet::Ack(number), from).await,
                         Some(Some(Packet::Ack(number))) => neighbour.ack(from, number),
                         Some(None) => tracing::debug!(%from, "membership message of no known kind; dropped"),
-                        None => tracing::warn!(%from, "membership message failed authentication; dropped"),
+                        None => {}
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "membership socket"),

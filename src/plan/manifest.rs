@@ -31,10 +31,38 @@ pub struct Inputs {
     pub bgp_extras: Option<String>,
 }
 
+/// The most ferrolb reads from one manifest: its size in bytes (`read_manifests` refuses a
+/// bigger file before reading it), and the text of its values (so aliases cannot multiply text
+/// past it). The biggest real manifest, ferrolb.yaml with its CRDs, is a few hundred KiB; a dump
+/// of 10,000 Services (`kubectl get -o yaml`, managed fields and all) 14 MiB. Twice that leaves
+/// room, and keeps a wrong file (a log, an image, one 50 MiB string) from being read and parsed
+/// whole.
+pub const MAX_MANIFEST_BYTES: usize = 32 << 20;
+/// 10,000 Services as `kubectl get -o yaml` prints them are 14 MiB and 2 million nodes, so a file
+/// of real objects at [`MAX_MANIFEST_BYTES`] holds about 4.5 million; a hostile one of
+/// `[0,0,0,…]` could hold 16 million (8 s and 560 MB in a release build). At this bound no file
+/// costs more than the largest real one (2.4 s and 180 MB).
+const MAX_NODES: usize = 5_000_000;
+/// An object ferrolb reads takes 100 bytes at the least (a Service in flow style), so a full
+/// file holds about this many; 10,000 Services with their EndpointSlices are 20,000. A storm of
+/// empty documents is refused in 0.8 s in a debug build, 0.2 s in release.
+const MAX_DOCUMENTS: usize = 300_000;
+/// Kubernetes objects nest about 15 levels deep (managed fields are the deepest); deeper is not a
+/// manifest, and recursion that deep would risk the stack.
+const MAX_DEPTH: usize = 64;
+/// Events replayed by aliases, and copied to remember anchors. Manifests rarely use anchors and
+/// never heavily (serde-saphyr already refuses more than 10 aliases per anchor); a "billion
+/// laughs" is refused within 100,000 in 0.4 s in a debug build, 40 ms in release (the default
+/// 1,000,000 took 3 s and 180 MB).
+const MAX_ALIAS_EVENTS: usize = 100_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{source_name}: not valid YAML: {message}")]
     Yaml { source_name: String, message: String },
+    /// Valid YAML, maybe, but past a limit on what is read.
+    #[error("{source_name}: refused: {limit}: {message}")]
+    TooMuch { source_name: String, limit: String, message: String },
     #[error("{source_name}: document {index}: {message}")]
     Document { source_name: String, index: usize, message: String },
 }
@@ -48,7 +76,11 @@ impl Inputs {
     pub fn add_yaml(&mut self, source_name: &str, text: &str) -> Result<(), ManifestError> {
         let docs: Vec<Value> =
             serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
-                ManifestError::Yaml { source_name: source_name.to_string(), message: e.to_string() }
+                let (source_name, message) = (source_name.to_string(), e.to_string());
+                match limit_hit(&e) {
+                    Some(limit) => ManifestError::TooMuch { source_name, limit, message },
+                    None => ManifestError::Yaml { source_name, message },
+                }
             })?;
         for (i, doc) in docs.into_iter().enumerate() {
             self.add_document(source_name, i + 1, doc)?;
@@ -163,17 +195,52 @@ impl Inputs {
 }
 
 /// serde-saphyr's default budget suits configuration files (1,024 documents, 250,000 nodes);
-/// a cluster's manifests can hold 100,000 Services. Size limits scale with that, while the
-/// alias-expansion and nesting guards stay as they are.
+/// a dump of a cluster's Services holds more. Sizes scale to a file of [`MAX_MANIFEST_BYTES`],
+/// alias expansion and nesting stay tight.
 fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! {
+    let mut options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
-            max_documents: 1_000_000,
-            max_nodes: 50_000_000,
-            max_events: 200_000_000,
-            max_total_scalar_bytes: 1 << 30,
+            max_documents: MAX_DOCUMENTS,
+            max_nodes: MAX_NODES,
+            // A scalar is one event, a list or map two (start, end), a document two.
+            max_events: 3 * MAX_NODES,
+            max_total_scalar_bytes: MAX_MANIFEST_BYTES,
+            max_depth: MAX_DEPTH,
+            max_recorded_anchor_events: MAX_ALIAS_EVENTS,
         },
+    };
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
+    options
+}
+
+/// Which limit on reading `e` reports, in the reader's words; None for a syntax error.
+fn limit_hit(e: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut e = e;
+    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = e {
+        e = error;
     }
+    let aliases = || format!("aliases expand to more than {MAX_ALIAS_EVENTS} nodes (an alias bomb?)");
+    Some(match e {
+        E::Budget { breach, .. } => match breach {
+            B::Depth { .. } => format!("nested more than {MAX_DEPTH} levels deep"),
+            B::ScalarBytes { .. } => format!("more than {} MiB of text in values", MAX_MANIFEST_BYTES >> 20),
+            B::Nodes { .. } | B::Events { .. } => format!("more than {MAX_NODES} nodes"),
+            B::Documents { .. } => format!("more than {MAX_DOCUMENTS} documents"),
+            B::Aliases { .. }
+            | B::Anchors { .. }
+            | B::AliasAnchorRatio { .. }
+            | B::RecordedAnchorEvents { .. }
+            | B::RecordedAnchorBytes { .. } => aliases(),
+            other => format!("past a limit on reading ({other:?})"),
+        },
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => aliases(),
+        _ => return None,
+    })
 }
 
 fn push<T>(list: &mut Vec<T>, item: Option<T>) {

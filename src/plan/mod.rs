@@ -4,10 +4,10 @@
 //! same allocator replay the controller uses at start-up, so what `plan` shows is what happens.
 
 pub mod condition;
-pub mod incremental;
-pub mod invalid_objects;
 #[doc(hidden)]
 pub mod hostile;
+pub mod incremental;
+pub mod invalid_objects;
 mod legacy;
 pub mod manifest;
 pub mod node_status;

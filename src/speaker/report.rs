@@ -24,6 +24,27 @@ pub struct NodeReport {
     pub sessions: Option<Vec<PlannedSession>>,
     /// None without layer 2 membership.
     pub fencing: Option<Fencing>,
+    /// The `membershipSealed` condition; None without layer 2 membership.
+    pub sealed: Option<ExtraCondition>,
+}
+
+/// The `membershipSealed` condition: whether a stranger on the node network could take part in
+/// the elections (an explicit opt-out when not).
+pub fn sealed(keys: usize) -> ExtraCondition {
+    match keys {
+        0 => ExtraCondition {
+            type_: "membershipSealed",
+            status: false,
+            reason: "NoKey",
+            message: "membership traffic is neither encrypted nor authenticated: any host on the node network can take part in layer 2 elections (give the speakers a key: the chart's speaker.memberlist.secretName)".into(),
+        },
+        n => ExtraCondition {
+            type_: "membershipSealed",
+            status: true,
+            reason: "SharedKey",
+            message: format!("membership traffic is encrypted, authenticated and replay-protected ({n} key(s) open it)"),
+        },
+    }
 }
 
 /// The `layer2Fenced` condition of the speaker's ConfigurationState.
@@ -53,12 +74,18 @@ pub fn start(
             let agent = backend.as_mut().map(|b| b.borrow_and_update().clone());
             let mut ok = true;
             if let Some(want) = &want {
-                if services_done.as_ref().map(|d| (&d.bgp, &d.l2, &d.errors, &d.fencing))
-                    != Some((&want.bgp, &want.l2, &want.errors, &want.fencing))
+                if services_done.as_ref().map(|d| (&d.bgp, &d.l2, &d.errors, &d.fencing, &d.sealed))
+                    != Some((&want.bgp, &want.l2, &want.errors, &want.fencing, &want.sealed))
                 {
                     let done = async {
-                        let fencing = want.fencing.clone().map(|f| f.0);
-                        reporter.sync_config_state(want.errors.clone(), fencing).await?;
+                        let extra = want
+                            .fencing
+                            .clone()
+                            .map(|f| f.0)
+                            .into_iter()
+                            .chain(want.sealed.clone())
+                            .collect();
+                        reporter.sync_config_state(want.errors.clone(), extra).await?;
                         // An invalid configuration changes no announcement, so no status either.
                         if want.errors.is_none() {
                             reporter.sync_services(&want.bgp, &want.l2).await?;

@@ -3,15 +3,15 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use kube::core::DynamicObject;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as ApiOperation,
 };
 use kube::core::conversion::{ConversionRequest, ConversionResponse, ConversionReview};
+use kube::core::{DynamicObject, TypeMeta};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -22,8 +22,17 @@ use super::admission::{self, ConfigObject, Operation, Verdict};
 use super::conversion;
 use crate::config::ClusterObjects;
 
-/// Reviews are small; anything this big is not one.
+/// The largest review read. The API server caps what it accepts at 3 MiB a request and etcd an
+/// object at 1.5 MiB, and an AdmissionReview carries one object (two on UPDATE: the new one and
+/// the stored one), so every review of an object the cluster can hold fits with room to spare.
+/// A body is never buffered past this, so no connection holds more than a few times this (the
+/// body, and the review decoded from it).
 const MAX_BODY: usize = 4 << 20;
+
+/// What the API server sends each webhook (the configurations ask for v1 only); any other JSON
+/// is a caller's mistake, answered 400, not a review to give a verdict on.
+const ADMISSION_REVIEW: (&str, &str) = ("admission.k8s.io/v1", "AdmissionReview");
+const CONVERSION_REVIEW: (&str, &str) = ("apiextensions.k8s.io/v1", "ConversionReview");
 
 /// The certificate being served; replaced in place when it is renewed.
 #[derive(Debug, Default)]
@@ -67,16 +76,15 @@ impl ResolvesServerCert for CertSlot {
 pub type Current =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<ClusterObjects, String>> + Send + Sync>;
 
-/// `listening` is called once the port is open (with a certificate to serve).
+/// Serves with `tls` (the process's versions and suites, certificates from a [`CertSlot`]);
+/// `listening` is called once the port is open.
 pub async fn serve(
     bind: SocketAddr,
-    cert: Arc<CertSlot>,
+    tls: Arc<rustls::ServerConfig>,
     current: Current,
     listening: impl FnOnce(),
 ) -> Result<(), String> {
-    let mut tls = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert);
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let acceptor = TlsAcceptor::from(tls);
     let listener = crate::bind::tcp_listener(bind).map_err(|e| format!("webhook: binding {bind}: {e}"))?;
     tracing::info!(%bind, "webhook serving");
     listening();
@@ -116,21 +124,21 @@ async fn handle(
     if req.method() != Method::POST {
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, Bytes::new()));
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(reply(StatusCode::BAD_REQUEST, Bytes::from(format!("reading the review: {e}")))),
-    };
-    let answer = if path.starts_with("/validate") {
-        match serde_json::from_slice::<AdmissionReview<DynamicObject>>(&body) {
-            Ok(review) => Ok(json(&validate(review, &current).await)),
-            Err(e) => Err(e.to_string()),
-        }
-    } else if path == "/convert" {
-        serde_json::from_slice::<ConversionReview>(&body)
-            .map_err(|e| e.to_string())
-            .map(|r| json(&convert(r)))
-    } else {
+    let admission = path.starts_with("/validate");
+    if !admission && path != "/convert" {
         return Ok(reply(StatusCode::NOT_FOUND, Bytes::new()));
+    }
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(refused) => return Ok(refused),
+    };
+    let answer = if admission {
+        match admission_review(&body) {
+            Ok(review) => Ok(json(&validate(review, &current).await)),
+            Err(e) => Err(e),
+        }
+    } else {
+        conversion_review(&body).map(|r| json(&convert(r)))
     };
     Ok(match answer {
         Ok(bytes) => {
@@ -143,6 +151,48 @@ async fn handle(
         }
         Err(e) => reply(StatusCode::BAD_REQUEST, Bytes::from(format!("not a review: {e}"))),
     })
+}
+
+/// The body, never buffered past [`MAX_BODY`]: one whose length says it is bigger is refused
+/// before a byte of it is read, one sent without a length as soon as it runs past (413 either
+/// way); one that breaks off is a 400.
+async fn read_body(body: Incoming) -> Result<Bytes, Response<Full<Bytes>>> {
+    let too_large = || {
+        reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Bytes::from(format!("a review is {} MiB at most", MAX_BODY >> 20)),
+        )
+    };
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(reply(StatusCode::BAD_REQUEST, Bytes::from(format!("reading the review: {e}")))),
+    }
+}
+
+fn admission_review(body: &[u8]) -> Result<AdmissionReview<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    expect(&review.types, review.request.is_some(), ADMISSION_REVIEW)?;
+    Ok(review)
+}
+
+fn conversion_review(body: &[u8]) -> Result<ConversionReview, String> {
+    let review: ConversionReview = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    expect(&review.types, review.request.is_some(), CONVERSION_REVIEW)?;
+    Ok(review)
+}
+
+fn expect(types: &TypeMeta, has_request: bool, (api_version, kind): (&str, &str)) -> Result<(), String> {
+    if types.api_version != api_version || types.kind != kind {
+        return Err(format!("expected {api_version} {kind}, got {:?} {:?}", types.api_version, types.kind));
+    }
+    if !has_request {
+        return Err(format!("{kind} without a request"));
+    }
+    Ok(())
 }
 
 fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

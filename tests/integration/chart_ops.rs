@@ -326,3 +326,37 @@ fn the_charts_rbac_lets_the_controller_authorize_scrapers() {
         assert_eq!(get(&url, Some(&other), None).0, 403);
     });
 }
+
+/// Membership is sealed by default: the speakers mount the key's Secret (and wait for it), the
+/// controller makes it and may create Secrets; unsealed only when asked, never by an empty name.
+#[test]
+fn membership_is_sealed_by_default_and_unsealed_only_when_asked() {
+    require_helm!();
+    let objects = render_clean("{}");
+    let speaker = args(&objects, "DaemonSet", "ferrolb-speaker", "speaker");
+    assert!(
+        speaker.contains(&"--membership-secret-file=/etc/ferrolb/memberlist/secretkey".to_string()),
+        "{speaker:?}"
+    );
+    let ds = find(&objects, "DaemonSet", "ferrolb-speaker");
+    let volumes = ds["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    let key = volumes.iter().find(|v| v["name"] == "memberlist").expect("the key's volume");
+    assert_eq!(key["secret"]["secretName"], "ferrolb-memberlist");
+    assert!(key["secret"].get("optional").is_none(), "speakers must wait for the key: {key}");
+    let controller = args(&objects, "Deployment", "ferrolb-controller", "controller");
+    assert!(controller.contains(&"--memberlist-secret=ferrolb-memberlist".to_string()), "{controller:?}");
+    let role = objects
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "ferrolb-controller")
+        .unwrap();
+    assert!(grants(role).contains(&("".into(), "secrets".into(), "create".into())));
+
+    let open = render_clean(r#"{"speaker": {"memberlist": {"insecure": true}}}"#);
+    let speaker = args(&open, "DaemonSet", "ferrolb-speaker", "speaker");
+    assert!(!speaker.iter().any(|a| a.starts_with("--membership-secret-file")), "{speaker:?}");
+    let controller = args(&open, "Deployment", "ferrolb-controller", "controller");
+    assert!(!controller.iter().any(|a| a.starts_with("--memberlist-secret")), "{controller:?}");
+    let why =
+        render_error(r#"{"speaker": {"memberlist": {"secretName": ""}}}"#).expect("an empty name renders");
+    assert!(why.contains("speaker.memberlist.insecure=true"), "{why}");
+}

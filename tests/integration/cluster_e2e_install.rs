@@ -59,6 +59,31 @@ fn helm_install_default_values_runs_ferrolb_and_its_webhook_refuses_an_overlap()
     println!("helm install --wait (default values) took {:.1} s", took.as_secs_f64());
     assert_ferrolb_ready(&lab, 1);
     webhook_refuses_an_overlapping_pool(&lab);
+    membership_is_sealed(&lab);
+}
+
+/// A default install seals membership with a key nobody made by hand: the controller made the
+/// Secret, and each speaker says its traffic is sealed.
+fn membership_is_sealed(lab: &ClusterLab) {
+    let key = lab.kubectl(&[
+        "-n",
+        "metallb-system",
+        "get",
+        "secret",
+        "ferrolb-memberlist",
+        "-o",
+        "jsonpath={.data.secretkey}",
+    ]);
+    assert!(key.as_ref().is_ok_and(|k| k.len() > 40), "{key:?}\n{}", lab.ferrolb_logs());
+    for node in ["node1", "node2"] {
+        let path = "jsonpath={.status.conditions[?(@.type=='membershipSealed')].status}";
+        let state = format!("speaker-{node}");
+        let sealed = crate::frr_lab::wait_for(std::time::Duration::from_secs(30), || {
+            lab.kubectl(&["-n", "metallb-system", "get", "configurationstate", &state, "-o", path])
+                .is_ok_and(|s| s.trim() == "True")
+        });
+        assert!(sealed.is_some(), "{state}: membership not sealed\n{}", lab.ferrolb_logs());
+    }
 }
 
 #[test]

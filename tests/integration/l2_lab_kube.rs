@@ -124,9 +124,14 @@ async fn speaker_pod(pods: &Api<Pod>, name: &str, n: usize, started: Option<&str
 
 /// The `layer2Fenced` condition of node `n`'s ConfigurationState: (status, reason, message).
 async fn fenced_condition(client: &kube::Client, n: usize) -> Option<(String, String, String)> {
+    condition(client, n, "layer2Fenced").await
+}
+
+/// The condition `type_` of node `n`'s ConfigurationState: (status, reason, message).
+async fn condition(client: &kube::Client, n: usize, type_: &str) -> Option<(String, String, String)> {
     let states: Api<ferrolb::api::ConfigurationState> = Api::namespaced(client.clone(), "metallb-system");
     let st = states.get(&format!("speaker-node{n}")).await.ok()?.status?;
-    let c = st.conditions.into_iter().find(|c| c.type_ == "layer2Fenced")?;
+    let c = st.conditions.into_iter().find(|c| c.type_ == type_)?;
     Some((c.status, c.reason, c.message))
 }
 
@@ -197,6 +202,7 @@ fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
         let _controller = Running(
             Command::new(crate::ferrolb_bin())
                 .args(["controller", "--webhook-port", "0", "--metrics-bind", &controller_metrics])
+                .args(["--memberlist-secret", "ferrolb-memberlist"])
                 .arg("--kubeconfig")
                 .arg(kube.kubeconfig())
                 .stdout(Stdio::null())
@@ -212,6 +218,16 @@ fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
         for n in 1..=5 {
             assert!(condition_becomes(&client, n, "False", "Quorum").await.is_ok(), "{}", lab.log(n - 1));
         }
+        // These speakers run without a key, an opt-out their ConfigurationState names.
+        let unsealed = condition(&client, 1, "membershipSealed").await;
+        assert!(matches!(&unsealed, Some((s, r, _)) if s == "False" && r == "NoKey"), "{unsealed:?}");
+        // The controller made the speakers' key, and said nothing of it.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "metallb-system");
+        let made = secrets.get("ferrolb-memberlist").await.expect("the membership key's Secret").data.unwrap();
+        let key = String::from_utf8(made["secretkey"].0.clone()).unwrap();
+        assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+        assert!(!kube.log("controller.log").contains(&key), "the key reached the controller's log");
+        assert!(kube.log("controller.log").contains("made the speakers' membership key"));
 
         // Three speakers die, their pods stay: the two left may be the cut-off side, so they fence.
         for s in speakers.iter_mut().skip(2) {

@@ -223,3 +223,101 @@ fn withdrawing_one_ipv6_ip_leaves_another_of_its_solicited_node_group_answered()
     }
     println!("{two} withdrawn: {one} (same solicited-node group ff02::1:ff01:5) still answered by ndisc6");
 }
+
+/// Sniffs, inside node `i`'s namespace, one membership datagram sent to it, and returns its UDP
+/// payload as hex (Python's AF_PACKET socket: nothing leaves the namespace).
+fn capture_membership_datagram(lab: &L2Lab, i: usize) -> String {
+    let script = "import socket,sys\n\
+        s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(0x0800))\n\
+        s.settimeout(10)\n\
+        while True:\n\
+        \x20 p=s.recv(65535)[14:]\n\
+        \x20 h=(p[0]&15)*4\n\
+        \x20 if p[9]==17 and socket.inet_ntoa(p[16:20])==sys.argv[1] and int.from_bytes(p[h+2:h+4],'big')==7946:\n\
+        \x20   print(p[h+8:].hex()); break\n";
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.nodes[i].0, "python3", "-c", script, &format!("192.0.2.{}", 11 + i)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Sends each hex payload `times` times from the client (a stranger on the nodes' switch) to
+/// node `i`'s membership port.
+fn send_from_client(lab: &L2Lab, i: usize, payloads: &[String], times: usize) {
+    let script = "import socket,sys\n\
+        s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+        for h in sys.argv[3:]:\n\
+        \x20 for _ in range(int(sys.argv[2])): s.sendto(bytes.fromhex(h),(sys.argv[1],7946))\n";
+    let status = Command::new("ip")
+        .args(["netns", "exec", &lab.client.0, "python3", "-c", script])
+        .arg(format!("192.0.2.{}", 11 + i))
+        .arg(times.to_string())
+        .args(payloads)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stranger on the nodes' switch speaks membership to sealed speakers: plain datagrams, ones
+/// sealed with another key, and a replay of a real one captured on the wire. Each is dropped
+/// and counted by reason; nobody is suspected, fenced or moved.
+#[test]
+fn strangers_on_the_membership_port_are_dropped_and_change_no_election() {
+    if skip() {
+        return;
+    }
+    let lab = L2Lab::start_with(&format!("{}---\n{ALL}", SERVICE_V4), 3, 3, false);
+    std::fs::write(lab.dir.join("members"), members(3)).unwrap();
+    let key = lab.dir.join("secretkey");
+    std::fs::write(&key, "the lab's membership key").unwrap();
+    let ip = "192.0.2.200";
+    let args = ["--membership-secret-file", key.to_str().unwrap()];
+    let _speakers: Vec<Running> = (0..3).map(|i| lab.member_from_file(i, &args)).collect();
+    let converged = wait_for(Duration::from_secs(30), || {
+        (0..3).all(|i| lab.log(i).contains(&all_live(3))) && answering(&lab, ip).len() == 1
+    });
+    assert!(converged.is_some(), "{}", lab.logs());
+    let owner = answering(&lab, ip);
+    let downs = |i: usize| lab.log(i).matches("speaker down").count();
+    let downs_before: Vec<usize> = (0..3).map(downs).collect();
+    let dropped = |i: usize, reason: &str| {
+        lab.metric(i, &format!("ferrolb_memberlist_packets_dropped_total{{reason=\"{reason}\"}}"))
+            .unwrap_or(0.0)
+    };
+
+    let captured = capture_membership_datagram(&lab, 0);
+    assert!(captured.starts_with("f1"), "not a sealed datagram: {captured}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut wrong = ferrolb::l2::membership::seal::Sealer::new(&[b"a stranger's key".to_vec()], now);
+    let forged = hex(&wrong.seal(&[1, 0, 0, 0, 7], now).unwrap());
+    // A plain ring ping and a plain foca-kind datagram, as an unkeyed speaker would send them.
+    let plain = [hex(&[1, 0, 0, 0, 7]), hex(&[0, 1, 2, 3, 4, 5, 6, 7])];
+    let attack = Instant::now();
+    for _ in 0..10 {
+        send_from_client(&lab, 0, &plain, 20);
+        send_from_client(&lab, 0, std::slice::from_ref(&forged), 20);
+        send_from_client(&lab, 0, std::slice::from_ref(&captured), 5);
+        assert_eq!(answering(&lab, ip), owner, "the owner changed under attack\n{}", lab.logs());
+    }
+    let took = attack.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (unauthenticated, replayed) = (dropped(0, "unauthenticated"), dropped(0, "replayed"));
+    assert!(unauthenticated >= 600.0, "unauthenticated {unauthenticated}\n{}", lab.logs());
+    assert!(replayed >= 50.0, "replayed {replayed}\n{}", lab.logs());
+    for (i, before) in downs_before.iter().enumerate() {
+        assert_eq!(lab.metric(i, "ferrolb_layer2_fenced"), Some(0.0), "node{}", i + 1);
+        assert_eq!(lab.metric(i, "ferrolb_layer2_live_speakers"), Some(3.0), "node{}", i + 1);
+        assert_eq!(downs(i), *before, "node{} saw a speaker go\n{}", i + 1, lab.log(i));
+    }
+    assert_eq!(answering(&lab, ip), owner);
+    println!(
+        "membership attack on node1 for {took:?}: {unauthenticated} unauthenticated (plain, other key) and \
+         {replayed} replayed datagrams dropped; no speaker suspected, fenced or moved"
+    );
+}

@@ -50,6 +50,7 @@ mod kube_webhook;
 mod l2_lab;
 mod l2_lab_kube;
 mod l2_lab_members;
+mod manifest_hostile;
 mod metallb_metrics;
 mod prometheus_rules;
 mod purity;
@@ -60,6 +61,8 @@ mod soak_lab;
 mod speaker_extras;
 mod speaker_metrics;
 mod speaker_offline;
+mod tls_flags;
+mod webhook_hostile;
 
 use std::path::{Path, PathBuf};
 

@@ -25,6 +25,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
 {{- /* frr.logLevel, refused at install unless FRR (or MetalLB's mapping) knows it. */}}
+{{- /* The membership key's Secret: empty only when speaker.memberlist.insecure says so. */}}
+{{- define "ferrolb.memberlistSecret" -}}
+{{- if not .Values.speaker.memberlist.insecure -}}
+{{- required "speaker.memberlist.secretName is empty: name the Secret of the speakers' membership key, or set speaker.memberlist.insecure=true to run membership unsealed" .Values.speaker.memberlist.secretName -}}
+{{- end -}}
+{{- end }}
+
 {{- define "ferrolb.frrLogLevel" -}}
 {{- $known := list "all" "debug" "info" "warn" "error" "none" "emergencies" "alerts" "critical" "errors" "warnings" "notifications" "informational" "debugging" }}
 {{- if not (has .Values.frr.logLevel $known) }}
