@@ -294,14 +294,20 @@ exit
     assert!(back.is_some());
 }
 
-#[test]
-fn unnumbered_multihop_and_md5_sessions_and_a_wrong_password_shows_in_status() {
-    require_frr!();
+/// A ToR (192.0.2.1) and node1 (192.0.2.11) on one LAN, FRR in each.
+fn tor_and_node1() -> (Lan, Frr, Frr) {
     let lan = Lan::new();
     let tor = Frr::start("tor").unwrap();
     let node = Frr::start("node1").unwrap();
     lan.attach(&tor.ns, "eth0", &["192.0.2.1/24"]);
     lan.attach(&node.ns, "eth0", &["192.0.2.11/24"]);
+    (lan, tor, node)
+}
+
+#[test]
+fn unnumbered_multihop_and_md5_sessions_and_a_wrong_password_shows_in_status() {
+    require_frr!();
+    let (_lan, tor, node) = tor_and_node1();
     // Unnumbered: a second link with IPv6 link-local addresses only.
     wire(&tor.ns, "eth1", &[], &node.ns, "eth1", &[]);
     // Multihop: loopback addresses routed over the LAN.
@@ -384,11 +390,7 @@ exit
 #[test]
 fn the_longest_password_of_every_punctuation_reaches_frr_as_written() {
     require_frr!();
-    let lan = Lan::new();
-    let tor = Frr::start("tor").unwrap();
-    let node = Frr::start("node1").unwrap();
-    lan.attach(&tor.ns, "eth0", &["192.0.2.1/24"]);
-    lan.attach(&node.ns, "eth0", &["192.0.2.11/24"]);
+    let (_lan, tor, node) = tor_and_node1();
     let punctuation: String =
         (0x21u8..=0x7e).filter(|b| !b.is_ascii_alphanumeric()).map(char::from).collect();
     let password = format!("{punctuation}{}", "Zz9".repeat(30))[..80].to_string();

@@ -73,15 +73,21 @@ const MEMBERS: &str = "node1=[2001:db8:1::11]:7946,node2=[2001:db8:1::12]:7946";
 /// The chart's speaker arguments (layer 2 and FRR on, plain metrics: offline there is no API
 /// server to authorize scrapers) for a node whose hostIP is `ip`, as the
 /// kubelet would expand them; the cluster-only selector gives way to a fixed member list.
-fn chart_args(ip: &str, frr_socket: Option<&std::path::Path>) -> Vec<String> {
+fn chart_args(ip: &str, frr_socket: Option<&std::path::Path>, key: &std::path::Path) -> Vec<String> {
     let rendered = crate::chart::speaker_args(
         r#"{"frr": {"enabled": true}, "speaker": {"layer2": true}, "metrics": {"secure": false}}"#,
     );
+    // The chart seals membership with a mounted Secret's key: here `key`, a file both share.
     let mut args: Vec<String> = rendered
         .iter()
         .filter(|a| !a.starts_with("--speaker-selector") && !a.starts_with("--frr-agent-socket"))
         .map(|a| a.replace("$(NODE_IP)", ip))
+        .map(|a| match a.strip_prefix("--membership-secret-file=") {
+            Some(_) => format!("--membership-secret-file={}", key.display()),
+            None => a,
+        })
         .collect();
+    assert!(args.iter().any(|a| a.starts_with("--membership-secret-file=")), "{rendered:?}");
     assert!(args.iter().any(|a| a == &format!("--metrics-bind=[{ip}]:7472")), "{rendered:?}");
     assert!(args.iter().any(|a| a == &format!("--membership-bind=[{ip}]:7946")), "{rendered:?}");
     if let Some(s) = frr_socket {
@@ -151,8 +157,10 @@ fn ipv6_only_nodes_announce_over_bgp_and_ndp_with_the_charts_arguments() {
             .unwrap();
         (Running(child), log)
     };
-    let (s1, log1) = speaker(&node1.ns, "node1", chart_args("2001:db8:1::11", Some(&agent.socket)));
-    let (s2, log2) = speaker(&node2.0, "node2", chart_args("2001:db8:1::12", None));
+    let key = node1.dir().join("secretkey");
+    std::fs::write(&key, "the lab's membership key").unwrap();
+    let (s1, log1) = speaker(&node1.ns, "node1", chart_args("2001:db8:1::11", Some(&agent.socket), &key));
+    let (s2, log2) = speaker(&node2.0, "node2", chart_args("2001:db8:1::12", None, &key));
     let logs = || {
         format!(
             "{}\n{}",
