@@ -88,6 +88,11 @@ pub struct SpeakerArgs {
     /// gaining an IP.
     #[arg(long, value_delimiter = ',', default_values_t = [1100u64, 2200, 3300, 4400])]
     pub gratuitous_ms: Vec<u64>,
+    /// Send gratuitous ARP/unsolicited NA for every IP this node announces again every this
+    /// many seconds, for switches that age a MAC out of their tables before routers and hosts
+    /// stop using it; 0 sends them only on taking an IP over.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub layer2_refresh_seconds: u64,
     /// Interface name patterns (regexes) never answered on; replaces the default list.
     #[arg(long, value_delimiter = ',')]
     pub exclude_interfaces: Option<Vec<String>>,
@@ -135,6 +140,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let responder = if args.layer2 {
         let mut settings = ResponderSettings {
             gratuitous_after: args.gratuitous_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+            refresh: Some(Duration::from_secs(args.layer2_refresh_seconds)),
             ..Default::default()
         };
         if let Some(patterns) = &args.exclude_interfaces {

@@ -1,7 +1,8 @@
-//! The ARP and NDP decoders on arbitrary bytes: never panic, and whatever decodes as a request
-//! yields a reply that decodes back to the same addresses.
+//! The ARP and NDP decoders on arbitrary bytes: never panic, and whatever decodes as something
+//! to answer yields an answer that decodes back to the same addresses.
 #![no_main]
 
+use etherparse::{Icmpv6Slice, Ipv6Slice};
 use ferrolb::l2::packet::{arp, ndp};
 use libfuzzer_sys::fuzz_target;
 
@@ -14,10 +15,21 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(&reply[..6], &req.sender_mac);
         assert_eq!(&reply[28..32], &req.target_ip.octets());
     }
-    let hop_limit = data.first().copied().unwrap_or(255);
-    if let Ok(s) = ndp::parse_solicitation(data.get(1..).unwrap_or_default(), hop_limit) {
-        assert_eq!(hop_limit, 255);
-        let na = ndp::advertisement(s.target, OURS, true, false);
-        assert_eq!(&na[8..24], &s.target.octets());
+    if let Ok(s) = ndp::parse_solicitation(data) {
+        // Only on-link messages decode at all.
+        assert_eq!(data[21], 255);
+        let na = ndp::answer(&s, OURS);
+        assert_eq!(na.len(), 86);
+        let to = match s.source.is_unspecified() {
+            true => ndp::multicast_mac(ndp::ALL_NODES),
+            false => s.source_link_layer.unwrap_or(s.eth_source),
+        };
+        assert_eq!((&na[..6], &na[6..12]), (&to[..], &OURS[..]));
+        // A valid IPv6 packet from the target, whose ICMPv6 checksum holds.
+        let ip = Ipv6Slice::from_slice(&na[14..]).expect("the answer is IPv6");
+        assert_eq!(ip.header().source_addr(), s.target);
+        let icmp = Icmpv6Slice::from_slice(ip.payload().payload).expect("the answer is ICMPv6");
+        assert!(icmp.is_checksum_valid(ip.header().source(), ip.header().destination()));
+        assert_eq!(&na[62..78], &s.target.octets());
     }
 });

@@ -33,7 +33,8 @@ pub struct Interface {
     pub name: String,
     pub index: u32,
     pub mac: Mac,
-    /// Has an IPv6 link-local address, so NDP can be answered from it.
+    /// Has an IPv6 link-local address: IPv6 runs there, so the solicited-node groups can be
+    /// joined and NDP answered.
     pub ipv6: bool,
 }
 

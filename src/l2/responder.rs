@@ -3,10 +3,11 @@
 //! One worker per eligible interface, started and stopped as netlink reports links coming and
 //! going. Each worker reads the current announcement set from a watch channel, so an IP that is
 //! withdrawn stops being answered at once, and an IP that is gained is announced gratuitously
-//! right away and then on the configured schedule.
+//! right away, then on the configured schedule, then (when asked) every refresh period for as
+//! long as it is held.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::metrics::{IpLabels, METRICS};
@@ -33,6 +34,10 @@ pub struct ResponderSettings {
     pub excluded: Vec<Regex>,
     /// When gratuitous announcements repeat after the first, counted from gaining the IP.
     pub gratuitous_after: Vec<Duration>,
+    /// Announce every held IP again this often, for switches that forget a MAC's port before
+    /// routers and hosts forget its neighbor entry (neither asks again, so nothing else would
+    /// send a frame from it). `None`: only on gaining an IP.
+    pub refresh: Option<Duration>,
 }
 
 impl Default for ResponderSettings {
@@ -41,7 +46,7 @@ impl Default for ResponderSettings {
         let gratuitous_after = (1..=4).map(|i| Duration::from_millis(1100 * i)).collect();
         let excluded =
             super::interfaces::DEFAULT_EXCLUDED.iter().filter_map(|p| Regex::new(p).ok()).collect();
-        ResponderSettings { excluded, gratuitous_after }
+        ResponderSettings { excluded, gratuitous_after, refresh: None }
     }
 }
 
@@ -92,8 +97,7 @@ async fn supervise(settings: ResponderSettings, events: LinkEvents, announced: w
         for (name, iface) in now {
             if let std::collections::btree_map::Entry::Vacant(slot) = workers.entry(name) {
                 tracing::info!(interface = %slot.key(), ipv6 = iface.ipv6, "layer 2: answering on interface");
-                let handle =
-                    tokio::spawn(serve(iface.clone(), announced.clone(), settings.gratuitous_after.clone()));
+                let handle = tokio::spawn(serve(iface.clone(), announced.clone(), Schedule::of(&settings)));
                 slot.insert((iface, handle));
             }
         }
@@ -104,8 +108,70 @@ async fn supervise(settings: ResponderSettings, events: LinkEvents, announced: w
     }
 }
 
+/// When an IP is announced unsolicited: at once and after each takeover delay, then every
+/// refresh period while it is held.
+#[derive(Debug, Clone)]
+struct Schedule {
+    takeover: Vec<Duration>,
+    refresh: Option<Duration>,
+}
+
+impl Schedule {
+    fn of(settings: &ResponderSettings) -> Schedule {
+        let refresh = settings.refresh.filter(|d| !d.is_zero());
+        Schedule { takeover: settings.gratuitous_after.clone(), refresh }
+    }
+}
+
+/// Announcements still to send: (when, IP, whether it repeats every refresh period).
+#[derive(Debug, Default)]
+struct Pending(BTreeSet<(Instant, IpAddr, bool)>);
+
+impl Pending {
+    fn gained(&mut self, ip: IpAddr, at: Instant, schedule: &Schedule) {
+        self.0.insert((at, ip, false));
+        self.0.extend(schedule.takeover.iter().map(|d| (at + *d, ip, false)));
+        if let Some(every) = schedule.refresh {
+            self.0.insert((at + every, ip, true));
+        }
+    }
+
+    fn lost(&mut self, ip: IpAddr) {
+        self.0.retain(|(_, p, _)| *p != ip);
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.0.first().map(|(at, _, _)| *at)
+    }
+
+    /// The IPs due by `now`. A repeating one is due again a period after it was due, keeping its
+    /// pace; after a stall longer than a period, a period from now, so a stall never turns into
+    /// a burst of catching up.
+    fn due(&mut self, now: Instant, schedule: &Schedule) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        while let Some((at, ip, repeats)) = self.0.first().copied() {
+            if at > now {
+                break;
+            }
+            self.0.pop_first();
+            out.push(ip);
+            if let (true, Some(every)) = (repeats, schedule.refresh) {
+                let again = if at + every > now { at + every } else { now + every };
+                self.0.insert((again, ip, true));
+            }
+        }
+        out
+    }
+}
+
+/// The IPs `iface` answers for now.
+fn held(announced: &mut watch::Receiver<Announced>, iface: &str) -> BTreeSet<IpAddr> {
+    let set = announced.borrow_and_update();
+    set.keys().copied().filter(|ip| allowed(&set, *ip, iface)).collect()
+}
+
 /// Answers on one interface until aborted.
-async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repeat: Vec<Duration>) {
+async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, schedule: Schedule) {
     let arp_socket = match ArpSocket::open(iface.index) {
         Ok(s) => s,
         Err(e) => {
@@ -114,7 +180,7 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repe
         }
     };
     let ndp_socket = if iface.ipv6 {
-        NdpSocket::open(&iface.name, iface.index)
+        NdpSocket::open(iface.index)
             .inspect_err(
                 |e| tracing::error!(interface = %iface.name, error = %e, "cannot open an NDP socket"),
             )
@@ -125,24 +191,20 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repe
     let mut mine: BTreeSet<IpAddr> = BTreeSet::new();
     // Solicited-node groups joined for `mine`, counted per IP (two IPs may share one).
     let mut groups = GroupCounts::default();
-    // (when, ip) of gratuitous announcements still to send.
-    let mut pending: BTreeSet<(Instant, IpAddr)> = BTreeSet::new();
+    let mut pending = Pending::default();
     let mut arp_buf = [0u8; 1600];
     let mut ndp_buf = [0u8; 1600];
     // Take the first set as a change, so IPs announced before the worker started are
     // announced gratuitously too.
     announced.mark_changed();
     loop {
-        let next = pending.first().map(|(at, _)| *at);
+        let next = pending.next();
         tokio::select! {
             changed = announced.changed() => {
                 if changed.is_err() { return; }
-                let now: BTreeSet<IpAddr> = {
-                    let set = announced.borrow_and_update();
-                    set.keys().copied().filter(|ip| allowed(&set, *ip, &iface.name)).collect()
-                };
+                let now = held(&mut announced, &iface.name);
                 for ip in mine.difference(&now) {
-                    pending.retain(|(_, p)| p != ip);
+                    pending.lost(*ip);
                 }
                 let change = groups.change(mine.difference(&now).copied(), now.difference(&mine).copied());
                 if let Some(s) = &ndp_socket {
@@ -157,59 +219,26 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repe
                 }
                 let start = Instant::now();
                 for ip in now.difference(&mine) {
-                    pending.insert((start, *ip));
-                    pending.extend(repeat.iter().map(|d| (start + *d, *ip)));
+                    pending.gained(*ip, start, &schedule);
                 }
                 mine = now;
             }
             _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                let now = Instant::now();
-                while let Some((at, ip)) = pending.first().copied() {
-                    if at > now { break; }
-                    pending.pop_first();
+                for ip in pending.due(Instant::now(), &schedule) {
                     gratuitous(&iface, ip, &arp_socket, ndp_socket.as_ref()).await;
                 }
             }
             got = arp_socket.recv(&mut arp_buf) => match got {
-                Ok(n) => {
-                    let Ok(req) = arp::parse_request(&arp_buf[..n]) else { continue };
-                    let ours = req.addressed_to(&iface.mac)
-                        && allowed(&announced.borrow(), IpAddr::V4(req.target_ip), &iface.name);
-                    if ours {
-                        let ip = IpAddr::V4(req.target_ip);
-                        count(&METRICS.layer2_requests, ip);
-                        match arp_socket.send(&arp::reply(&req, iface.mac)).await {
-                            Ok(()) => count(&METRICS.layer2_responses, ip),
-                            Err(e) => tracing::warn!(interface = %iface.name, error = %e, "sending an ARP reply"),
-                        }
-                    }
-                }
+                Ok(n) => answer_arp(&iface, &arp_buf[..n], &announced, &arp_socket).await,
                 Err(e) => {
                     tracing::error!(interface = %iface.name, error = %e, "ARP socket failed");
                     return;
                 }
             },
-            got = recv_ndp(ndp_socket.as_ref(), &mut ndp_buf) => match got {
-                Ok(r) => {
-                    let s = match ndp::parse_solicitation(&ndp_buf[..r.len], r.hop_limit) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::trace!(interface = %iface.name, from = %r.source, error = %e, "NDP message ignored");
-                            continue;
-                        }
-                    };
-                    // Decide before awaiting: the watch guard must not be held across a send.
-                    let ours = allowed(&announced.borrow(), IpAddr::V6(s.target), &iface.name);
-                    if ours && let Some(sock) = &ndp_socket {
-                        let ip = IpAddr::V6(s.target);
-                        count(&METRICS.layer2_requests, ip);
-                        match sock.send(&ndp::advertisement(s.target, iface.mac, true, false), s.target, r.source).await {
-                            Ok(()) => count(&METRICS.layer2_responses, ip),
-                            Err(e) => tracing::warn!(interface = %iface.name, error = %e, "sending a neighbor advertisement"),
-                        }
-                    }
-                }
-                Err(e) => {
+            got = recv_ndp(ndp_socket.as_ref(), &mut ndp_buf) => match (got, &ndp_socket) {
+                (Ok(n), Some(s)) => answer_ndp(&iface, &ndp_buf[..n], &announced, s).await,
+                (Ok(_), None) => {}
+                (Err(e), _) => {
                     tracing::error!(interface = %iface.name, error = %e, "NDP socket failed");
                     return;
                 }
@@ -218,17 +247,67 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, repe
     }
 }
 
-async fn recv_ndp(
-    socket: Option<&NdpSocket>,
-    buf: &mut [u8],
-) -> std::io::Result<super::socket::ndp::Received> {
+async fn answer_arp(
+    iface: &Interface,
+    frame: &[u8],
+    announced: &watch::Receiver<Announced>,
+    socket: &ArpSocket,
+) {
+    let Ok(req) = arp::parse_request(frame) else { return };
+    let ip = IpAddr::V4(req.target_ip);
+    // Decide before awaiting: the watch guard must not be held across a send.
+    let ours = req.addressed_to(&iface.mac) && allowed(&announced.borrow(), ip, &iface.name);
+    if !ours {
+        return;
+    }
+    count(&METRICS.layer2_requests, ip);
+    match socket.send(&arp::reply(&req, iface.mac)).await {
+        Ok(()) => count(&METRICS.layer2_responses, ip),
+        Err(e) => tracing::warn!(interface = %iface.name, error = %e, "sending an ARP reply"),
+    }
+}
+
+async fn answer_ndp(
+    iface: &Interface,
+    frame: &[u8],
+    announced: &watch::Receiver<Announced>,
+    socket: &NdpSocket,
+) {
+    let s = match ndp::parse_solicitation(frame) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::trace!(interface = %iface.name, error = %e, "NDP frame ignored");
+            return;
+        }
+    };
+    let ip = IpAddr::V6(s.target);
+    let ours = s.addressed_to(&iface.mac) && allowed(&announced.borrow(), ip, &iface.name);
+    if !ours {
+        return;
+    }
+    // Duplicate address detection for a Service IP means a host is about to configure it. The
+    // address is in use, and RFC 4862 §5.4.3 has its holder say so: the host then refuses it and
+    // logs the conflict, instead of answering beside us and quietly taking part of the traffic.
+    // MetalLB ignores these. Nothing in a working cluster sends one for a Service IP (kube-proxy's
+    // IPVS device is NOARP, which skips detection, and is not on the link anyway), so defending
+    // never disturbs a correct setup, and the warning names the host that is misconfigured.
+    if s.is_duplicate_address_detection() {
+        let from = super::packet::format_mac(&s.eth_source);
+        tracing::warn!(interface = %iface.name, %ip, %from, "a host is about to configure this Service IP (duplicate address detection); defending it");
+    }
+    count(&METRICS.layer2_requests, ip);
+    match socket.send(&ndp::answer(&s, iface.mac)).await {
+        Ok(()) => count(&METRICS.layer2_responses, ip),
+        Err(e) => tracing::warn!(interface = %iface.name, error = %e, "sending a neighbor advertisement"),
+    }
+}
+
+async fn recv_ndp(socket: Option<&NdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
     match socket {
         Some(s) => s.recv(buf).await,
         None => std::future::pending().await,
     }
 }
-
-const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 async fn gratuitous(iface: &Interface, ip: IpAddr, arp_socket: &ArpSocket, ndp_socket: Option<&NdpSocket>) {
     let sent = match ip {
@@ -238,7 +317,7 @@ async fn gratuitous(iface: &Interface, ip: IpAddr, arp_socket: &ArpSocket, ndp_s
             a.and(b)
         }
         IpAddr::V6(v6) => match ndp_socket {
-            Some(s) => s.send(&ndp::advertisement(v6, iface.mac, false, true), v6, ALL_NODES).await,
+            Some(s) => s.send(&ndp::unsolicited(v6, iface.mac)).await,
             None => Ok(()),
         },
     };
@@ -259,3 +338,6 @@ fn count(
 ) {
     family.get_or_create(&IpLabels { ip: ip.to_string() }).inc();
 }
+
+#[cfg(test)]
+mod tests;

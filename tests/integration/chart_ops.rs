@@ -187,6 +187,15 @@ fn ignore_exclude_lb_and_the_frr_log_level_reach_the_speaker() {
     assert_eq!(chart, speaker);
 }
 
+#[test]
+fn the_layer2_refresh_reaches_the_speaker_only_when_set() {
+    require_helm!();
+    let speaker = |values: &str| args(&render_clean(values), "DaemonSet", "ferrolb-speaker", "speaker");
+    assert!(!speaker("{}").iter().any(|a| a.starts_with("--layer2-refresh-seconds")));
+    let set = speaker(r#"{"speaker": {"layer2RefreshSeconds": 30}}"#);
+    assert!(set.contains(&"--layer2-refresh-seconds=30".into()), "{set:?}");
+}
+
 /// Every key of values.yaml (its path) that is not documented: a key is documented by the
 /// comment right above it or by an ancestor's comment naming it; a group (a key with keys
 /// under it) by its keys; and what lies under a documented leaf (labels, a tlsConfig, list

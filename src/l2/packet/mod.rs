@@ -22,10 +22,14 @@ pub enum PacketError {
     NotRequest,
     #[error("not a neighbor solicitation")]
     NotSolicitation,
-    #[error("neighbor solicitation without a source link-layer address option")]
-    NoSourceLinkLayer,
     #[error("hop limit {0}, not 255: the message was routed, so it is not for us")]
     HopLimit(u8),
+    #[error("IPv6 extension headers before the solicitation")]
+    ExtensionHeaders,
+    #[error("ICMPv6 checksum does not match")]
+    Checksum,
+    #[error("invalid neighbor solicitation: {0}")]
+    Invalid(&'static str),
 }
 
 pub fn format_mac(mac: &Mac) -> String {
