@@ -25,13 +25,18 @@ pub struct Vtysh {
     pub args: Vec<String>,
 }
 
+/// The longest one vtysh call may take (applying 10,000 prefixes takes seconds). FRR 10.3's
+/// mgmtd was seen keeping its datastore lock after a commit a daemon failed, and `vtysh -f` then
+/// retries for ever; past this the call is an error the speaker reports and retries, not an
+/// Apply that never returns.
+const VTYSH_DEADLINE: Duration = Duration::from_secs(120);
+
 impl Vtysh {
     fn run(&self, args: &[&str]) -> Result<(bool, String), ApplyError> {
-        let out = Command::new(&self.program)
-            .args(&self.args)
-            .args(args)
-            .output()
-            .map_err(|e| ApplyError::Vtysh(format!("{}: {e}", self.program.display())))?;
+        let out = output_within(Command::new(&self.program).args(&self.args).args(args), VTYSH_DEADLINE)
+            .map_err(|e| {
+                ApplyError::Vtysh(redact(&format!("{} {}: {e}", self.program.display(), args.join(" "))))
+            })?;
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         let ok = out.status.success();
@@ -44,6 +49,34 @@ impl Vtysh {
         match self.run(&["-c", command])? {
             (true, text) => Ok(text),
             (false, text) => Err(ApplyError::Vtysh(format!("{command}: {text}"))),
+        }
+    }
+}
+
+/// `command`'s output, or an error once it ran past `deadline`: then it is killed with every
+/// process it started (vtysh -f forks one per file), in its own process group.
+fn output_within(command: &mut Command, deadline: Duration) -> Result<std::process::Output, String> {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(out) => out.map_err(|e| e.to_string()),
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            // The pipes close with the group, so the waiter returns.
+            let _ = waiter.join();
+            Err(format!("did not finish within {deadline:?} and was killed"))
         }
     }
 }
@@ -260,6 +293,22 @@ fn path(p: &Path) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::output_within;
+
+    #[test]
+    fn a_command_past_its_deadline_is_killed_with_what_it_forked() {
+        let started = std::time::Instant::now();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "sleep 30 & sleep 30; echo never"]);
+        let e = output_within(&mut cmd, std::time::Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("did not finish within 300ms"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        let mut quick = std::process::Command::new("sh");
+        quick.args(["-c", "echo out; echo err >&2"]);
+        let out = output_within(&mut quick, std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+    }
+
     use super::*;
 
     #[test]
