@@ -24,6 +24,15 @@ pub enum RenderError {
     Unsafe(String),
 }
 
+/// The template, compiled once: compiling it cost more than laying most configurations out.
+static TERA: std::sync::LazyLock<Result<tera::Tera, String>> = std::sync::LazyLock::new(|| {
+    let mut tera = tera::Tera::default();
+    // frr.conf is not HTML: nothing may be escaped.
+    tera.autoescape_on(Vec::<&str>::new());
+    tera.add_raw_template("frr.conf", TEMPLATE).map_err(|e| format!("{e:?}"))?;
+    Ok(tera)
+});
+
 /// Lays a view model out as an frr.conf.
 pub fn render(config: &FrrConfig) -> Result<String, RenderError> {
     lay_out(&serde_json::to_value(config).map_err(|e| RenderError::Render(e.to_string()))?)
@@ -32,10 +41,7 @@ pub fn render(config: &FrrConfig) -> Result<String, RenderError> {
 /// The view model, serialised, through the guard, the template and the guard again.
 fn lay_out(view: &serde_json::Value) -> Result<String, RenderError> {
     guard::check_view(view).map_err(RenderError::Unsafe)?;
-    let mut tera = tera::Tera::default();
-    // frr.conf is not HTML: nothing may be escaped.
-    tera.autoescape_on(Vec::<&str>::new());
-    tera.add_raw_template("frr.conf", TEMPLATE).map_err(|e| RenderError::Template(format!("{e:?}")))?;
+    let tera = TERA.as_ref().map_err(|e| RenderError::Template(e.clone()))?;
     let ctx = tera::Context::from_serialize(view).map_err(|e| RenderError::Render(format!("{e:?}")))?;
     let mut out = tera.render("frr.conf", &ctx).map_err(|e| RenderError::Render(format!("{e:?}")))?;
     if !out.ends_with('\n') {

@@ -150,10 +150,21 @@ fn structure(text: &str) -> Vec<(usize, String, usize)> {
 
 /// Ok when `value` in `slot` is refused by name or stays in its word; otherwise what escaped.
 pub fn check(slot: Slot, value: &str) -> Result<(), String> {
-    let (benign, _) = render(slot, slot.benign());
-    let Some(benign_text) = benign.frr_config.as_deref() else {
-        return Err(format!("the benign fixture does not render: {:?} {:?}", benign.errors, benign.notes));
-    };
+    // The benign rendering of each slot, made once per process (the fuzz target calls this
+    // millions of times).
+    static BENIGN: std::sync::LazyLock<Vec<Result<String, String>>> = std::sync::LazyLock::new(|| {
+        Slot::ALL
+            .iter()
+            .map(|slot| {
+                let (p, _) = render(*slot, slot.benign());
+                p.frr_config.ok_or_else(|| {
+                    format!("the benign fixture does not render: {:?} {:?}", p.errors, p.notes)
+                })
+            })
+            .collect()
+    });
+    let at = Slot::ALL.iter().position(|s| *s == slot).unwrap_or(0);
+    let benign_text = BENIGN[at].as_deref().map_err(|e| e.clone())?;
     let (hostile, _) = render(slot, value);
     if let Some(note) = hostile.notes.iter().find(|n| n.contains("could not render")) {
         return Err(format!("{slot:?}: validation let through what the renderer refused: {note}"));
