@@ -71,9 +71,9 @@ pub struct SpeakerArgs {
     #[arg(long, default_value = "0.0.0.0:7946", value_parser = crate::bind::parse_socket_addr)]
     pub membership_bind: std::net::SocketAddr,
     /// A file holding the key all speakers share; membership traffic is then encrypted,
-    /// authenticated and protected from replays. Every other file beside it (a mounted Secret's
-    /// other keys) opens datagrams too, so a key is rotated without a gap: add the new key beside
-    /// the old everywhere, then make it this file's.
+    /// authenticated and protected from replays. Files beside it named after it with a suffix
+    /// (`secretkey.next`: other keys of the mounted Secret) open datagrams too, so a key is
+    /// rotated without a gap: add the new key as such a file everywhere, then make it this one.
     #[arg(long)]
     pub membership_secret_file: Option<PathBuf>,
     /// Stop answering ARP/NDP while this speaker sees no strict majority of the speakers that
