@@ -151,7 +151,7 @@ fn session_lines(peer: &Peer, secrets: Secrets) -> Vec<String> {
     if let Some(src) = peer.source_address {
         l.push(format!("update-source {src}"));
     }
-    if let Some((ka, hold)) = peer.timers {
+    if let Some((ka, hold)) = session_timers(peer) {
         l.push(format!("timers {ka} {hold}"));
     }
     if let Some(c) = peer.connect_time {
@@ -161,6 +161,18 @@ fn session_lines(peer: &Peer, secrets: Secrets) -> Vec<String> {
         l.push("graceful-restart".into());
     }
     l
+}
+
+/// FRR's own keepalive and hold time under `frr defaults traditional`, which the template sets.
+const FRR_DEFAULT_TIMERS: (u64, u64) = (60, 180);
+
+/// The `timers` a session is rendered with. A BFD-protected peer always gets explicit ones,
+/// FRR's defaults when the BGPPeer sets none: FRR 10.4 and 10.5 keep a session up for 30 s
+/// after BFD goes down unless the neighbor has explicit timers (FRR #20215, #22097), and a user
+/// may run either in the sidecar. The values are the ones FRR would use anyway, so nothing
+/// else about the session changes.
+fn session_timers(peer: &Peer) -> Option<(u64, u64)> {
+    peer.timers.or(peer.bfd_profile.as_ref().map(|_| FRR_DEFAULT_TIMERS))
 }
 
 /// What one peer receives for a prefix.

@@ -200,6 +200,36 @@ fn the_frr_log_level_reaches_the_rendered_log_line() {
     assert!(super::frr::parse_log_level("loud").unwrap_err().contains("emergencies"));
 }
 
+#[test]
+fn a_bfd_peer_without_timers_gets_frrs_own_defaults_written_out() {
+    let n = node(&[]);
+    let bfd = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\n---\n";
+    let peer = |name: &str, fields: &str| {
+        format!(
+            "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}}}\n\
+             spec: {{myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.{}{fields}}}\n---\n",
+            10 + name.len()
+        )
+    };
+    let objects = [
+        peer("bfd", ", bfdProfile: fast"),
+        peer("bfdheld", ", bfdProfile: fast, holdTime: 9s"),
+        peer("plain123", ""),
+    ]
+    .concat();
+    let c = config(&format!("{bfd}{objects}{AD}"));
+    let text = super::render(&super::frr::build(&c, &n, &[], "info", super::Secrets::Show)).unwrap();
+    let timers = |addr: &str| {
+        text.lines().filter(|l| l.starts_with(&format!(" neighbor {addr} timers"))).collect::<Vec<_>>()
+    };
+    // No timers in the BGPPeer: FRR's traditional defaults, explicitly.
+    assert_eq!(timers("192.0.2.13"), [" neighbor 192.0.2.13 timers 60 180"], "{text}");
+    // The BGPPeer's own timers win.
+    assert_eq!(timers("192.0.2.17"), [" neighbor 192.0.2.17 timers 3 9"], "{text}");
+    // Without BFD nothing changes: FRR's defaults stay implicit.
+    assert!(timers("192.0.2.18").is_empty(), "{text}");
+}
+
 /// Every string the template lays out, one at a time, replaced by text that would leave its
 /// slot: the renderer refuses each, naming the slot, whatever validation let through.
 #[test]

@@ -294,6 +294,86 @@ exit
     assert!(back.is_some());
 }
 
+/// A BFD-protected session whose BGPPeer sets no timers goes down on the node within BFD's
+/// detection time, not the hold time's 180 s or the 30 s FRR 10.4/10.5 wait when the neighbor
+/// has no explicit timers (FRR #22097): node1 stops hearing BFD while BGP's TCP still works,
+/// so only BFD can end the session.
+#[test]
+fn bfd_ends_a_session_without_bgpeer_timers_within_the_detection_time() {
+    require_frr!();
+    let (_lan, tor, node) = tor_and_node1();
+    tor.configure(
+        "router bgp 64500
+ bgp router-id 192.0.2.1
+ no bgp ebgp-requires-policy
+ neighbor 192.0.2.11 remote-as 64512
+ neighbor 192.0.2.11 bfd
+ neighbor 192.0.2.11 bfd profile fast
+ neighbor 192.0.2.11 timers connect 1
+exit
+bfd
+ profile fast
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+",
+    );
+    let manifest = format!(
+        "{BASE}---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast}}\n\
+         spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: tor}}\n\
+         spec: {{myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, bfdProfile: fast, connectTime: 1s}}\n"
+    );
+    let plan = plan_node(&manifest, "node1");
+    assert!(plan.frr.contains("\n neighbor 192.0.2.1 timers 60 180\n"), "{}", plan.frr);
+    // First the configuration the build before this one rendered (no timers line), then this
+    // one's: an upgrade adds the line to a running session without resetting it.
+    let agent = AgentProcess::start(&node, "agent");
+    apply(&agent, &plan.frr.replace(" neighbor 192.0.2.1 timers 60 180\n", ""), 1);
+    let up = wait_for(Duration::from_secs(40), || established(&node, "192.0.2.1"));
+    assert!(up.is_some(), "{:#}", node.json("show bgp neighbors json"));
+    let before = counters(&node);
+    apply(&agent, &plan.frr, 2);
+    let bfd_up =
+        || node.json("show bfd peers json").as_array().is_some_and(|l| l.iter().any(|p| p["status"] == "up"));
+    let ready = wait_for(Duration::from_secs(40), || established(&node, "192.0.2.1") && bfd_up());
+    assert!(
+        ready.is_some(),
+        "{:#}\n{:#}",
+        node.json("show bgp neighbors json"),
+        node.json("show bfd peers json")
+    );
+
+    // FRR took the line (the configured hold time reads back) and a second later the session
+    // has still been established once only.
+    let v = node.json("show bgp neighbors 192.0.2.1 json");
+    assert_eq!(v["192.0.2.1"]["bgpTimerConfiguredHoldTimeMsecs"], 180_000, "{v:#}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(counters(&node), before, "adding the timers line reset the session");
+    sh(&format!(
+        "ip netns exec {} nft 'add table inet cut; add chain inet cut input {{ type filter hook input priority 0; }}; \
+         add rule inet cut input udp dport {{ 3784, 4784 }} drop'",
+        node.ns
+    ));
+    let cut = Instant::now();
+    let down = wait_for(Duration::from_secs(60), || !established(&node, "192.0.2.1"));
+    let took = cut.elapsed();
+    let version = &node.install().version;
+    assert!(down.is_some(), "FRR {version}: still established 60 s after BFD stopped");
+    println!(
+        "FRR {version}: BFD 100ms x3, no BGPPeer timers: the node's session down {took:?} after BFD stopped"
+    );
+    assert!(took < Duration::from_secs(3), "FRR {version}: session down only after {took:?}");
+    let v = node.json("show bgp neighbors 192.0.2.1 json");
+    // BFD ended it, not a hold timer: FRR 8.4/10.3 record the Cease it sent (subcode 10, BFD
+    // Down), 10.7 the reset's cause.
+    let n = &v["192.0.2.1"];
+    let by_bfd = n["lastErrorCodeSubcode"] == "060A"
+        || n["lastResetDueTo"].as_str().is_some_and(|r| r.contains("BFD"));
+    assert!(by_bfd, "FRR {version}: {v:#}");
+}
+
 /// A ToR (192.0.2.1) and node1 (192.0.2.11) on one LAN, FRR in each.
 fn tor_and_node1() -> (Lan, Frr, Frr) {
     let lan = Lan::new();
