@@ -75,6 +75,40 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Writes only (reads would drown them), once each: when answered.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+";
+
+/// One write to the API server, from its audit log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Write {
+    pub user: String,
+    pub verb: String,
+    /// `resource[/subresource] namespace/name`.
+    pub object: String,
+    pub code: u64,
+}
+
+impl Write {
+    fn of(event: &serde_json::Value) -> Write {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let o = &event["objectRef"];
+        let sub = o["subresource"].as_str().map(|x| format!("/{x}")).unwrap_or_default();
+        Write {
+            user: s(&event["user"]["username"]),
+            verb: s(&event["verb"]),
+            object: format!("{}{sub} {}/{}", s(&o["resource"]), s(&o["namespace"]), s(&o["name"])),
+            code: event["responseStatus"]["code"].as_u64().unwrap_or(0),
+        }
+    }
+}
+
 pub struct KubeLab {
     etcd: Child,
     /// Behind a lock so a test holding the lab shared can still bounce it.
@@ -128,6 +162,7 @@ impl KubeLab {
                 .success();
         assert!(ok, "openssl could not make the service account key");
         std::fs::write(dir.join("tokens.csv"), format!("{TOKEN},admin,admin,\"system:masters\"\n")).unwrap();
+        std::fs::write(dir.join("audit-policy.yaml"), AUDIT_POLICY).unwrap();
         let apiserver_args: Vec<String> = [
             "--etcd-servers".into(),
             format!("http://127.0.0.1:{etcd_port}"),
@@ -152,6 +187,10 @@ impl KubeLab {
             "198.18.0.0/16,2001:db8:ffff::/112".into(),
             "--disable-admission-plugins".into(),
             "ServiceAccount".into(),
+            "--audit-policy-file".into(),
+            dir.join("audit-policy.yaml").display().to_string(),
+            "--audit-log-path".into(),
+            dir.join("audit.log").display().to_string(),
         ]
         .into();
         let apiserver = spawn_apiserver(&apiserver_args, &dir);
@@ -181,8 +220,20 @@ impl KubeLab {
 
     /// Starts it again on the same address and waits until it is ready.
     pub fn restart_apiserver(&self) {
+        // Stopped first if it still runs: a second one could not bind the port, and the first
+        // would outlive the lab.
+        self.stop_apiserver();
         *self.apiserver.lock().unwrap() = spawn_apiserver(&self.apiserver_args, &self.dir);
         self.wait_ready();
+    }
+
+    /// Every write the API server has answered so far, in order (its audit log).
+    pub fn writes(&self) -> Vec<Write> {
+        let text = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|e| Write::of(&e))
+            .collect()
     }
 
     /// `ferrolb ARGS --kubeconfig <this lab's>`, its stderr in `log` under the lab's directory.

@@ -26,7 +26,7 @@ use crate::l2_lab_members::{all_live, survivors_answer};
 /// Makes the host's `127.0.0.1:port` (the API server) reachable as `127.0.0.1:port` inside a
 /// node's namespace, so the certificate and kubeconfig stay as they are. A listener keeps the
 /// namespace it was made in, so one thread binds it inside and then returns to the host's.
-struct Forward {
+pub struct Forward {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -37,7 +37,7 @@ fn enter(ns: &std::fs::File) -> bool {
 }
 
 impl Forward {
-    fn start(ns: &str, port: u16) -> Forward {
+    pub fn start(ns: &str, port: u16) -> Forward {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready, bound) = std::sync::mpsc::channel();
         let target = format!("/var/run/netns/{ns}");
@@ -93,7 +93,7 @@ impl Drop for Forward {
     }
 }
 
-const CONFIG: &str = "
+pub const CONFIG: &str = "
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: lan, namespace: metallb-system}
@@ -106,7 +106,7 @@ metadata: {name: all, namespace: metallb-system}
 
 /// The speaker pod `name` on node `n` as the DaemonSet would make it, running (no kubelet
 /// here); `started` adds its container's status, started at that time.
-async fn speaker_pod(pods: &Api<Pod>, name: &str, n: usize, started: Option<&str>) {
+pub async fn speaker_pod(pods: &Api<Pod>, name: &str, n: usize, started: Option<&str>) {
     let pod: Pod = serde_saphyr::from_str(&format!(
         "metadata: {{name: {name}, labels: {{app.kubernetes.io/name: ferrolb, app.kubernetes.io/component: speaker}}}}\n\
          spec: {{nodeName: node{n}, hostNetwork: true, containers: [{{name: speaker, image: ferrolb}}]}}\n"
@@ -303,7 +303,7 @@ fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
 }
 
 /// Node `i`'s speaker, in its namespace, reading the cluster through the forwarded API server.
-fn speaker(lab: &L2Lab, kube: &KubeLab, i: usize) -> Running {
+pub fn speaker(lab: &L2Lab, kube: &KubeLab, i: usize) -> Running {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
