@@ -158,6 +158,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let recorder = Events::start(k8s::events::EventWriter::new(client.clone(), reporter), gate.clone());
     let conditions = background::Conditions::start(client.clone(), gate.clone());
     let mut warned: HashMap<String, String> = HashMap::new();
+    let mut kube_proxy = k8s::kube_proxy::watch(client.clone());
+    let mut kube_proxy_said = plan::kube_proxy::Said::default();
     let mut config_state = crate::k8s::config_state::ConfigStateReport::new(
         client.clone(),
         &args.namespace,
@@ -314,7 +316,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
                 pools_written = Some(now);
             }
         }
-        if let Err(e) = config_state.sync(decided.error_summary(), Vec::new()).await {
+        let kube_proxy_condition = kube_proxy_check(&kube_proxy, &mut kube_proxy_said, &inputs, &recorder);
+        if let Err(e) =
+            config_state.sync(decided.error_summary(), kube_proxy_condition.into_iter().collect()).await
+        {
             tracing::warn!(error = %e, "writing the ConfigurationState");
         }
         // Pending Services with nothing to clear get their warning once per reason.
@@ -335,6 +340,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         }
         tokio::select! {
             _ = cache.changed() => {}
+            // kube-proxy's configuration changed: its condition is written on this pass.
+            Ok(()) = kube_proxy.changed() => {}
             _ = async { match retry { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => {
@@ -362,6 +369,31 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         lock.release().await;
     }
     Ok(())
+}
+
+/// Whether kube-proxy leaves ARP to ferrolb, once layer 2 is in use: the ConfigurationState's
+/// `kubeProxyStrictARP` condition, and a Warning on each L2Advertisement when it does not.
+fn kube_proxy_check(
+    kube_proxy: &tokio::sync::watch::Receiver<Option<plan::kube_proxy::Finding>>,
+    said: &mut plan::kube_proxy::Said,
+    inputs: &plan::Inputs,
+    recorder: &Events,
+) -> Option<k8s::config_state::ExtraCondition> {
+    let layer2 = &inputs.objects.l2_advertisements;
+    let finding = kube_proxy.borrow().clone().filter(|_| !layer2.is_empty());
+    if said.update(finding.as_ref()) {
+        let f = finding.as_ref()?;
+        for ad in layer2 {
+            let about = About::Object(kube::Resource::object_ref(ad, &()));
+            publish_to(recorder, about, PlanEventType::Warning, f.reason, f.message.clone());
+        }
+    }
+    finding.map(|f| k8s::config_state::ExtraCondition {
+        type_: "kubeProxyStrictARP",
+        status: f.safe,
+        reason: f.reason,
+        message: f.message,
+    })
 }
 
 /// Pool usage and configuration health, as MetalLB's gauges report them.

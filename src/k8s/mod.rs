@@ -6,6 +6,7 @@ pub mod cache;
 mod changes;
 pub mod config_state;
 pub mod events;
+pub mod kube_proxy;
 pub mod lease;
 pub mod memberlist_key;
 pub mod node_status;

@@ -8,6 +8,7 @@ pub mod condition;
 pub mod hostile;
 pub mod incremental;
 pub mod invalid_objects;
+pub mod kube_proxy;
 mod legacy;
 pub mod manifest;
 pub mod node_status;

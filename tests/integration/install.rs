@@ -162,11 +162,14 @@ fn the_manifests_hold_one_complete_install_each() {
             .collect();
         let want: &[&str] = if name == "frr" { &["speaker", "frr", "frr-agent"] } else { &["speaker"] };
         assert_eq!(containers, want, "{name}");
-        // Everything namespaced lands in the namespace the file creates.
+        // Everything namespaced lands in the namespace the file creates, but the controller's
+        // read of kube-proxy's ConfigMap, which lives in kube-system.
         for o in &objects {
             let ns = &o["metadata"]["namespace"];
+            let kube_proxy = o["metadata"]["name"] == "ferrolb-controller-kube-proxy"
+                && (o["kind"] == "Role" || o["kind"] == "RoleBinding");
             assert!(
-                ns.is_null() || ns == "metallb-system",
+                ns.is_null() || ns == "metallb-system" || (kube_proxy && ns == "kube-system"),
                 "{name}: {} {} in {ns}",
                 o["kind"],
                 o["metadata"]["name"]
