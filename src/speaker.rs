@@ -93,6 +93,12 @@ pub struct SpeakerArgs {
     /// stop using it; 0 sends them only on taking an IP over.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub layer2_refresh_seconds: u64,
+    /// A node that was NotReady is a full layer 2 candidate again once Ready this many
+    /// seconds (counted from its Ready condition's last transition), so a flapping node moves
+    /// an IP back at most once per this period. NotReady or out-of-service nodes are demoted
+    /// at once.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub layer2_ready_settle_seconds: u64,
     /// Interface name patterns (regexes) never answered on; replaces the default list.
     #[arg(long, value_delimiter = ',')]
     pub exclude_interfaces: Option<Vec<String>>,
@@ -241,6 +247,9 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut fencing = None;
     let mut seen_alive = std::collections::BTreeSet::new();
     let mut recount_at: Option<SystemTime> = None;
+    // When a node's Ready settle time ends (topology::readiness): decide again then.
+    let mut ready_recheck_at: Option<k8s_openapi::jiff::Timestamp> = None;
+    let mut said_unfit = std::collections::BTreeMap::new();
     let mut view = membership.as_ref().map(Membership::view);
     let cluster = cluster.map(|(_, cache)| cache);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -282,11 +291,23 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 Some(v) => Some(v.live.clone()),
                 None => args.live_nodes.as_ref().map(|l| l.iter().cloned().collect()),
             };
+            let settle = Duration::from_secs(args.layer2_ready_settle_seconds);
+            let unfit = crate::topology::readiness::unfit(
+                &inputs.objects.nodes,
+                k8s_openapi::jiff::Timestamp::now(),
+                settle,
+            );
+            ready_recheck_at = unfit.recheck_at;
+            if unfit.nodes != said_unfit {
+                tracing::info!(unfit = ?unfit.nodes, "layer 2: nodes that win an IP only where no other can");
+                said_unfit = unfit.nodes.clone();
+            }
             let options = Options {
                 lb_class: args.lb_class.clone(),
                 node: Some(args.node.clone()),
                 show_secrets: true,
                 live_nodes: live,
+                layer2_unfit: unfit.nodes,
                 ips_from_status: cluster.is_some(),
                 ignore_exclude_lb: args.ignore_exclude_lb,
                 frr_log_level: Some(args.frr_log_level.clone()),
@@ -488,6 +509,15 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 }
             } => {
                 recount_at = None;
+                replan = true;
+            }
+            _ = async {
+                match ready_recheck_at {
+                    Some(at) => tokio::time::sleep(at.duration_since(k8s_openapi::jiff::Timestamp::now()).try_into().unwrap_or_default()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                ready_recheck_at = None;
                 replan = true;
             }
             p = async { match peers.as_mut() { Some(p) => p.changed().await, None => std::future::pending().await } } => {

@@ -118,7 +118,12 @@ pub fn service_for_speaker(s: &mut Service) {
 pub fn node(n: &mut Node) {
     meta(n);
     n.metadata.annotations = None;
-    n.spec = None;
+    // Of the spec, only the taint that takes a node out of layer 2 (topology::readiness).
+    let out_of_service: Vec<_> = (n.spec.take().and_then(|s| s.taints).into_iter().flatten())
+        .filter(|t| t.key == crate::topology::readiness::OUT_OF_SERVICE_TAINT)
+        .collect();
+    n.spec = (!out_of_service.is_empty())
+        .then(|| k8s_openapi::api::core::v1::NodeSpec { taints: Some(out_of_service), ..Default::default() });
     if let Some(st) = n.status.as_mut() {
         st.images = None;
         st.node_info = None;
@@ -131,11 +136,15 @@ pub fn node(n: &mut Node) {
         st.features = None;
         st.runtime_handlers = None;
         if let Some(cs) = st.conditions.as_mut() {
-            cs.retain(|c| c.type_ == "NetworkUnavailable");
-            // The kubelet refreshes these every few minutes; a change of them decides nothing.
+            cs.retain(|c| c.type_ == "NetworkUnavailable" || c.type_ == "Ready");
+            // The kubelet refreshes heartbeats and messages every few minutes; a change of them
+            // decides nothing. When Ready last changed does (topology::readiness).
             for c in cs {
                 c.last_heartbeat_time = None;
-                c.last_transition_time = None;
+                c.message = None;
+                if c.type_ != "Ready" {
+                    c.last_transition_time = None;
+                }
             }
         }
     }
@@ -143,6 +152,8 @@ pub fn node(n: &mut Node) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -230,5 +241,30 @@ mod tests {
         node(&mut n);
         assert_eq!(crate::topology::NodeInfo::from_node(&n, false), before);
         assert!(n.status.as_ref().unwrap().images.is_none());
+
+        // What decides layer 2 fitness stays: the out-of-service taint, Ready and its last
+        // transition.
+        let mut n: Node = serde_saphyr::from_str(
+            "metadata: {name: n1}\nspec: {podCIDR: 198.18.0.0/24, taints: [{key: node.kubernetes.io/unschedulable, effect: NoSchedule}, {key: node.kubernetes.io/out-of-service, effect: NoExecute}]}\n\
+             status: {conditions: [{type: Ready, status: 'True', reason: KubeletReady, message: posting, lastHeartbeatTime: '2026-12-06T10:00:09Z', lastTransitionTime: '2026-12-06T10:00:00Z'}, {type: MemoryPressure, status: 'False'}]}\n",
+        )
+        .unwrap();
+        let readiness = |n: &Node, settle| {
+            crate::topology::readiness::unfit(
+                std::slice::from_ref(n),
+                "2026-12-06T10:00:05Z".parse().unwrap(),
+                settle,
+            )
+        };
+        let (tainted, settling) = (readiness(&n, Duration::ZERO), readiness(&n, Duration::from_secs(30)));
+        node(&mut n);
+        assert_eq!(
+            (readiness(&n, Duration::ZERO), readiness(&n, Duration::from_secs(30))),
+            (tainted, settling)
+        );
+        assert_eq!(n.spec.as_ref().unwrap().taints.as_ref().unwrap().len(), 1);
+        let cs = n.status.as_ref().unwrap().conditions.as_ref().unwrap();
+        assert_eq!(cs.len(), 1);
+        assert!(cs[0].last_heartbeat_time.is_none() && cs[0].message.is_none());
     }
 }

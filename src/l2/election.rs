@@ -67,7 +67,7 @@ pub fn elect(
 ) -> Result<Vec<String>, String> {
     let mut scored = scored(config, svc, nodes, live, endpoints)?;
     scored.sort();
-    Ok(scored.into_iter().map(|(_, _, n)| n.to_string()).collect())
+    Ok(scored.into_iter().map(|(_, _, _, n)| n.to_string()).collect())
 }
 
 /// The first of [`elect`]'s order alone: a speaker only needs to know whether it is the
@@ -80,12 +80,13 @@ pub fn winner<'n>(
     endpoints: &Endpoints,
 ) -> Result<&'n str, String> {
     let scored = scored(config, svc, nodes, live, endpoints)?;
-    Ok(scored.into_iter().min().map(|(_, _, n)| n).unwrap_or_default())
+    Ok(scored.into_iter().min().map(|(_, _, _, n)| n).unwrap_or_default())
 }
 
-type Score<'n> = (i64, [u8; 32], &'n str);
+type Score<'n> = (bool, i64, [u8; 32], &'n str);
 
-/// Every candidate with its sort key (preference weight, then sha256("node#ip")), unordered.
+/// Every candidate with its sort key (unfit nodes last, then preference weight, then
+/// sha256("node#ip")), unordered.
 fn scored<'n>(
     config: &Config,
     svc: &ServiceState,
@@ -116,7 +117,7 @@ fn scored<'n>(
             // The bytes of format!("{node}#{ip}"), hashed without building the string.
             let digest: [u8; 32] =
                 Sha256::new().chain_update(&n.name).chain_update("#").chain_update(&ip).finalize().into();
-            (-score, digest, n.name.as_str())
+            (n.l2_unfit.is_some(), -score, digest, n.name.as_str())
         })
         .collect();
     if scored.is_empty() {

@@ -135,6 +135,26 @@ fn node_selectors_exclusions_and_liveness_filter_candidates() {
 }
 
 #[test]
+fn an_unfit_node_wins_only_where_no_other_candidate_is_left() {
+    let e = Endpoints::assume_everywhere();
+    let s = svc("shop/web", &["192.0.2.10"]);
+    let c = config(ALL);
+    let plain = elect(&c, &s, &nodes(&NAMES), &live(&NAMES), &e).unwrap();
+    let mut ns = nodes(&NAMES);
+    let owner = ns.iter_mut().find(|n| n.name == plain[0]).unwrap();
+    owner.l2_unfit = Some("NotReady".into());
+    // The owner goes last; everyone else keeps their order.
+    let demoted = elect(&c, &s, &ns, &live(&NAMES), &e).unwrap();
+    assert_eq!(demoted[..], [&plain[1..], &plain[..1]].concat()[..]);
+    // Every candidate unfit (a control plane that marks every node NotReady): the order is
+    // the plain one, so nothing moves and something still answers.
+    for n in &mut ns {
+        n.l2_unfit = Some("NotReady".into());
+    }
+    assert_eq!(elect(&c, &s, &ns, &live(&NAMES), &e).unwrap(), plain);
+}
+
+#[test]
 fn local_traffic_needs_a_local_endpoint_and_any_service_needs_one_somewhere() {
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
     let slice = EndpointSlice {

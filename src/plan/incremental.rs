@@ -175,8 +175,7 @@ struct World {
 impl World {
     fn of(inputs: &Inputs, options: &Options, assumed_everywhere: bool) -> World {
         let node = options.node.clone().unwrap_or_default();
-        let (nodes, live) =
-            election_nodes(inputs, &node, options.live_nodes.as_ref(), options.ignore_exclude_lb);
+        let (nodes, live) = election_nodes(inputs, &node, options);
         let mut errors = inputs.decode_errors.clone();
         let parsed = match config::parse(&inputs.objects).result {
             Ok(c) if errors.is_empty() => Ok(c),

@@ -127,6 +127,9 @@ pub struct Options {
     pub show_secrets: bool,
     /// Nodes whose speakers are alive (layer 2 elections); `None`: every known node.
     pub live_nodes: Option<std::collections::BTreeSet<String>>,
+    /// Nodes that should not serve layer 2 traffic now, with why (see
+    /// `topology::readiness`): they win an IP only where no other candidate is left.
+    pub layer2_unfit: BTreeMap<String, String>,
     /// Announce each Service's IPs exactly as its status holds them instead of allocating:
     /// in a cluster the controller decides IPs, and a speaker that predicted them could
     /// announce an IP the controller never gave (a pool shrinking, a changed request).
@@ -436,15 +439,7 @@ fn node_decisions(
         }
     };
     let bgp = bgp::plan_node(config, &node, services, endpoints);
-    let l2 = plan_layer2(
-        inputs,
-        config,
-        services,
-        endpoints,
-        node_name,
-        options.live_nodes.as_ref(),
-        options.ignore_exclude_lb,
-    );
+    let l2 = plan_layer2(inputs, config, services, endpoints, node_name, options);
     NodeDecisions { node, bgp, l2, notes }
 }
 
@@ -538,10 +533,9 @@ fn plan_layer2(
     services: &[ServiceState],
     endpoints: &Endpoints,
     node_name: &str,
-    live: Option<&std::collections::BTreeSet<String>>,
-    ignore_exclude_lb: bool,
+    options: &Options,
 ) -> l2::L2NodePlan {
-    let (nodes, live) = election_nodes(inputs, node_name, live, ignore_exclude_lb);
+    let (nodes, live) = election_nodes(inputs, node_name, options);
     l2::plan_node(config, node_name, services, &nodes, &live, endpoints)
 }
 
@@ -549,11 +543,14 @@ fn plan_layer2(
 fn election_nodes(
     inputs: &Inputs,
     node_name: &str,
-    live: Option<&std::collections::BTreeSet<String>>,
-    ignore_exclude_lb: bool,
+    options: &Options,
 ) -> (Vec<NodeInfo>, std::collections::BTreeSet<String>) {
+    let live = options.live_nodes.as_ref();
     let mut nodes: Vec<NodeInfo> =
-        inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, ignore_exclude_lb)).collect();
+        inputs.objects.nodes.iter().map(|n| NodeInfo::from_node(n, options.ignore_exclude_lb)).collect();
+    for n in &mut nodes {
+        n.l2_unfit = options.layer2_unfit.get(&n.name).cloned();
+    }
     // Every speaker must run the election over the same candidates: nodes known only because a
     // speaker runs there (no Node object in the manifests) count as plain named nodes, on every
     // speaker alike.

@@ -10,6 +10,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::config::Labels;
 use crate::service::ServiceKey;
 
+pub mod readiness;
+
 /// Nodes carrying this label never announce (unless the speaker ignores it).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -26,6 +28,9 @@ pub struct NodeInfo {
     /// address, which is the same Service IP on every node where Service IPs sit on lo, and
     /// an IPv6-only node has no IPv4 address to pick at all.
     pub router_id: Option<std::net::Ipv4Addr>,
+    /// Why the node should not serve layer 2 traffic although its speaker runs (NotReady,
+    /// out of service; see [`readiness`]): it wins an IP only where no other candidate is left.
+    pub l2_unfit: Option<String>,
 }
 
 /// A router ID for a node with no IPv4 address: the first four bytes of
@@ -81,13 +86,13 @@ impl NodeInfo {
             None if internal.iter().any(std::net::IpAddr::is_ipv6) => Some(router_id_from_name(&name)),
             None => None,
         };
-        NodeInfo { name, labels, ineligible, router_id }
+        NodeInfo { name, labels, ineligible, router_id, l2_unfit: None }
     }
 
     /// A node known only by name, as Kubernetes labels every node.
     pub fn named(name: &str) -> NodeInfo {
         let labels = [("kubernetes.io/hostname".to_string(), name.to_string())].into();
-        NodeInfo { name: name.to_string(), labels, ineligible: None, router_id: None }
+        NodeInfo { name: name.to_string(), labels, ineligible: None, router_id: None, l2_unfit: None }
     }
 }
 

@@ -304,6 +304,11 @@ fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
 
 /// Node `i`'s speaker, in its namespace, reading the cluster through the forwarded API server.
 pub fn speaker(lab: &L2Lab, kube: &KubeLab, i: usize) -> Running {
+    speaker_with(lab, kube, i, &[])
+}
+
+/// [`speaker`] with more arguments.
+pub fn speaker_with(lab: &L2Lab, kube: &KubeLab, i: usize, extra: &[&str]) -> Running {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -315,6 +320,7 @@ pub fn speaker(lab: &L2Lab, kube: &KubeLab, i: usize) -> Running {
             .args(["netns", "exec", &lab.nodes[i].0])
             .arg(crate::ferrolb_bin())
             .args(["speaker", "--node", &format!("node{}", i + 1), "--layer2", "--membership-bind", &bind])
+            .args(extra)
             .arg("--kubeconfig")
             .arg(kube.kubeconfig())
             .stdout(Stdio::null())

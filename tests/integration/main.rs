@@ -52,6 +52,7 @@ mod kube_webhook;
 mod l2_lab;
 mod l2_lab_kube;
 mod l2_lab_members;
+mod l2_lab_ready;
 mod l2_ndp;
 mod l2_refresh;
 mod l2_wire;
