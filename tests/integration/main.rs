@@ -44,6 +44,7 @@ mod kube_controller;
 mod kube_events;
 mod kube_invalid;
 mod kube_metrics_auth;
+mod kube_pools;
 mod kube_probes;
 mod kube_speaker;
 mod kube_webhook;
