@@ -11,6 +11,7 @@ mod agent;
 mod agent_process;
 mod agent_service;
 mod bgp_lab;
+mod bgp_rules;
 mod bgp_sessions;
 #[macro_use]
 mod chart;
