@@ -54,6 +54,7 @@ mod l2_lab_kube;
 mod l2_lab_members;
 mod l2_ndp;
 mod l2_refresh;
+mod l2_rules;
 mod l2_wire;
 mod manifest_hostile;
 mod metallb_metrics;
