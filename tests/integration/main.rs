@@ -15,6 +15,7 @@ mod bgp_rules;
 mod bgp_sessions;
 #[macro_use]
 mod chart;
+mod chart_monitoring;
 mod chart_ops;
 mod cli;
 mod cluster_control;
