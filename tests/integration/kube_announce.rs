@@ -2,7 +2,8 @@
 //! the controller stopped, a pool shrinking under held IPs and a Service asking for another
 //! IP, the ToR keeps exactly the status IPs still inside a pool; once the controller moves them,
 //! the ToR follows. Sampled every 50 ms throughout: no prefix ever reaches the ToR before it
-//! is in some Service's status.
+//! is in some Service's status. A Service of another loadBalancerClass is left alone, whatever
+//! its status holds, unless the speaker runs for that class.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -140,5 +141,80 @@ fn the_speaker_announces_only_what_the_status_holds() {
         assert!(n > 20, "only {n} samples");
         assert!(v.is_empty(), "{} of {n} samples saw an IP no status held: {:?}\n{}", v.len(), &v[..v.len().min(5)], speaker_log());
         println!("{n} samples of the ToR every 50 ms: never an IP outside the status");
+    });
+}
+
+/// A Service of another loadBalancerClass is another implementation's, even with an address of
+/// ferrolb's pool in its status: the speaker announces it only when started for that class.
+#[test]
+fn the_speaker_announces_only_its_own_class() {
+    require_frr!();
+    require_kube!();
+    let lab = Lab::start();
+    let agent = AgentProcess::start(&lab.node, "agent");
+    let kube = KubeLab::start();
+    let rt = crate::threaded_runtime();
+    rt.block_on(async {
+        let client = bgp_cluster(&kube).await;
+        let _ctl = controller(&kube, 0);
+        let socket = agent.socket.display().to_string();
+        let speaker = |class: Option<&str>, log: &str| {
+            let mut args = vec![
+                "speaker",
+                "--node",
+                "node1",
+                "--metrics-bind",
+                "127.0.0.1:0",
+                "--frr-agent-socket",
+                &socket,
+            ];
+            if let Some(c) = class {
+                args.extend(["--lb-class", c]);
+            }
+            kube.run_ferrolb(&args, log)
+        };
+        let services: Api<Service> = Api::namespaced(client.clone(), "shop");
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "shop");
+        create_served(&services, &slices, "ours", "203.0.113.10").await;
+        let theirs: Service = serde_saphyr::from_str(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: theirs, namespace: shop}\n\
+             spec: {type: LoadBalancer, loadBalancerClass: example.com/other, ports: [{port: 80}]}\n",
+        )
+        .expect("Service parses");
+        services.create(&Default::default(), &theirs).await.expect("theirs created");
+        let slice: EndpointSlice = serde_saphyr::from_str(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: theirs-1, namespace: shop, labels: {kubernetes.io/service-name: theirs}}\n\
+             addressType: IPv4\nendpoints: [{addresses: [203.0.113.11], nodeName: node1, conditions: {ready: true}}]\nports: [{port: 80}]\n",
+        )
+        .expect("EndpointSlice parses");
+        slices.create(&Default::default(), &slice).await.expect("theirs' endpoints created");
+        // What the other implementation wrote: an address inside ferrolb's pool.
+        let status = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.200"}]}}});
+        services
+            .patch_status("theirs", &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .expect("status written");
+        let asked = Instant::now();
+        let ours = loop {
+            assert!(asked.elapsed() < Duration::from_secs(30), "{}", kube.log("controller-0.log"));
+            if let Some(ip) = status_ips(&services).await.into_iter().find(|ip| ip != "198.51.100.200") {
+                break ip;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+
+        let plain = speaker(None, "speaker.log");
+        let up = wait_for(Duration::from_secs(30), || lab.tor_prefixes() == [format!("{ours}/32")]);
+        assert!(up.is_some(), "ToR {:?}\n{}", lab.tor_prefixes(), kube.log("speaker.log"));
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(lab.tor_prefixes(), [format!("{ours}/32")], "another class's IP was announced");
+        drop(plain);
+
+        let _classed = speaker(Some("example.com/other"), "speaker-other.log");
+        let moved = wait_for(Duration::from_secs(30), || lab.tor_prefixes() == ["198.51.100.200/32"]);
+        assert!(moved.is_some(), "ToR {:?}\n{}", lab.tor_prefixes(), kube.log("speaker-other.log"));
+        println!(
+            "class-less speaker announced {ours} only; with --lb-class example.com/other only 198.51.100.200"
+        );
     });
 }
