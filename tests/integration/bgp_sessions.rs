@@ -218,23 +218,24 @@ fn two_nodes_announce_dual_stack_services_with_ecmp_communities_and_local_pref()
     println!("ECMP over both nodes for v4 and v6 after {ecmp:?}");
 }
 
-#[test]
-fn bfd_takes_a_cut_off_node_out_of_ecmp_within_the_detection_time() {
-    require_frr!();
-    let bfd_profile = "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\n\
-                       spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n";
-    let tor_bfd = "router bgp 64500
- neighbor NODES bfd
- neighbor NODES bfd profile fast
-exit
-bfd
+/// BFD at 100 ms x 3: the BFDProfile the nodes get and the ToR's own profile of the same name.
+const BFD_FAST: &str = "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\n\
+                        spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n";
+const TOR_BFD_FAST: &str = "bfd
  profile fast
   receive-interval 100
   transmit-interval 100
  exit
 exit
 ";
-    let lab = two_nodes(", bfdProfile: fast", bfd_profile, tor_bfd);
+
+#[test]
+fn bfd_takes_a_cut_off_node_out_of_ecmp_within_the_detection_time() {
+    require_frr!();
+    let tor_bfd = format!(
+        "router bgp 64500\n neighbor NODES bfd\n neighbor NODES bfd profile fast\nexit\n{TOR_BFD_FAST}"
+    );
+    let lab = two_nodes(", bfdProfile: fast", BFD_FAST, &tor_bfd);
     let api4 = format!("{}/32", plan_node(&lab.nodes[0].2, "node1").ips_of("shop/api")[0]);
     let bfd_up = |router: &Frr| {
         let v = router.json("show bfd peers json");
@@ -302,7 +303,7 @@ exit
 fn bfd_ends_a_session_without_bgpeer_timers_within_the_detection_time() {
     require_frr!();
     let (_lan, tor, node) = tor_and_node1();
-    tor.configure(
+    tor.configure(&format!(
         "router bgp 64500
  bgp router-id 192.0.2.1
  no bgp ebgp-requires-policy
@@ -311,17 +312,10 @@ fn bfd_ends_a_session_without_bgpeer_timers_within_the_detection_time() {
  neighbor 192.0.2.11 bfd profile fast
  neighbor 192.0.2.11 timers connect 1
 exit
-bfd
- profile fast
-  receive-interval 100
-  transmit-interval 100
- exit
-exit
-",
-    );
+{TOR_BFD_FAST}"
+    ));
     let manifest = format!(
-        "{BASE}---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast}}\n\
-         spec: {{receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}}\n---\n\
+        "{BASE}{BFD_FAST}---\n\
          apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: tor}}\n\
          spec: {{myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, bfdProfile: fast, connectTime: 1s}}\n"
     );

@@ -8,16 +8,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::PostParams;
 
 use crate::fabric::Running;
 use crate::frr_lab::wait_for;
 use crate::kube_lab::{KubeLab, Write};
-use crate::l2_lab::{L2Lab, answering};
-use crate::l2_lab_kube::{CONFIG, Forward, speaker, speaker_pod};
+use crate::l2_lab::answering;
+use crate::l2_lab_kube::{l2_objects, l2_on_kube, speaker};
 use crate::l2_lab_members::all_live;
 
 const NODES: usize = 3;
@@ -63,23 +62,10 @@ fn a_settled_cluster_writes_nothing_but_the_leaders_lease() {
         return;
     }
     require_kube!();
-    let lab = L2Lab::start_with("", NODES, NODES, false);
-    let kube = KubeLab::start();
-    let port: u16 = kube.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
-    let _forwards: Vec<Forward> = lab.nodes.iter().map(|n| Forward::start(&n.0, port)).collect();
+    let (lab, kube, _forwards) = l2_on_kube(NODES);
     let rt = crate::threaded_runtime();
     rt.block_on(async {
-        let client = kube.prepared(&["metallb-system", "shop"]).await;
-        let pods: Api<Pod> = Api::namespaced(client.clone(), "metallb-system");
-        for n in 1..=NODES {
-            let node: Node = serde_saphyr::from_str(&format!("metadata: {{name: node{n}}}\n")).unwrap();
-            Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
-            speaker_pod(&pods, &format!("speaker-{n}"), n, None).await;
-        }
-        let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
-        inputs.add_yaml("config", CONFIG).unwrap();
-        crate::kube_controller::create_all(&client, &inputs.objects.pools).await;
-        crate::kube_controller::create_all(&client, &inputs.objects.l2_advertisements).await;
+        let client = l2_objects(&kube, NODES).await;
         let services = Api::<Service>::namespaced(client.clone(), "shop");
         let slices = Api::<EndpointSlice>::namespaced(client.clone(), "shop");
         for (i, name) in ["web", "api"].iter().enumerate() {

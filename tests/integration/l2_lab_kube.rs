@@ -153,6 +153,32 @@ async fn condition_becomes(
     .await
 }
 
+/// `n` layer 2 nodes on a switch and a real API server each reaches from its namespace (the
+/// forwards live as long as the returned vector).
+pub fn l2_on_kube(n: usize) -> (L2Lab, KubeLab, Vec<Forward>) {
+    let lab = L2Lab::start_with("", n, n, false);
+    let kube = KubeLab::start();
+    let port: u16 = kube.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
+    let forwards = lab.nodes.iter().map(|node| Forward::start(&node.0, port)).collect();
+    (lab, kube, forwards)
+}
+
+/// Nodes node1..`n` with a running speaker pod each, and [`CONFIG`]'s pool and advertisement.
+pub async fn l2_objects(kube: &KubeLab, n: usize) -> kube::Client {
+    let client = kube.prepared(&["metallb-system", "shop"]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "metallb-system");
+    for i in 1..=n {
+        let node: Node = serde_saphyr::from_str(&format!("metadata: {{name: node{i}}}\n")).unwrap();
+        Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
+        speaker_pod(&pods, &format!("speaker-{i}"), i, None).await;
+    }
+    let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
+    inputs.add_yaml("config", CONFIG).unwrap();
+    crate::kube_controller::create_all(&client, &inputs.objects.pools).await;
+    crate::kube_controller::create_all(&client, &inputs.objects.l2_advertisements).await;
+    client
+}
+
 #[test]
 fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
     if let Some(why) = crate::l2_lab::unavailable() {
@@ -160,24 +186,12 @@ fn the_quorum_base_follows_the_speaker_pods_down_and_up() {
         return;
     }
     require_kube!();
-    let lab = L2Lab::start_with("", 5, 5, false);
-    let kube = KubeLab::start();
-    let port: u16 = kube.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
-    let _forwards: Vec<Forward> = lab.nodes.iter().map(|n| Forward::start(&n.0, port)).collect();
+    let (lab, kube, _forwards) = l2_on_kube(5);
     let rt = crate::threaded_runtime();
     let ip = "192.0.2.200";
     rt.block_on(async {
-        let client = kube.prepared(&["metallb-system", "shop"]).await;
+        let client = l2_objects(&kube, 5).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "metallb-system");
-        for n in 1..=5 {
-            let node: Node = serde_saphyr::from_str(&format!("metadata: {{name: node{n}}}\n")).unwrap();
-            Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.unwrap();
-            speaker_pod(&pods, &format!("speaker-{n}"), n, None).await;
-        }
-        let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
-        inputs.add_yaml("config", CONFIG).unwrap();
-        crate::kube_controller::create_all(&client, &inputs.objects.pools).await;
-        crate::kube_controller::create_all(&client, &inputs.objects.l2_advertisements).await;
         let svc: Service = serde_saphyr::from_str(
             "metadata: {name: web, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n",
         )

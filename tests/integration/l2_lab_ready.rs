@@ -7,16 +7,15 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 
 use crate::fabric::Running;
 use crate::frr_lab::wait_for;
-use crate::kube_lab::KubeLab;
 use crate::l2_lab::{L2Lab, answering, mac_index};
-use crate::l2_lab_kube::{CONFIG, Forward, speaker_pod, speaker_with};
+use crate::l2_lab_kube::{l2_objects, l2_on_kube, speaker_with};
 use crate::l2_lab_members::all_live;
 
 const IP: &str = "192.0.2.200";
@@ -50,24 +49,10 @@ fn a_notready_or_out_of_service_node_stops_answering_and_a_flapping_one_moves_th
         return;
     }
     require_kube!();
-    let lab = L2Lab::start_with("", 3, 3, false);
-    let kube = KubeLab::start();
-    let port: u16 = kube.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
-    let _forwards: Vec<Forward> = lab.nodes.iter().map(|n| Forward::start(&n.0, port)).collect();
+    let (lab, kube, _forwards) = l2_on_kube(3);
     let rt = crate::threaded_runtime();
     let client = rt.block_on(async {
-        let client = kube.prepared(&["metallb-system", "shop"]).await;
-        let pods: Api<Pod> = Api::namespaced(client.clone(), "metallb-system");
-        let nodes: Api<Node> = Api::all(client.clone());
-        for n in 1..=3 {
-            let node: Node = serde_saphyr::from_str(&format!("metadata: {{name: node{n}}}\n")).unwrap();
-            nodes.create(&PostParams::default(), &node).await.unwrap();
-            speaker_pod(&pods, &format!("speaker-{n}"), n, None).await;
-        }
-        let mut inputs = ferrolb::plan::Inputs::new("metallb-system");
-        inputs.add_yaml("config", CONFIG).unwrap();
-        crate::kube_controller::create_all(&client, &inputs.objects.pools).await;
-        crate::kube_controller::create_all(&client, &inputs.objects.l2_advertisements).await;
+        let client = l2_objects(&kube, 3).await;
         let services = Api::<Service>::namespaced(client.clone(), "shop");
         let slices = Api::<EndpointSlice>::namespaced(client.clone(), "shop");
         crate::kube_speaker::create_served(&services, &slices, "web", "203.0.113.50").await;
