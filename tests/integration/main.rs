@@ -44,6 +44,7 @@ mod ipv6_node;
 mod kube_announce;
 mod kube_controller;
 mod kube_events;
+mod kube_exclude;
 mod kube_invalid;
 mod kube_ipvs;
 mod kube_metrics_auth;
