@@ -279,9 +279,9 @@ metadata: {{name: all}}
     std::thread::sleep(Duration::from_secs(5));
     let keepalives = count() - before;
     assert!((4..=7).contains(&keepalives), "{keepalives} keepalives in 5 s\n{n:#}");
-    // A connect time of 1 s: the node's next try came within about a second of the ToR
-    // listening (FRR's default would wait up to two minutes).
-    assert!(took < Duration::from_secs(4), "session up {took:?} after the ToR started listening");
+    // A connect time of 1 s: the node's next try comes about a second after the ToR listens
+    // (measured 2 s; FRR's default would wait up to two minutes).
+    assert!(took < Duration::from_secs(10), "session up {took:?} after the ToR started listening");
     println!(
         "ToR negotiated hold 30 s, got {keepalives} keepalives in 5 s; session up {took:?} after it listened"
     );
