@@ -190,14 +190,16 @@ pub fn diff(old: &ConfigTree, new: &ConfigTree) -> Script {
         let mut lines = removed(old, new, path);
         let count_removed = lines.len();
         lines.extend(added(old, new, path));
-        if !lines.is_empty() || (!old.has(path) && path.len() > 1) {
+        if !lines.is_empty() || !old.has(path) {
             w.enter(path);
             for (i, l) in lines.iter().enumerate() {
                 w.line(path.len(), l, i < count_removed);
             }
             w.leave(path);
             if !old.has(path) && lines.is_empty() {
-                w.added += 1; // an empty new context (a BFD profile with only defaults)
+                // An empty new context: a BFD profile with only defaults, or a route-map entry
+                // that only denies (ferrolb's `<peer>-in deny 20`, `<peer>-out deny 65535`).
+                w.added += 1;
             }
         }
     }

@@ -121,3 +121,15 @@ fn new_routers_profiles_and_vrfs_are_created_whole() {
         back.text
     );
 }
+
+#[test]
+fn a_route_map_entry_that_only_denies_is_written() {
+    // Nothing inside, yet it is state: without it the neighbor names an undefined route-map.
+    let new = format!("{BASE}route-map 192.0.2.1-in deny 20\nexit\n");
+    let s = script(BASE, &new);
+    assert_eq!(s.text, "route-map 192.0.2.1-in deny 20\nexit\n");
+    assert_eq!((s.added, s.removed), (1, 0));
+    assert!(script(&new, &new).is_empty());
+    let gone = script(&new, BASE);
+    assert_eq!(gone.text, "no route-map 192.0.2.1-in deny 20\n");
+}

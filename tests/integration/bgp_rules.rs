@@ -279,9 +279,9 @@ metadata: {{name: all}}
     std::thread::sleep(Duration::from_secs(5));
     let keepalives = count() - before;
     assert!((4..=7).contains(&keepalives), "{keepalives} keepalives in 5 s\n{n:#}");
-    // A connect time of 1 s: the node's next try came within about a second of the ToR
-    // listening (FRR's default would wait up to two minutes).
-    assert!(took < Duration::from_secs(4), "session up {took:?} after the ToR started listening");
+    // A connect time of 1 s: the node's next try comes about a second after the ToR listens
+    // (measured 2 s; FRR's default would wait up to two minutes).
+    assert!(took < Duration::from_secs(10), "session up {took:?} after the ToR started listening");
     println!(
         "ToR negotiated hold 30 s, got {keepalives} keepalives in 5 s; session up {took:?} after it listened"
     );
@@ -392,6 +392,10 @@ spec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4,
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(table(node, "ipv4"), std::slice::from_ref(&web4), "the node kept a route of the ToR's");
     assert!(kernel_next_hops(node, "203.0.113.0/24").is_empty());
+    // Refused by the rendered deny entry itself, not by FRR treating an undefined route-map as
+    // deny-all (the agent once left entries without lines out).
+    let running = node.running_config();
+    assert!(running.contains("route-map 192.0.2.1-in deny 20\n"), "{running}");
     // Without dualStackAddressFamily the IPv4 session carries IPv4 only, though the ToR offers
     // IPv6 too.
     assert_eq!(learned_from(tor, "ipv6", "192.0.2.11"), Vec::<String>::new());

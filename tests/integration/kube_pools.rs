@@ -341,7 +341,7 @@ fn a_waiting_service_gets_the_address_the_moment_it_is_released() {
         let took = released.elapsed();
         assert_eq!(now["shop/second"].0, ["203.0.113.10"]);
         // The deletion itself wakes the waiting Service: nothing else changes in the cluster.
-        assert!(took < Duration::from_secs(3), "took {took:?}");
+        assert!(took < Duration::from_secs(5), "took {took:?}");
         println!("the waiting Service got 203.0.113.10 {took:?} after the holder was deleted ({notes:?})");
     });
 }
