@@ -529,3 +529,50 @@ exit
     });
     assert!(reported.is_some(), "{:?}", status(&agent));
 }
+
+/// A single-hop eBGP peer at an IPv6 address on no network the node is connected to (the
+/// ToR's loopback, routed over the LAN): FRR would not even try to connect without
+/// `disable-connected-check`, which ferrolb renders for such peers as MetalLB does. The same
+/// configuration without that line first, as the control: no session.
+#[test]
+fn an_ipv6_peer_off_the_connected_networks_gets_its_session_only_with_the_check_disabled() {
+    require_frr!();
+    let lan = Lan::new();
+    let tor = Frr::start("tor").unwrap();
+    let node = Frr::start("node1").unwrap();
+    lan.attach(&tor.ns, "eth0", &["2001:db8:10::1/64"]);
+    lan.attach(&node.ns, "eth0", &["2001:db8:10::11/64"]);
+    sh(&format!(
+        "ip -n {} addr add 2001:db8:99::1/128 dev lo && ip -n {} route add 2001:db8:99::1/128 via 2001:db8:10::1",
+        tor.ns, node.ns
+    ));
+    tor.configure(
+        "router bgp 64500
+ bgp router-id 192.0.2.1
+ no bgp ebgp-requires-policy
+ neighbor 2001:db8:10::11 remote-as 64512
+ neighbor 2001:db8:10::11 timers connect 1
+ address-family ipv6 unicast
+  neighbor 2001:db8:10::11 activate
+ exit-address-family
+exit
+",
+    );
+    let manifest = format!(
+        "{BASE}---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: tor}}\n\
+         spec: {{myASN: 64512, peerASN: 64500, peerAddress: '2001:db8:99::1', routerID: 192.0.2.11, connectTime: 1s}}\n"
+    );
+    let plan = plan_node(&manifest, "node1");
+    let line = " neighbor 2001:db8:99::1 disable-connected-check\n";
+    assert!(plan.frr.contains(line), "{}", plan.frr);
+    let agent = AgentProcess::start(&node, "agent");
+    apply(&agent, &plan.frr.replace(line, ""), 1);
+    let without = wait_for(Duration::from_secs(8), || established(&tor, "2001:db8:10::11"));
+    assert!(without.is_none(), "established without the line: the test would show nothing");
+    apply(&agent, &plan.frr, 2);
+    let with = wait_for(Duration::from_secs(30), || established(&tor, "2001:db8:10::11"));
+    assert!(with.is_some(), "{:#}", node.json("show bgp neighbors json"));
+    println!(
+        "IPv6 peer off the connected networks: no session in 8 s without the line, up {with:?} after it"
+    );
+}
