@@ -36,7 +36,9 @@ pub struct ControllerArgs {
     /// Namespace holding the configuration kinds.
     #[arg(long, env = "FERROLB_NAMESPACE", default_value = "metallb-system")]
     pub namespace: String,
-    /// The loadBalancerClass to serve; without it, Services without a class.
+    /// The loadBalancerClass to serve; without it, Services without a class. Two installs of
+    /// different classes must not share a pool that both assign from: each counts only its own
+    /// Services, so both would hand out the same address (as with MetalLB).
     #[arg(long)]
     pub lb_class: Option<String>,
     /// Wait this many milliseconds after a change before deciding, to decide a burst together.
