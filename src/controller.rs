@@ -161,7 +161,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
     let conditions = background::Conditions::start(client.clone(), gate.clone());
     let mut warned: HashMap<String, String> = HashMap::new();
     let mut kube_proxy = k8s::kube_proxy::watch(client.clone());
-    let mut kube_proxy_said = plan::kube_proxy::Said::default();
+    // The unsafe finding last warned about: warned again when it changes or comes back.
+    let mut kube_proxy_said = plan::invalid_objects::Said::<()>::default();
     let mut config_state = crate::k8s::config_state::ConfigStateReport::new(
         client.clone(),
         &args.namespace,
@@ -377,17 +378,18 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
 /// `kubeProxyStrictARP` condition, and a Warning on each L2Advertisement when it does not.
 fn kube_proxy_check(
     kube_proxy: &tokio::sync::watch::Receiver<Option<plan::kube_proxy::Finding>>,
-    said: &mut plan::kube_proxy::Said,
+    said: &mut plan::invalid_objects::Said<()>,
     inputs: &plan::Inputs,
     recorder: &Events,
 ) -> Option<k8s::config_state::ExtraCondition> {
     let layer2 = &inputs.objects.l2_advertisements;
     let finding = kube_proxy.borrow().clone().filter(|_| !layer2.is_empty());
-    if said.update(finding.as_ref()) {
-        let f = finding.as_ref()?;
+    let unsafe_now = finding.as_ref().filter(|f| !f.safe);
+    for ((), message) in said.update(unsafe_now.map(|f| ((), f.message.clone()))) {
         for ad in layer2 {
             let about = About::Object(kube::Resource::object_ref(ad, &()));
-            publish_to(recorder, about, PlanEventType::Warning, f.reason, f.message.clone());
+            let reason = plan::kube_proxy::IPVS_WITHOUT_STRICT_ARP;
+            publish_to(recorder, about, PlanEventType::Warning, reason, message.clone());
         }
     }
     finding.map(|f| k8s::config_state::ExtraCondition {

@@ -71,20 +71,6 @@ pub fn assess(config: &str) -> Result<Finding, String> {
     })
 }
 
-/// Says an unsafe finding once: [`Said::update`] is true when `now` is unsafe and is not what
-/// was last seen, so the Warning goes out when kube-proxy becomes unsafe (again), not on every
-/// pass.
-#[derive(Debug, Default)]
-pub struct Said(Option<Finding>);
-
-impl Said {
-    pub fn update(&mut self, now: Option<&Finding>) -> bool {
-        let say = now.is_some_and(|f| !f.safe) && self.0.as_ref() != now;
-        self.0 = now.cloned();
-        say
-    }
-}
-
 fn mode_name(mode: &str) -> &str {
     if mode.is_empty() { "iptables (the default)" } else { mode }
 }
@@ -117,19 +103,6 @@ mod tests {
             assert!(f.safe && f.reason == NOT_IPVS, "{text}: {f:?}");
         }
         assert!(assess("{}\n").unwrap().message.contains("iptables (the default)"));
-    }
-
-    #[test]
-    fn an_unsafe_finding_is_said_once_each_time_it_becomes_so() {
-        let unsafe_ = assess("mode: ipvs\n").unwrap();
-        let safe = assess("mode: ipvs\nipvs: {strictARP: true}\n").unwrap();
-        let mut said = Said::default();
-        let seen: Vec<bool> =
-            [None, Some(&safe), Some(&unsafe_), Some(&unsafe_), None, Some(&unsafe_), Some(&safe)]
-                .into_iter()
-                .map(|f| said.update(f))
-                .collect();
-        assert_eq!(seen, [false, false, true, false, false, true, false]);
     }
 
     #[test]
