@@ -39,7 +39,8 @@ pub fn current_ips(svc: &Service) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn current_pool(svc: &Service) -> Option<&str> {
+/// The pool the annotation says the Service's IPs came from.
+pub fn current_pool(svc: &Service) -> Option<&str> {
     svc.metadata.annotations.as_ref()?.get(POOL_ANNOTATION).map(String::as_str)
 }
 

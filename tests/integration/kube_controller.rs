@@ -48,6 +48,17 @@ fn ips_of(svc: &Service) -> Vec<String> {
     ferrolb::plan::writeback::current_ips(svc)
 }
 
+/// `namespace/name` -> (IPs in its status, the pool its annotation names).
+pub fn holding(s: &Service) -> (String, (Vec<String>, String)) {
+    let key = format!(
+        "{}/{}",
+        s.metadata.namespace.as_deref().unwrap_or_default(),
+        s.metadata.name.as_deref().unwrap_or_default()
+    );
+    let pool = ferrolb::plan::writeback::current_pool(s).unwrap_or_default().to_string();
+    (key, (ips_of(s), pool))
+}
+
 #[test]
 fn every_example_gets_the_ips_plan_predicted() {
     require_kube!();
@@ -126,21 +137,7 @@ fn every_example_gets_the_ips_plan_predicted() {
                             || s.metadata.name.as_deref() != Some("kubernetes")
                     })
                     .filter(|s| !ips_of(s).is_empty())
-                    .map(|s| {
-                        let key = format!(
-                            "{}/{}",
-                            s.metadata.namespace.clone().unwrap(),
-                            s.metadata.name.clone().unwrap()
-                        );
-                        let pool = s
-                            .metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get("metallb.io/ip-allocated-from-pool"))
-                            .cloned()
-                            .unwrap_or_default();
-                        (key, (ips_of(s), pool))
-                    })
+                    .map(holding)
                     .collect();
                 if got == want {
                     break;

@@ -47,21 +47,7 @@ async fn held(client: &Client) -> BTreeMap<String, (Vec<String>, String)> {
     list.items
         .iter()
         .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
-        .map(|s| {
-            let key = format!(
-                "{}/{}",
-                s.metadata.namespace.clone().unwrap_or_default(),
-                s.metadata.name.clone().unwrap_or_default()
-            );
-            let pool = s
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("metallb.io/ip-allocated-from-pool"))
-                .cloned()
-                .unwrap_or_default();
-            (key, (ferrolb::plan::writeback::current_ips(s), pool))
-        })
+        .map(crate::kube_controller::holding)
         .collect()
 }
 
