@@ -479,7 +479,7 @@ fn world(n: usize, mode: Mode, config: &Inputs) -> World {
         *s = Arc::new(service(i, &ips[i], pools[i].as_deref(), None));
         trim::service(Arc::make_mut(s));
     }
-    let announced = condition::conditions(&p, &inputs, &reports_l2, &reports_bgp);
+    let announced = condition::conditions(&p, &inputs, &reports_l2, &reports_bgp, &[]);
     World { ips, pools, announced, reports_l2, reports_bgp }
 }
 
@@ -674,7 +674,7 @@ fn controller(n: usize, mode: Mode, w: &World, config: &Inputs) {
     let (rl2, rbgp) = (l2.state(), bgp.state());
     t.row("cache.reports() (shared with the store; per full pass)", false);
     t.sub("writeback::changes (per full pass)", || writeback::changes(&inputs.services, &p));
-    let wanted = condition::conditions(&p, &inputs, &rl2, &rbgp);
+    let wanted = condition::conditions(&p, &inputs, &rl2, &rbgp, &[]);
     t.row("conditions wanted map (per full pass)", false);
     drop((rl2, rbgp));
     t.mark = now();

@@ -97,7 +97,7 @@ fn median(runs: usize, mut f: impl FnMut()) -> f64 {
 fn controller_pass(inputs: &Inputs) -> usize {
     let p = plan::plan_with_last_good(inputs, &Options::default(), None);
     let changes = writeback::changes(&inputs.services, &p);
-    let conditions = condition::conditions(&p, inputs, &[], &[]);
+    let conditions = condition::conditions(&p, inputs, &[], &[], &[]);
     changes.len() + conditions.len()
 }
 
@@ -115,7 +115,7 @@ fn controller_change(state: &mut Allocations, steady: &Inputs, i: usize) -> usiz
     let changed: BTreeSet<String> = [format!("bulk/s{i}")].into();
     let p = state.decide_changed(&one, &Options::default(), &changed).expect("a decision was kept");
     let changes = writeback::changes(&one.services, &p);
-    let conditions = condition::conditions(&p, &one, &[], &[]);
+    let conditions = condition::conditions(&p, &one, &[], &[], &[]);
     changes.len() + conditions.len()
 }
 

@@ -285,7 +285,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), String> {
         let decided_keys: std::collections::BTreeSet<String> =
             inputs.services.iter().map(|s| key(s)).collect();
         let (l2, bgp) = if whole { cache.reports() } else { cache.reports_for(&decided_keys) };
-        let wanted = plan::condition::conditions(&decided, &inputs, &l2, &bgp);
+        let wanted = plan::condition::conditions(&decided, &inputs, &l2, &bgp, &cache.speaker_states());
         // Said once per Service and message: the condition carries it from then on.
         let outside = wanted.iter().filter(|(_, c)| c.reason == plan::condition::OUTSIDE_POOLS);
         let outside = outside.map(|(s, c)| (s.clone(), c.message.clone()));

@@ -9,6 +9,7 @@ mod assigned;
 pub mod bgp_backend;
 mod events;
 mod extras_guard;
+mod failures;
 mod frr_metrics;
 mod peers;
 mod report;
@@ -184,16 +185,22 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut pending_dirty = plan::incremental::Dirty::everything();
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
     // What this node announced at the last decision, so only what starts is an Event.
-    let mut node_assigned = None;
+    let mut speaker_events = None;
     let mut announcing = assigned::Announcing::new();
+    // The announcements this node cannot make, judged against its interfaces and FRR.
+    let mut failures = failures::Failures::default();
+    let mut interfaces = responder.as_ref().map(Responder::interfaces);
     let mut limiter = assigned::Limiter::new(std::time::Instant::now());
+    // announceFailed Events have their own: a failing interface must not use up the tokens
+    // that say where announcing moves.
+    let mut failure_limiter = assigned::Limiter::new(std::time::Instant::now());
     let cluster = if let Some(client) = client {
         let cache = ClusterCache::start(&client, &args.namespace, crate::k8s::cache::Role::Speaker);
         let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
         let reporter =
             crate::k8s::node_status::NodeReporter::new(client.clone(), &args.namespace, &args.node, pod);
         report::start(reporter, report_rx, backend.as_ref().map(BgpBackend::report));
-        node_assigned = Some(events::NodeAssigned::start(client.clone(), &args.node));
+        speaker_events = Some(events::SpeakerEvents::start(client.clone(), &args.node));
         tracing::info!("waiting for the first full listing of the cluster");
         cache.ready().await;
         // The listing's pages are parsed and gone; what the caches keep is a fraction of them.
@@ -407,10 +414,23 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 })
                 .collect();
             if decided {
+                let l2_mine = p.layer2.as_deref().filter(|_| l2_here).unwrap_or_default();
+                let bgp_mine =
+                    plan::node_status::desired_bgp(done_here.iter().copied()).into_keys().collect();
+                let desired = p.frr_config.as_deref().map(bgp_backend::fingerprint);
+                failures.planned(l2_mine, bgp_mine, desired);
+                let found = judge(&mut failures, interfaces.as_mut(), reports.as_mut());
+                if let (Some(found), Some(events)) = (found, &speaker_events) {
+                    say_failed(events, &mut failure_limiter, &found.started, cluster.as_ref());
+                }
                 record_announced(&done_here, &args.node);
-                let now: assigned::Announcing =
-                    done_here.iter().map(|a| (a.service.clone(), a.protocol)).collect();
-                if let Some(events) = &node_assigned {
+                // Only what really goes out is news: not a layer 2 Service no interface answers.
+                let now: assigned::Announcing = done_here
+                    .iter()
+                    .map(|a| (a.service.clone(), a.protocol))
+                    .filter(|(s, protocol)| *protocol != "layer2" || !failures.unanswered_service(s))
+                    .collect();
+                if let Some(events) = &speaker_events {
                     // A partial pass holds only the Services that changed; one can start being
                     // announced for another reason (a takeover, fencing lifted).
                     let started: std::collections::BTreeSet<String> =
@@ -435,6 +455,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     sessions,
                     fencing: q.as_ref().filter(|_| responder.is_some()).map(report::Fencing::from),
                     sealed: membership_keys_held.filter(|_| responder.is_some()).map(report::sealed),
+                    failures: failures.current().to_vec(),
+                    unanswered: failures.unanswered(),
                 }));
             }
             if let (Some(r), true) = (&responder, decided) {
@@ -460,12 +482,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                 Some(conf) => {
                     let n = p.announcements.as_ref().map_or(0, Vec::len);
                     // A fingerprint, not a copy: the configuration is ~30 bytes a Service.
-                    let print = {
-                        use std::hash::{Hash, Hasher};
-                        let mut h = std::collections::hash_map::DefaultHasher::new();
-                        conf.hash(&mut h);
-                        h.finish()
-                    };
+                    let print = bgp_backend::fingerprint(&conf);
                     if said_frr != Some(print) {
                         tracing::info!(announcements = n, "desired FRR configuration planned");
                         said_frr = Some(print);
@@ -531,12 +548,17 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             }
             r = async { match reports.as_mut() { Some(r) => r.changed().await, None => std::future::pending().await } } => {
                 if r.is_err() { return Err("BGP backend stopped".into()); }
-                if let Some(reports) = reports.as_mut() {
-                    let r = reports.borrow_and_update().clone();
+                if let Some(reports) = reports.as_ref() {
+                    let r = reports.borrow();
                     if !r.last_error.is_empty() {
                         tracing::warn!(error = %r.last_error, reachable = r.agent_reachable, "FRR not up to date");
                     }
                 }
+                rejudge(&mut failures, interfaces.as_mut(), reports.as_mut(), speaker_events.as_ref(), &mut failure_limiter, cluster.as_ref(), &report_tx);
+            }
+            i = async { match interfaces.as_mut() { Some(i) => i.changed().await, None => std::future::pending().await } } => {
+                if i.is_err() { return Err("the layer 2 responder stopped".into()); }
+                rejudge(&mut failures, interfaces.as_mut(), reports.as_mut(), speaker_events.as_ref(), &mut failure_limiter, cluster.as_ref(), &report_tx);
             }
         }
     }
@@ -602,9 +624,70 @@ fn fencing_changed(q: &quorum::Quorum, before: Option<&quorum::Quorum>) {
     }
 }
 
+/// Judges the announcements against what the node's interfaces and FRR now do (marking both
+/// seen); `Some` when the failures changed.
+fn judge(
+    failures: &mut failures::Failures,
+    interfaces: Option<&mut tokio::sync::watch::Receiver<Option<crate::l2::reach::Interfaces>>>,
+    frr: Option<&mut tokio::sync::watch::Receiver<bgp_backend::BackendReport>>,
+) -> Option<failures::Found> {
+    let interfaces = interfaces.and_then(|i| i.borrow_and_update().clone());
+    let frr = frr.map(|r| r.borrow_and_update().clone());
+    failures.judge(interfaces.as_ref(), frr.as_ref())
+}
+
+/// [`judge`] between decisions (an interface came or went, FRR took or refused a
+/// configuration): what changed goes into the node's report, and each new failure is said.
+fn rejudge(
+    failures: &mut failures::Failures,
+    interfaces: Option<&mut tokio::sync::watch::Receiver<Option<crate::l2::reach::Interfaces>>>,
+    frr: Option<&mut tokio::sync::watch::Receiver<bgp_backend::BackendReport>>,
+    events: Option<&events::SpeakerEvents>,
+    limiter: &mut assigned::Limiter,
+    cluster: Option<&ClusterCache>,
+    report: &tokio::sync::watch::Sender<Option<report::NodeReport>>,
+) {
+    let Some(found) = judge(failures, interfaces, frr) else { return };
+    report.send_if_modified(|r| match r {
+        Some(r) => {
+            r.failures = found.all.clone();
+            r.unanswered = failures.unanswered();
+            true
+        }
+        None => false,
+    });
+    if let Some(events) = events {
+        say_failed(events, limiter, &found.started, cluster);
+    }
+}
+
+/// An `announceFailed` Warning on the Service of each failure that started, as the limiter
+/// allows (a flapping interface must not flood the Service's Events).
+fn say_failed(
+    events: &events::SpeakerEvents,
+    limiter: &mut assigned::Limiter,
+    started: &[crate::api::AnnounceFailure],
+    cluster: Option<&ClusterCache>,
+) {
+    let Some(cache) = cluster.filter(|_| !started.is_empty()) else { return };
+    let at = std::time::Instant::now();
+    let keys = started.iter().map(|f| f.service.clone()).collect();
+    let found = cache.inputs_for(&keys);
+    use kube::Resource;
+    for f in started {
+        tracing::warn!(service = %f.service, protocol = %f.protocol, reason = %f.reason, "cannot announce");
+        let Some(svc) = found.services.iter().find(|s| plan::writeback::key(s) == f.service) else {
+            continue;
+        };
+        if !limiter.admit(&f.service, at) || !events.announce_failed(svc.object_ref(&()), f) {
+            tracing::debug!(service = %f.service, "announceFailed event not sent (rate limit)");
+        }
+    }
+}
+
 /// A `nodeAssigned` Event on each Service this node started announcing, as the limiter allows.
 fn say_assigned(
-    events: &events::NodeAssigned,
+    events: &events::SpeakerEvents,
     limiter: &mut assigned::Limiter,
     before: &assigned::Announcing,
     now: &assigned::Announcing,
@@ -620,7 +703,7 @@ fn say_assigned(
         inputs.services.iter().map(|s| (plan::writeback::key(s), &**s)).collect();
     for (service, protocol) in started {
         let Some(svc) = services.get(service) else { continue };
-        if !limiter.admit(service, at) || !events.send(svc.object_ref(&()), protocol) {
+        if !limiter.admit(service, at) || !events.assigned(svc.object_ref(&()), protocol) {
             tracing::debug!(%service, protocol, dropped = limiter.dropped, "nodeAssigned event not sent (rate limit)");
         }
     }

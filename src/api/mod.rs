@@ -19,7 +19,7 @@ pub use community::{Community, CommunityAlias, CommunitySpec};
 pub use ipaddresspool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
 pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec, PreferredNodeSelector};
 pub use status::{
-    ConfigurationResult, ConfigurationState, ConfigurationStateStatus, ServiceBGPStatus,
+    AnnounceFailure, ConfigurationResult, ConfigurationState, ConfigurationStateStatus, ServiceBGPStatus,
     ServiceBGPStatusStatus, ServiceL2Status, ServiceL2StatusStatus,
 };
 

@@ -97,6 +97,22 @@ pub struct ConfigurationStateStatus {
     pub error_summary: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// A speaker's only (ferrolb's addition; MetalLB says this in Events alone): the
+    /// announcements this node was chosen for and cannot make, each with why. The controller
+    /// reads them into the Services' `ferrolb.io/Announced` condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announce_failures: Vec<AnnounceFailure>,
+}
+
+/// One announcement a speaker cannot make.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnounceFailure {
+    /// `namespace/name` of the Service.
+    pub service: String,
+    /// `layer2` or `bgp`.
+    pub protocol: String,
+    pub reason: String,
 }
 
 fn result_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -166,6 +166,8 @@ pub struct ClusterCache {
     nodes: Store<Node>,
     l2_statuses: Option<(Store<api::ServiceL2Status>, Arc<Mutex<Tracker>>)>,
     bgp_statuses: Option<(Store<api::ServiceBGPStatus>, Arc<Mutex<Tracker>>)>,
+    /// The speakers' ConfigurationStates, for the announcements they cannot make.
+    speaker_states: Option<Store<api::ConfigurationState>>,
     /// The speaker's `bgpextras` ConfigMap (that name only).
     bgp_extras: Option<Store<ConfigMap>>,
     changed: Arc<Notify>,
@@ -233,6 +235,12 @@ impl ClusterCache {
             nodes: reflect(Api::all(client.clone()), &shared, &mut tasks, trim::node, everything).0,
             l2_statuses: reports!(trim::l2_report, changes::l2_report_service),
             bgp_statuses: reports!(trim::bgp_report, changes::bgp_report_service),
+            speaker_states: with_reports.then(|| {
+                let config = watcher::Config::default().labels("metallb.io/component-type=speaker");
+                let api = Api::namespaced(client.clone(), namespace);
+                let marks = Marks::Everything(changes::announce_failures);
+                reflect_with(api, config, &shared, &mut tasks, trim::speaker_state, marks).0
+            }),
             bgp_extras: with_bgp_extras.then(|| {
                 let only = format!("metadata.name={}", crate::bgp::extras::CONFIG_MAP);
                 let config = watcher::Config::default().fields(&only);
@@ -290,6 +298,9 @@ impl ClusterCache {
         if let Some(e) = &self.bgp_extras {
             all.push(wait(e));
         }
+        if let Some(e) = &self.speaker_states {
+            all.push(wait(e));
+        }
         all
     }
 
@@ -324,6 +335,12 @@ impl ClusterCache {
             namespaces: owned(&self.namespaces),
             nodes: owned(&self.nodes),
         }
+    }
+
+    /// The speakers' ConfigurationStates, trimmed to the announcements they cannot make;
+    /// empty for the speaker.
+    pub fn speaker_states(&self) -> Vec<Arc<api::ConfigurationState>> {
+        self.speaker_states.as_ref().map(Store::state).unwrap_or_default()
     }
 
     /// The speakers' reports (shared with the cache, not copied); empty for the speaker.

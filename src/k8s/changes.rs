@@ -153,6 +153,12 @@ pub fn without_status(v: &serde_json::Value) -> serde_json::Value {
     v
 }
 
+/// A speaker's ConfigurationState: only the announcements it says it cannot make decide
+/// anything (the Services' conditions); its other conditions are for people.
+pub fn announce_failures(v: &serde_json::Value) -> serde_json::Value {
+    v.pointer("/status/announceFailures").cloned().unwrap_or_default()
+}
+
 pub fn service_itself(o: &dyn std::any::Any) -> Option<ServiceKey> {
     o.downcast_ref::<Service>().map(crate::service::key_of)
 }

@@ -7,7 +7,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use super::{K8sError, api_error};
-use crate::api::ConfigurationState;
+use crate::api::{AnnounceFailure, ConfigurationState};
 
 /// A condition beside the configuration's own: the speaker's layer 2 fencing, whether its
 /// membership is sealed.
@@ -33,6 +33,8 @@ pub struct ConfigStateReport {
     written: Option<(Option<String>, Vec<ExtraCondition>)>,
     /// When each condition last changed status: (type, status, time).
     since: Vec<(String, &'static str, Time)>,
+    /// The announce failures last written (a speaker's); None until the first write.
+    failures_written: Option<Vec<AnnounceFailure>>,
 }
 
 impl ConfigStateReport {
@@ -53,6 +55,7 @@ impl ConfigStateReport {
             condition,
             written: None,
             since: Vec::new(),
+            failures_written: None,
         }
     }
 
@@ -88,6 +91,29 @@ impl ConfigStateReport {
         )
         .await?;
         self.written = Some(next);
+        Ok(())
+    }
+
+    /// Says which announcements this node cannot make (a speaker's; see
+    /// [`AnnounceFailure`]). Call after [`ConfigStateReport::sync`] made the object.
+    pub async fn sync_failures(&mut self, failures: &[AnnounceFailure]) -> Result<(), K8sError> {
+        if self.failures_written.as_deref() == Some(failures) {
+            return Ok(());
+        }
+        let api: Api<ConfigurationState> = Api::namespaced(self.client.clone(), &self.ns);
+        // A merge patch replaces the list whole; null removes it.
+        let list = if failures.is_empty() { serde_json::Value::Null } else { json!(failures) };
+        api.patch_status(
+            &self.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"announceFailures": list}})),
+        )
+        .await
+        .map_err(api_error(
+            "writing the announce failures of",
+            format!("ConfigurationState {}", self.name),
+        ))?;
+        self.failures_written = Some(failures.to_vec());
         Ok(())
     }
 

@@ -227,6 +227,11 @@ impl NodeReporter {
         self.config_state.sync(errors, extra).await
     }
 
+    /// The announcements this node cannot make, in its ConfigurationState.
+    pub async fn sync_failures(&mut self, failures: &[crate::api::AnnounceFailure]) -> Result<(), K8sError> {
+        self.config_state.sync_failures(failures).await
+    }
+
     /// This node's entry in each BGPPeer's status; peers no longer reported lose the entry.
     pub async fn sync_sessions(&mut self, reports: Vec<SessionReport>) -> Result<(), K8sError> {
         let api: Api<api::BGPPeer> = Api::namespaced(self.client.clone(), &self.ns);

@@ -50,6 +50,18 @@ pub fn bgp_report(r: &mut api::ServiceBGPStatus) {
     only_name(r);
 }
 
+/// A speaker's ConfigurationState as the controller reads it: the announcements it cannot
+/// make (plan::condition), under its name (`speaker-<node>`).
+pub fn speaker_state(r: &mut api::ConfigurationState) {
+    only_name(r);
+    if let Some(st) = r.status.as_mut() {
+        *st = api::ConfigurationStateStatus {
+            announce_failures: std::mem::take(&mut st.announce_failures),
+            ..Default::default()
+        };
+    }
+}
+
 /// The controller's view of a Service: what allocation and conditions read.
 pub fn service(s: &mut Service) {
     meta(s);

@@ -7,6 +7,7 @@ pub mod interfaces;
 pub mod membership;
 pub mod packet;
 pub mod quorum;
+pub mod reach;
 pub mod responder;
 pub mod socket;
 

@@ -22,8 +22,8 @@ use super::interfaces::{Interface, LinkEvents, eligible};
 use super::packet::{arp, ndp};
 use super::socket::{arp::ArpSocket, ndp::NdpSocket};
 
-/// IP -> interfaces it may be answered on (`None`: every eligible interface).
-pub type Announced = BTreeMap<IpAddr, Option<BTreeSet<String>>>;
+pub use super::reach::Announced;
+use super::reach::{InterfaceHealth, Interfaces};
 
 fn allowed(announced: &Announced, ip: IpAddr, interface: &str) -> bool {
     announced.get(&ip).is_some_and(|i| i.as_ref().is_none_or(|set| set.contains(interface)))
@@ -52,6 +52,7 @@ impl Default for ResponderSettings {
 
 pub struct Responder {
     announced: watch::Sender<Announced>,
+    interfaces: watch::Receiver<Option<Interfaces>>,
     task: JoinHandle<()>,
 }
 
@@ -60,8 +61,14 @@ impl Responder {
     pub fn start(settings: ResponderSettings) -> std::io::Result<Responder> {
         let events = LinkEvents::subscribe()?;
         let (announced, rx) = watch::channel(Announced::new());
-        let task = tokio::spawn(supervise(settings, events, rx));
-        Ok(Responder { announced, task })
+        let (health, interfaces) = watch::channel(None);
+        let task = tokio::spawn(supervise(settings, events, rx, health));
+        Ok(Responder { announced, interfaces, task })
+    }
+
+    /// The eligible interfaces and what each can answer; None until they were first scanned.
+    pub fn interfaces(&self) -> watch::Receiver<Option<Interfaces>> {
+        self.interfaces.clone()
     }
 
     /// Replaces the set of IPs this node answers for.
@@ -80,8 +87,14 @@ impl Drop for Responder {
     }
 }
 
-/// Keeps one worker per eligible interface, rescanning whenever netlink reports a change.
-async fn supervise(settings: ResponderSettings, events: LinkEvents, announced: watch::Receiver<Announced>) {
+/// Keeps one worker per eligible interface, rescanning whenever netlink reports a change, and
+/// says in `health` what each can answer.
+async fn supervise(
+    settings: ResponderSettings,
+    events: LinkEvents,
+    announced: watch::Receiver<Announced>,
+    health: watch::Sender<Option<Interfaces>>,
+) {
     let mut workers: BTreeMap<String, (Interface, JoinHandle<()>)> = BTreeMap::new();
     loop {
         let now: BTreeMap<String, Interface> =
@@ -94,10 +107,22 @@ async fn supervise(settings: ResponderSettings, events: LinkEvents, announced: w
             }
             keep
         });
+        health.send_if_modified(|h| {
+            let first = h.is_none();
+            let known = h.get_or_insert_default();
+            let before = known.len();
+            known.retain(|name, _| workers.contains_key(name));
+            first || known.len() != before
+        });
         for (name, iface) in now {
             if let std::collections::btree_map::Entry::Vacant(slot) = workers.entry(name) {
                 tracing::info!(interface = %slot.key(), ipv6 = iface.ipv6, "layer 2: answering on interface");
-                let handle = tokio::spawn(serve(iface.clone(), announced.clone(), Schedule::of(&settings)));
+                let (sockets, state) = open(&iface);
+                health.send_modify(|h| {
+                    h.get_or_insert_default().insert(iface.name.clone(), state);
+                });
+                let worker = Worker { iface: iface.clone(), health: health.clone() };
+                let handle = tokio::spawn(worker.serve(sockets, announced.clone(), Schedule::of(&settings)));
                 slot.insert((iface, handle));
             }
         }
@@ -108,6 +133,25 @@ async fn supervise(settings: ResponderSettings, events: LinkEvents, announced: w
     }
 }
 
+/// An interface's sockets (ARP always, NDP where IPv6 runs), and what it can answer.
+fn open(iface: &Interface) -> ((Option<ArpSocket>, Option<NdpSocket>), InterfaceHealth) {
+    let arp = ArpSocket::open(iface.index)
+        .inspect_err(|e| tracing::error!(interface = %iface.name, error = %e, "cannot open an ARP socket"));
+    let ndp = if iface.ipv6 {
+        NdpSocket::open(iface.index)
+            .inspect_err(
+                |e| tracing::error!(interface = %iface.name, error = %e, "cannot open an NDP socket"),
+            )
+            .map_err(|e| format!("NDP socket: {e}"))
+    } else {
+        Err("no IPv6 link-local address on it, so no NDP".to_string())
+    };
+    let state = InterfaceHealth {
+        arp_error: arp.as_ref().err().map(|e| format!("ARP socket: {e}")),
+        ndp_error: ndp.as_ref().err().cloned(),
+    };
+    ((arp.ok(), ndp.ok()), state)
+}
 /// When an IP is announced unsolicited: at once and after each takeover delay, then every
 /// refresh period while it is held.
 #[derive(Debug, Clone)]
@@ -170,24 +214,47 @@ fn held(announced: &mut watch::Receiver<Announced>, iface: &str) -> BTreeSet<IpA
     set.keys().copied().filter(|ip| allowed(&set, *ip, iface)).collect()
 }
 
-/// Answers on one interface until aborted.
-async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, schedule: Schedule) {
-    let arp_socket = match ArpSocket::open(iface.index) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(interface = %iface.name, error = %e, "cannot open an ARP socket");
-            return;
+/// One interface's answering, and where to say that it stopped.
+struct Worker {
+    iface: Interface,
+    health: watch::Sender<Option<Interfaces>>,
+}
+
+impl Worker {
+    /// Marks the interface as answering nothing any more, with why.
+    fn failed(&self, why: String) {
+        tracing::error!(interface = %self.iface.name, error = %why, "layer 2: no longer answering on this interface");
+        self.health.send_modify(|h| {
+            if let Some(entry) = h.get_or_insert_default().get_mut(&self.iface.name) {
+                entry.arp_error = Some(why.clone());
+                entry.ndp_error = Some(why);
+            }
+        });
+    }
+
+    async fn serve(
+        self,
+        sockets: (Option<ArpSocket>, Option<NdpSocket>),
+        announced: watch::Receiver<Announced>,
+        schedule: Schedule,
+    ) {
+        let (Some(arp), ndp) = sockets else {
+            return self.failed("its ARP socket would not open".into());
+        };
+        if let Err(why) = serve(self.iface.clone(), arp, ndp, announced, schedule).await {
+            self.failed(why);
         }
-    };
-    let ndp_socket = if iface.ipv6 {
-        NdpSocket::open(iface.index)
-            .inspect_err(
-                |e| tracing::error!(interface = %iface.name, error = %e, "cannot open an NDP socket"),
-            )
-            .ok()
-    } else {
-        None
-    };
+    }
+}
+
+/// Answers on one interface until aborted, or until a socket fails (why).
+async fn serve(
+    iface: Interface,
+    arp_socket: ArpSocket,
+    ndp_socket: Option<NdpSocket>,
+    mut announced: watch::Receiver<Announced>,
+    schedule: Schedule,
+) -> Result<(), String> {
     let mut mine: BTreeSet<IpAddr> = BTreeSet::new();
     // Solicited-node groups joined for `mine`, counted per IP (two IPs may share one).
     let mut groups = GroupCounts::default();
@@ -201,7 +268,7 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, sche
         let next = pending.next();
         tokio::select! {
             changed = announced.changed() => {
-                if changed.is_err() { return; }
+                if changed.is_err() { return Ok(()); }
                 let now = held(&mut announced, &iface.name);
                 for ip in mine.difference(&now) {
                     pending.lost(*ip);
@@ -230,18 +297,12 @@ async fn serve(iface: Interface, mut announced: watch::Receiver<Announced>, sche
             }
             got = arp_socket.recv(&mut arp_buf) => match got {
                 Ok(n) => answer_arp(&iface, &arp_buf[..n], &announced, &arp_socket).await,
-                Err(e) => {
-                    tracing::error!(interface = %iface.name, error = %e, "ARP socket failed");
-                    return;
-                }
+                Err(e) => return Err(format!("its ARP socket failed: {e}")),
             },
             got = recv_ndp(ndp_socket.as_ref(), &mut ndp_buf) => match (got, &ndp_socket) {
                 (Ok(n), Some(s)) => answer_ndp(&iface, &ndp_buf[..n], &announced, s).await,
                 (Ok(_), None) => {}
-                (Err(e), _) => {
-                    tracing::error!(interface = %iface.name, error = %e, "NDP socket failed");
-                    return;
-                }
+                (Err(e), _) => return Err(format!("its NDP socket failed: {e}")),
             },
         }
     }

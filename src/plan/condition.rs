@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 
 pub const TYPE: &str = "ferrolb.io/Announced";
 
+/// The reason when every node elected for a Service cannot announce it (the speakers' Event
+/// is MetalLB's `announceFailed`).
+pub const ANNOUNCE_FAILED_REASON: &str = "AnnounceFailed";
+const ANNOUNCE_FAILED: &str = "announce failed";
+
 #[derive(Debug, Clone, Default)]
 pub struct ServiceFacts {
     pub ips: Vec<String>,
@@ -23,6 +28,8 @@ pub struct ServiceFacts {
     pub l2_nodes: Vec<String>,
     /// Nodes sending it over BGP, each with the peers it goes to.
     pub bgp_nodes: Vec<(String, Vec<String>)>,
+    /// Nodes elected to announce it that cannot: (node, what fails and why).
+    pub failed: Vec<(String, String)>,
 }
 
 /// (peer, node) -> (FRR state, established)
@@ -58,11 +65,19 @@ pub fn announced(f: &ServiceFacts, sessions: &Sessions) -> Announced {
     if !up.is_empty() {
         parts.push(format!("BGP over {}", up.join(", ")));
     }
+    let failed: Vec<String> = f.failed.iter().map(|(node, why)| format!("{node}: {why}")).collect();
     if !parts.is_empty() {
         if !down.is_empty() {
             parts.push(format!("sessions down: {}", down.join(", ")));
         }
+        if !failed.is_empty() {
+            parts.push(format!("{ANNOUNCE_FAILED} on {}", failed.join("; ")));
+        }
         return Announced { status: true, reason: "Announced", message: parts.join("; ") };
+    }
+    // Said before sessions: a node that cannot announce is the cause to fix first.
+    if !failed.is_empty() {
+        return no(ANNOUNCE_FAILED_REASON, format!("elected, but cannot announce it: {}", failed.join("; ")));
     }
     if !down.is_empty() {
         return no(
@@ -92,6 +107,7 @@ pub fn conditions(
     inputs: &super::Inputs,
     l2: &[std::sync::Arc<crate::api::ServiceL2Status>],
     bgp: &[std::sync::Arc<crate::api::ServiceBGPStatus>],
+    speakers: &[std::sync::Arc<crate::api::ConfigurationState>],
 ) -> BTreeMap<String, Announced> {
     // With no configuration at all nothing was decided and nothing moved: what the conditions
     // said still holds. Decided with the last good one, held IPs stay as they are (the
@@ -129,6 +145,18 @@ pub fn conditions(
                 .push((node.clone(), s.peers.clone()));
         }
     }
+    let mut failed: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for state in speakers {
+        let name = state.metadata.name.as_deref().unwrap_or_default();
+        let node = name.strip_prefix("speaker-").unwrap_or(name);
+        for f in state.status.iter().flat_map(|s| &s.announce_failures) {
+            let over = if f.protocol == "layer2" { "layer 2" } else { "BGP" };
+            failed
+                .entry(f.service.clone())
+                .or_default()
+                .push((node.to_string(), format!("{over}: {}", f.reason)));
+        }
+    }
     let mut out = BTreeMap::new();
     for a in &plan.allocations {
         if !plan.is_valid() && held.get(&a.service).is_some_and(|ips| *ips != a.ips) {
@@ -142,6 +170,7 @@ pub fn conditions(
             serving: endpoints.served_anywhere(&a.service),
             l2_nodes: l2_nodes.remove(&a.service).unwrap_or_default(),
             bgp_nodes: bgp_nodes.remove(&a.service).unwrap_or_default(),
+            failed: failed.remove(&a.service).unwrap_or_default(),
         };
         facts.l2_nodes.sort();
         facts.bgp_nodes.sort();
@@ -200,7 +229,7 @@ mod tests {
         inputs.add_yaml("t", yaml).unwrap();
         let p = crate::plan::plan(&inputs, &Default::default());
         assert!(!p.is_valid() && !p.pending.is_empty());
-        assert!(conditions(&p, &inputs, &[], &[]).is_empty());
+        assert!(conditions(&p, &inputs, &[], &[], &[]).is_empty());
     }
 
     #[test]
@@ -223,7 +252,7 @@ mod tests {
         inputs.add_yaml("t", &format!("{good}{bad}{}", svc("new", None))).unwrap();
         let p = crate::plan::plan_with_last_good(&inputs, &Default::default(), Some(&last_good));
         assert!(p.stale);
-        let c = conditions(&p, &inputs, &[], &[]);
+        let c = conditions(&p, &inputs, &[], &[], &[]);
         assert_eq!(c["shop/web"].reason, "NotAdvertised", "judged by the last good configuration");
         assert_eq!(c["shop/far"].reason, OUTSIDE_POOLS);
         assert!(
@@ -253,6 +282,60 @@ mod tests {
         assert_eq!(announced(&ServiceFacts { advertised: false, ..facts() }, &none).reason, "NotAdvertised");
         assert_eq!(announced(&ServiceFacts { serving: false, ..facts() }, &none).reason, "NoServingEndpoint");
         assert_eq!(announced(&facts(), &none).reason, "NoEligibleNode");
+    }
+
+    #[test]
+    fn a_node_that_cannot_announce_is_the_reason_unless_another_announces() {
+        let failed = vec![("node1".to_string(), "layer 2: 192.0.2.10: none of the interfaces".to_string())];
+        let f = ServiceFacts { failed: failed.clone(), ..facts() };
+        let a = announced(&f, &Sessions::new());
+        assert_eq!((a.status, a.reason), (false, ANNOUNCE_FAILED_REASON));
+        assert_eq!(
+            a.message,
+            "elected, but cannot announce it: node1: layer 2: 192.0.2.10: none of the interfaces"
+        );
+        // Before a session that is down: the node is what to fix first.
+        let f = ServiceFacts { bgp_nodes: vec![("node2".into(), vec!["tor".into()])], ..f };
+        assert_eq!(announced(&f, &Sessions::new()).reason, ANNOUNCE_FAILED_REASON);
+        // Announced elsewhere: reachable, and the failure still said.
+        let mut sessions = Sessions::new();
+        sessions.insert(("tor".into(), "node2".into()), ("Established".into(), true));
+        let a = announced(&f, &sessions);
+        assert_eq!((a.status, a.reason), (true, "Announced"));
+        assert_eq!(
+            a.message,
+            "BGP over node2->tor; announce failed on node1: layer 2: 192.0.2.10: none of the interfaces"
+        );
+    }
+
+    #[test]
+    fn the_speakers_failures_reach_the_services_they_name() {
+        let yaml = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.0/24]}\n---\n\
+                    apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\n---\n\
+                    apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {type: LoadBalancer}\n\
+                    status: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}\n";
+        let mut inputs = crate::plan::Inputs::new("metallb-system");
+        inputs.add_yaml("t", yaml).unwrap();
+        let p = crate::plan::plan(&inputs, &Default::default());
+        let state = crate::api::ConfigurationState {
+            metadata: kube::api::ObjectMeta { name: Some("speaker-node1".into()), ..Default::default() },
+            spec: Default::default(),
+            status: Some(crate::api::ConfigurationStateStatus {
+                announce_failures: vec![crate::api::AnnounceFailure {
+                    service: "shop/web".into(),
+                    protocol: "layer2".into(),
+                    reason: "192.0.2.1: this node has no interface".into(),
+                }],
+                ..Default::default()
+            }),
+        };
+        let c = conditions(&p, &inputs, &[], &[], &[std::sync::Arc::new(state)]);
+        assert_eq!(c["shop/web"].reason, ANNOUNCE_FAILED_REASON);
+        assert!(
+            c["shop/web"].message.contains("node1: layer 2: 192.0.2.1: this node has no interface"),
+            "{}",
+            c["shop/web"].message
+        );
     }
 
     #[test]

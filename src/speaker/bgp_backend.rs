@@ -43,6 +43,9 @@ impl BackendSettings {
 pub struct BackendReport {
     /// The generation the agent confirmed running the latest desired configuration with.
     pub applied_generation: Option<u64>,
+    /// The [`fingerprint`] of the desired configuration FRR runs (whatever bgpextras went
+    /// with it): the speaker compares it with what it asked for last.
+    pub applied_config: Option<u64>,
     /// True while the latest desired configuration is not running yet.
     pub behind: bool,
     pub agent_reachable: bool,
@@ -106,6 +109,15 @@ impl BgpBackend {
     pub fn report(&self) -> watch::Receiver<BackendReport> {
         self.report.clone()
     }
+}
+
+/// A configuration's fingerprint: cheap to keep and compare, unlike the text (~30 bytes a
+/// Service).
+pub fn fingerprint(config: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    config.hash(&mut h);
+    h.finish()
 }
 
 /// Generations keep increasing across speaker restarts, so the agent never mistakes a new
@@ -202,6 +214,7 @@ async fn run(
                         sent = Some((generation, config));
                         report.send_modify(|r| {
                             r.applied_generation = Some(generation);
+                            r.applied_config = Some(fingerprint(&want.config));
                             r.behind = false;
                             r.agent_reachable = true;
                             // Running without refused extras is still worth saying.

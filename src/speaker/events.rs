@@ -1,46 +1,61 @@
-//! Sends the speaker's `nodeAssigned` Events apart from the announcing loop: a slow API
-//! server delays an Event, never an announcement. What is sent is decided in `assigned`.
+//! Sends the speaker's Events (`nodeAssigned`, `announceFailed`) apart from the announcing
+//! loop: a slow API server delays an Event, never an announcement. What is sent is decided in
+//! `assigned` and `failures`.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Reporter};
 use tokio::sync::mpsc;
 
-use super::assigned;
+use super::{assigned, failures};
+use crate::api::AnnounceFailure;
 use crate::k8s::events::EventWriter;
 
 /// Events waiting to be sent; more than this and the newest are dropped.
 const QUEUE: usize = 256;
 
-pub struct NodeAssigned {
-    tx: mpsc::Sender<(ObjectReference, &'static str)>,
+pub struct SpeakerEvents {
+    node: String,
+    tx: mpsc::Sender<(ObjectReference, Event)>,
 }
 
-impl NodeAssigned {
-    pub fn start(client: Client, node: &str) -> NodeAssigned {
-        let (tx, mut rx) = mpsc::channel::<(ObjectReference, &'static str)>(QUEUE);
+impl SpeakerEvents {
+    pub fn start(client: Client, node: &str) -> SpeakerEvents {
+        let (tx, mut rx) = mpsc::channel::<(ObjectReference, Event)>(QUEUE);
         let reporter = Reporter { controller: "ferrolb-speaker".into(), instance: Some(node.to_string()) };
         let recorder = EventWriter::new(client, reporter);
-        let node = node.to_string();
         tokio::spawn(async move {
-            while let Some((service, protocol)) = rx.recv().await {
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: assigned::REASON.into(),
-                    note: Some(assigned::message(&node, protocol)),
-                    action: "Announce".into(),
-                    secondary: None,
-                };
+            while let Some((service, event)) = rx.recv().await {
                 if let Err(e) = recorder.publish(&event, &service).await {
-                    tracing::warn!(error = %e, "recording a nodeAssigned event");
+                    tracing::warn!(error = %e, reason = %event.reason, "recording an event");
                 }
             }
         });
-        NodeAssigned { tx }
+        SpeakerEvents { node: node.to_string(), tx }
     }
 
-    /// Queues the Event; false when the queue is full (the Event is dropped).
-    pub fn send(&self, service: ObjectReference, protocol: &'static str) -> bool {
-        self.tx.try_send((service, protocol)).is_ok()
+    /// Queues MetalLB's "announcing from node X" Event; false when the queue is full (the
+    /// Event is dropped).
+    pub fn assigned(&self, service: ObjectReference, protocol: &'static str) -> bool {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: assigned::REASON.into(),
+            note: Some(assigned::message(&self.node, protocol)),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        self.tx.try_send((service, event)).is_ok()
+    }
+
+    /// Queues a Warning that this node cannot make `failure`; false when the queue is full.
+    pub fn announce_failed(&self, service: ObjectReference, failure: &AnnounceFailure) -> bool {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: failures::REASON.into(),
+            note: Some(failures::message(&self.node, failure)),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        self.tx.try_send((service, event)).is_ok()
     }
 }

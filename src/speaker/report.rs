@@ -1,12 +1,13 @@
 //! Keeps the cluster told what this node announces and how its BGP sessions are doing, apart
 //! from the announcing loop: a slow or absent API server never delays an announcement.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::bgp_backend::BackendReport;
+use crate::api::AnnounceFailure;
 use crate::k8s::config_state::ExtraCondition;
 use crate::k8s::node_status::NodeReporter;
 use crate::l2::quorum::Quorum;
@@ -26,6 +27,39 @@ pub struct NodeReport {
     pub fencing: Option<Fencing>,
     /// The `membershipSealed` condition; None without layer 2 membership.
     pub sealed: Option<ExtraCondition>,
+    /// The announcements this node cannot make (see `failures`).
+    pub failures: Vec<AnnounceFailure>,
+    /// Services of `l2` no interface here answers for: no ServiceL2Status says this node
+    /// announces them.
+    pub unanswered: BTreeSet<ServiceKey>,
+}
+
+/// What [`NodeReport::written`] compares.
+type Written<'a> = (
+    &'a BTreeMap<ServiceKey, Vec<String>>,
+    &'a BTreeMap<ServiceKey, Vec<String>>,
+    &'a Option<String>,
+    &'a Option<Fencing>,
+    &'a Option<ExtraCondition>,
+    &'a Vec<AnnounceFailure>,
+    &'a BTreeSet<ServiceKey>,
+);
+
+impl NodeReport {
+    /// Everything the status objects and the ConfigurationState say (the sessions aside).
+    fn written(&self) -> Written<'_> {
+        (&self.bgp, &self.l2, &self.errors, &self.fencing, &self.sealed, &self.failures, &self.unanswered)
+    }
+
+    /// The Services this node really answers for over layer 2.
+    fn l2_answered(&self) -> std::borrow::Cow<'_, BTreeMap<ServiceKey, Vec<String>>> {
+        if self.unanswered.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.l2);
+        }
+        let mut l2 = self.l2.clone();
+        l2.retain(|service, _| !self.unanswered.contains(service));
+        std::borrow::Cow::Owned(l2)
+    }
 }
 
 /// The `membershipSealed` condition: whether a stranger on the node network could take part in
@@ -74,9 +108,7 @@ pub fn start(
             let agent = backend.as_mut().map(|b| b.borrow_and_update().clone());
             let mut ok = true;
             if let Some(want) = &want {
-                if services_done.as_ref().map(|d| (&d.bgp, &d.l2, &d.errors, &d.fencing, &d.sealed))
-                    != Some((&want.bgp, &want.l2, &want.errors, &want.fencing, &want.sealed))
-                {
+                if services_done.as_ref().map(NodeReport::written) != Some(want.written()) {
                     let done = async {
                         let extra = want
                             .fencing
@@ -86,9 +118,10 @@ pub fn start(
                             .chain(want.sealed.clone())
                             .collect();
                         reporter.sync_config_state(want.errors.clone(), extra).await?;
+                        reporter.sync_failures(&want.failures).await?;
                         // An invalid configuration changes no announcement, so no status either.
                         if want.errors.is_none() {
-                            reporter.sync_services(&want.bgp, &want.l2).await?;
+                            reporter.sync_services(&want.bgp, &want.l2_answered()).await?;
                         }
                         Ok::<_, crate::k8s::K8sError>(())
                     };

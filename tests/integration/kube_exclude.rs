@@ -38,7 +38,7 @@ fn owner(lab: &L2Lab, ip: &str) -> Option<usize> {
 }
 
 /// The nodes the ServiceL2Status objects of shop/web name.
-async fn l2_status_nodes(client: &Client) -> Vec<String> {
+pub async fn l2_status_nodes(client: &Client) -> Vec<String> {
     let api: Api<ferrolb::api::ServiceL2Status> = Api::namespaced(client.clone(), "metallb-system");
     let list = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
     list.into_iter()

@@ -16,8 +16,8 @@ use crate::fabric::Running;
 use crate::frr_lab::wait_for;
 use crate::kube_lab::{KubeLab, eventually};
 
-/// Polls `check` for up to ten seconds; the last failure message if it never passes.
-fn announced(svc: &Service) -> Option<(String, String, String)> {
+/// The `ferrolb.io/Announced` condition of `svc`: (status, reason, message).
+pub fn announced(svc: &Service) -> Option<(String, String, String)> {
     let c = svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "ferrolb.io/Announced")?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }

@@ -42,6 +42,7 @@ mod images;
 mod install;
 mod ipv6_node;
 mod kube_announce;
+mod kube_announce_failed;
 mod kube_controller;
 mod kube_events;
 mod kube_exclude;
