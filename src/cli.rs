@@ -142,11 +142,11 @@ fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Res
 }
 
 pub fn speaker(args: crate::speaker::SpeakerArgs) -> ExitCode {
-    run_role(crate::speaker::run(args))
+    run_role("ferrolb speaker", crate::speaker::run(args))
 }
 
 pub fn controller(args: crate::controller::ControllerArgs) -> ExitCode {
-    run_role(crate::controller::run(args))
+    run_role("ferrolb controller", crate::controller::run(args))
 }
 
 /// Worker threads of a role's runtime, whatever the node's core count: the roles wait on the
@@ -154,8 +154,9 @@ pub fn controller(args: crate::controller::ControllerArgs) -> ExitCode {
 const WORKERS: usize = 2;
 
 /// Runs a long-lived role on a tokio runtime, logging to stderr.
-fn run_role(role: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+fn run_role(name: &str, role: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     frr_sidecar::init_logging();
+    frr_sidecar::build::log_start(name);
     // One glibc arena for every thread: each arena keeps what its threads freed, and the roles
     // allocate from few threads that rarely contend (10,000 Services: the speaker's RSS 65 ->
     // 60 MiB against two arenas, the cold start no slower).
@@ -179,6 +180,12 @@ fn run_role(role: impl std::future::Future<Output = Result<(), String>>) -> Exit
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+/// `ferrolb version`: what `--version` says, for scripts that expect a subcommand.
+pub fn version() -> ExitCode {
+    print(&format!("ferrolb {}\n", frr_sidecar::build::LONG));
+    ExitCode::SUCCESS
 }
 
 pub fn crds() -> ExitCode {

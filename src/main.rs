@@ -7,7 +7,7 @@ use ferrolb::cli;
 #[derive(Parser)]
 #[command(
     name = "ferrolb",
-    version,
+    version = frr_sidecar::build::LONG,
     about = "LoadBalancer Services for bare-metal Kubernetes, speaking MetalLB's API"
 )]
 struct Args {
@@ -21,6 +21,8 @@ enum Command {
     Plan(cli::PlanArgs),
     /// Print the CustomResourceDefinitions ferrolb installs.
     Crds,
+    /// Print this build's version and the commit it was built from.
+    Version,
     /// Allocate IPs to LoadBalancer Services in a cluster and write them back.
     Controller(Box<ferrolb::controller::ControllerArgs>),
     /// Announce this node's Services (objects from manifests; see `ferrolb speaker --help`).
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     match args.command {
         Command::Plan(a) => cli::plan(&a),
         Command::Crds => cli::crds(),
+        Command::Version => cli::version(),
         Command::Speaker(a) => cli::speaker(*a),
         Command::Controller(a) => cli::controller(*a),
     }

@@ -38,6 +38,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    commit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IpLabels {
     pub ip: String,
 }
@@ -155,6 +161,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
     {
         let f = registry.sub_registry_with_prefix("ferrolb");
+        // Which build runs where, for dashboards and for a rollout half way through.
+        let build = Family::<BuildLabels, Gauge>::default();
+        let this = BuildLabels {
+            version: frr_sidecar::build::VERSION.into(),
+            commit: frr_sidecar::build::COMMIT.into(),
+        };
+        build.get_or_create(&this).set(1);
+        f.register("build_info", "1, labelled with the version and commit of this binary", build);
         f.register(
             "allocation_seconds",
             "From a Service change seen to its IP written",
@@ -257,6 +271,12 @@ mod tests {
         assert!(text.contains("metallb_allocator_addresses_in_use_total{pool=\"front\"} 3"), "{text}");
         assert!(text.contains("metallb_k8s_client_config_stale_bool 0"), "{text}");
         assert!(text.contains("ferrolb_allocation_seconds_bucket"), "{text}");
+        let build = format!(
+            "ferrolb_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            frr_sidecar::build::COMMIT
+        );
+        assert!(text.contains(&build), "{text}");
         assert!(text.contains("metallb_k8s_client_updates_total"), "{text}");
     }
 }

@@ -16,6 +16,22 @@ pub mod service;
 pub mod status;
 pub mod tree;
 
+/// What every binary says it is: in `--version`, `ferrolb version`, its first log line and
+/// (the roles) `ferrolb_build_info`.
+pub mod build {
+    /// The workspace's version, which the chart's `version` and `appVersion` follow.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    /// The commit built from (see build.rs).
+    pub const COMMIT: &str = env!("FERROLB_COMMIT");
+    /// `0.1.0 (commit 0123456789ab)`, for `--version`.
+    pub const LONG: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("FERROLB_COMMIT"), ")");
+
+    /// Says what is starting, as the first line of its log.
+    pub fn log_start(binary: &str) {
+        tracing::info!(version = VERSION, commit = COMMIT, "{binary} starting");
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`): frr-agent and the ferrolb roles
 /// log the same way, so one set of instructions reads both.
 pub fn init_logging() {

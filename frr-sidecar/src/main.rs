@@ -22,7 +22,7 @@ const DEFAULT_SOCKET: &str = "/var/run/frr-agent/agent.sock";
 #[derive(Parser)]
 #[command(
     name = "frr-agent",
-    version,
+    version = frr_sidecar::build::LONG,
     about = "Owns an FRR instance and applies ferrolb's configuration to it"
 )]
 struct Cli {
@@ -101,6 +101,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     frr_sidecar::init_logging();
+    if matches!(cli.command, Command::Serve { .. }) {
+        frr_sidecar::build::log_start("frr-agent");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(format!("starting the runtime: {e}")),

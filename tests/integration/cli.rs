@@ -48,6 +48,36 @@ fn stderr(o: &Output) -> String {
 const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: metallb-system}\nspec: {addresses: [192.0.2.0/24]}\n";
 const SVC: &str = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {type: LoadBalancer}\n";
 
+/// Every binary names the version the chart carries and the commit it was built from, so a
+/// user can tell which build runs where (and a half-done rollout shows as two).
+#[test]
+fn each_binary_says_its_version_and_commit_and_the_chart_follows_them() {
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(crate::repo_root())
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let version = env!("CARGO_PKG_VERSION");
+    let want = |binary: &str| format!("{binary} {version} (commit {head})\n");
+    let out = |bin: &std::path::Path, args: &[&str]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(o.status.success(), "{bin:?} {args:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(out(crate::ferrolb_bin(), &["version"]), want("ferrolb"));
+    assert_eq!(out(crate::ferrolb_bin(), &["--version"]), want("ferrolb"));
+    let agent = crate::ferrolb_bin().with_file_name("frr-agent");
+    assert_eq!(out(&agent, &["--version"]), want("frr-agent"));
+    let chart: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(crate::repo_root().join("charts/ferrolb/Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((chart["version"].as_str(), chart["appVersion"].as_str()), (Some(version), Some(version)));
+    let changelog = std::fs::read_to_string(crate::repo_root().join("CHANGELOG.md")).unwrap();
+    assert!(changelog.contains(&format!("## {version}")), "CHANGELOG.md has no section for {version}");
+}
+
 #[test]
 fn plan_prints_json_and_exits_zero_even_with_pending_services() {
     let two = format!("{POOL}{SVC}{}", SVC.replace("web", "api"));
