@@ -13,6 +13,7 @@ mod failures;
 mod frr_metrics;
 mod peers;
 mod report;
+mod telling;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -184,16 +185,10 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     let mut node_state = plan::incremental::NodeAnnouncements::default();
     let mut pending_dirty = plan::incremental::Dirty::everything();
     let (report_tx, report_rx) = tokio::sync::watch::channel(None);
-    // What this node announced at the last decision, so only what starts is an Event.
     let mut speaker_events = None;
-    let mut announcing = assigned::Announcing::new();
     // The announcements this node cannot make, judged against its interfaces and FRR.
     let mut failures = failures::Failures::default();
     let mut interfaces = responder.as_ref().map(Responder::interfaces);
-    let mut limiter = assigned::Limiter::new(std::time::Instant::now());
-    // announceFailed Events have their own: a failing interface must not use up the tokens
-    // that say where announcing moves.
-    let mut failure_limiter = assigned::Limiter::new(std::time::Instant::now());
     let cluster = if let Some(client) = client {
         let cache = ClusterCache::start(&client, &args.namespace, crate::k8s::cache::Role::Speaker);
         let pod = std::env::var("POD_NAME").ok().zip(std::env::var("POD_UID").ok());
@@ -211,6 +206,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     } else {
         None
     };
+    let mut telling = telling::Telling::new(speaker_events);
     let source = match (&args.members, &args.members_file, &cluster) {
         (Some(members), _, _) => Some(peers::Source::Listed(members.clone())),
         (None, Some(file), _) => Some(peers::Source::File(file.clone())),
@@ -419,9 +415,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     plan::node_status::desired_bgp(done_here.iter().copied()).into_keys().collect();
                 let desired = p.frr_config.as_deref().map(bgp_backend::fingerprint);
                 failures.planned(l2_mine, bgp_mine, desired);
-                let found = judge(&mut failures, interfaces.as_mut(), reports.as_mut());
-                if let (Some(found), Some(events)) = (found, &speaker_events) {
-                    say_failed(events, &mut failure_limiter, &found.started, cluster.as_ref());
+                if let Some(found) = judge(&mut failures, interfaces.as_mut(), reports.as_mut()) {
+                    telling.failures(&found, cluster.as_ref());
                 }
                 record_announced(&done_here, &args.node);
                 // Only what really goes out is news: not a layer 2 Service no interface answers.
@@ -430,19 +425,9 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     .map(|a| (a.service.clone(), a.protocol))
                     .filter(|(s, protocol)| *protocol != "layer2" || !failures.unanswered_service(s))
                     .collect();
-                if let Some(events) = &speaker_events {
-                    // A partial pass holds only the Services that changed; one can start being
-                    // announced for another reason (a takeover, fencing lifted).
-                    let started: std::collections::BTreeSet<String> =
-                        assigned::started(&announcing, &now).map(|(s, _)| s.clone()).collect();
-                    let found = match &cluster {
-                        Some(cache) if !started.is_empty() => cache.inputs_for(&started),
-                        _ => plan::Inputs::default(),
-                    };
-                    let known = if found.services.is_empty() { inputs } else { &found };
-                    say_assigned(events, &mut limiter, &announcing, &now, known);
-                }
-                announcing = now;
+                // A partial pass holds only the Services that changed; one can start being
+                // announced for another reason (a takeover, fencing lifted).
+                telling.decided(now, inputs, cluster.as_ref());
             }
             if cluster.is_some() {
                 let bgp = plan::node_status::desired_bgp(done_here.iter().copied());
@@ -554,11 +539,11 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                         tracing::warn!(error = %r.last_error, reachable = r.agent_reachable, "FRR not up to date");
                     }
                 }
-                rejudge(&mut failures, interfaces.as_mut(), reports.as_mut(), speaker_events.as_ref(), &mut failure_limiter, cluster.as_ref(), &report_tx);
+                rejudge(&mut failures, interfaces.as_mut(), reports.as_mut(), &mut telling, cluster.as_ref(), &report_tx);
             }
             i = async { match interfaces.as_mut() { Some(i) => i.changed().await, None => std::future::pending().await } } => {
                 if i.is_err() { return Err("the layer 2 responder stopped".into()); }
-                rejudge(&mut failures, interfaces.as_mut(), reports.as_mut(), speaker_events.as_ref(), &mut failure_limiter, cluster.as_ref(), &report_tx);
+                rejudge(&mut failures, interfaces.as_mut(), reports.as_mut(), &mut telling, cluster.as_ref(), &report_tx);
             }
         }
     }
@@ -637,13 +622,12 @@ fn judge(
 }
 
 /// [`judge`] between decisions (an interface came or went, FRR took or refused a
-/// configuration): what changed goes into the node's report, and each new failure is said.
+/// configuration): what changed goes into the node's report and is told.
 fn rejudge(
     failures: &mut failures::Failures,
     interfaces: Option<&mut tokio::sync::watch::Receiver<Option<crate::l2::reach::Interfaces>>>,
     frr: Option<&mut tokio::sync::watch::Receiver<bgp_backend::BackendReport>>,
-    events: Option<&events::SpeakerEvents>,
-    limiter: &mut assigned::Limiter,
+    telling: &mut telling::Telling,
     cluster: Option<&ClusterCache>,
     report: &tokio::sync::watch::Sender<Option<report::NodeReport>>,
 ) {
@@ -656,58 +640,7 @@ fn rejudge(
         }
         None => false,
     });
-    if let Some(events) = events {
-        say_failed(events, limiter, &found.started, cluster);
-    }
-}
-
-/// An `announceFailed` Warning on the Service of each failure that started, as the limiter
-/// allows (a flapping interface must not flood the Service's Events).
-fn say_failed(
-    events: &events::SpeakerEvents,
-    limiter: &mut assigned::Limiter,
-    started: &[crate::api::AnnounceFailure],
-    cluster: Option<&ClusterCache>,
-) {
-    let Some(cache) = cluster.filter(|_| !started.is_empty()) else { return };
-    let at = std::time::Instant::now();
-    let keys = started.iter().map(|f| f.service.clone()).collect();
-    let found = cache.inputs_for(&keys);
-    use kube::Resource;
-    for f in started {
-        tracing::warn!(service = %f.service, protocol = %f.protocol, reason = %f.reason, "cannot announce");
-        let Some(svc) = found.services.iter().find(|s| plan::writeback::key(s) == f.service) else {
-            continue;
-        };
-        if !limiter.admit(&f.service, at) || !events.announce_failed(svc.object_ref(&()), f) {
-            tracing::debug!(service = %f.service, "announceFailed event not sent (rate limit)");
-        }
-    }
-}
-
-/// A `nodeAssigned` Event on each Service this node started announcing, as the limiter allows.
-fn say_assigned(
-    events: &events::SpeakerEvents,
-    limiter: &mut assigned::Limiter,
-    before: &assigned::Announcing,
-    now: &assigned::Announcing,
-    inputs: &plan::Inputs,
-) {
-    let at = std::time::Instant::now();
-    let mut started = assigned::started(before, now).peekable();
-    if started.peek().is_none() {
-        return;
-    }
-    use kube::Resource;
-    let services: std::collections::HashMap<String, &k8s_openapi::api::core::v1::Service> =
-        inputs.services.iter().map(|s| (plan::writeback::key(s), &**s)).collect();
-    for (service, protocol) in started {
-        let Some(svc) = services.get(service) else { continue };
-        if !limiter.admit(service, at) || !events.assigned(svc.object_ref(&()), protocol) {
-            tracing::debug!(%service, protocol, dropped = limiter.dropped, "nodeAssigned event not sent (rate limit)");
-        }
-    }
-    limiter.forget_idle(at);
+    telling.failures(&found, cluster);
 }
 
 /// `metallb_speaker_announced`: one series per IP this node really announces.

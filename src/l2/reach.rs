@@ -13,6 +13,8 @@ pub type Announced = BTreeMap<IpAddr, Option<BTreeSet<String>>>;
 /// What one eligible interface (up, broadcast, ARP on, not enslaved, not excluded) can answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceHealth {
+    /// Which of the interface's answering workers this is about (the responder's bookkeeping).
+    pub serial: u64,
     /// Why ARP is not answered here; None while it is.
     pub arp_error: Option<String>,
     /// Why NDP is not: no IPv6 on the interface, or its socket; None while it is.
@@ -62,7 +64,7 @@ mod tests {
     use super::*;
 
     fn up(ndp: bool) -> InterfaceHealth {
-        InterfaceHealth { arp_error: None, ndp_error: (!ndp).then(|| "no IPv6 on it".to_string()) }
+        InterfaceHealth { serial: 0, arp_error: None, ndp_error: (!ndp).then(|| "no IPv6 on it".to_string()) }
     }
 
     fn only(names: &[&str]) -> Option<BTreeSet<String>> {
@@ -94,7 +96,7 @@ mod tests {
         // A socket that would not open on the only interface.
         let broken: Interfaces = [(
             "eth0".to_string(),
-            InterfaceHealth { arp_error: Some("Operation not permitted".into()), ndp_error: None },
+            InterfaceHealth { serial: 0, arp_error: Some("Operation not permitted".into()), ndp_error: None },
         )]
         .into();
         let failed = unanswerable(&[(v4, None), (v6, None)].into(), &broken);

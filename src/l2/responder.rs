@@ -96,6 +96,7 @@ async fn supervise(
     health: watch::Sender<Option<Interfaces>>,
 ) {
     let mut workers: BTreeMap<String, (Interface, JoinHandle<()>)> = BTreeMap::new();
+    let mut serial = 0;
     loop {
         let now: BTreeMap<String, Interface> =
             eligible(&settings.excluded).into_iter().map(|i| (i.name.clone(), i)).collect();
@@ -107,24 +108,28 @@ async fn supervise(
             }
             keep
         });
+        // One update per scan, made whole before any new worker runs: an interface replaced
+        // (gone and back, its IPv6 come up) never shows as missing in between, and a new
+        // worker's own report of a failure cannot be overwritten by this one.
+        let mut next = health.borrow().clone().unwrap_or_default();
+        next.retain(|name, _| workers.contains_key(name));
+        let mut starting = Vec::new();
+        for (name, iface) in now.into_iter().filter(|(name, _)| !workers.contains_key(name)) {
+            tracing::info!(interface = %name, ipv6 = iface.ipv6, "layer 2: answering on interface");
+            serial += 1;
+            let (sockets, state) = open(&iface, serial);
+            next.insert(name, state);
+            starting.push((iface, sockets, serial));
+        }
         health.send_if_modified(|h| {
-            let first = h.is_none();
-            let known = h.get_or_insert_default();
-            let before = known.len();
-            known.retain(|name, _| workers.contains_key(name));
-            first || known.len() != before
+            let changed = h.as_ref() != Some(&next);
+            *h = Some(next);
+            changed
         });
-        for (name, iface) in now {
-            if let std::collections::btree_map::Entry::Vacant(slot) = workers.entry(name) {
-                tracing::info!(interface = %slot.key(), ipv6 = iface.ipv6, "layer 2: answering on interface");
-                let (sockets, state) = open(&iface);
-                health.send_modify(|h| {
-                    h.get_or_insert_default().insert(iface.name.clone(), state);
-                });
-                let worker = Worker { iface: iface.clone(), health: health.clone() };
-                let handle = tokio::spawn(worker.serve(sockets, announced.clone(), Schedule::of(&settings)));
-                slot.insert((iface, handle));
-            }
+        for (iface, sockets, serial) in starting {
+            let worker = Worker { iface: iface.clone(), serial, health: health.clone() };
+            let handle = tokio::spawn(worker.serve(sockets, announced.clone(), Schedule::of(&settings)));
+            workers.insert(iface.name.clone(), (iface, handle));
         }
         if let Err(e) = events.changed().await {
             tracing::error!(error = %e, "netlink link events failed; rescanning every second");
@@ -134,7 +139,7 @@ async fn supervise(
 }
 
 /// An interface's sockets (ARP always, NDP where IPv6 runs), and what it can answer.
-fn open(iface: &Interface) -> ((Option<ArpSocket>, Option<NdpSocket>), InterfaceHealth) {
+fn open(iface: &Interface, serial: u64) -> ((Option<ArpSocket>, Option<NdpSocket>), InterfaceHealth) {
     let arp = ArpSocket::open(iface.index)
         .inspect_err(|e| tracing::error!(interface = %iface.name, error = %e, "cannot open an ARP socket"));
     let ndp = if iface.ipv6 {
@@ -147,6 +152,7 @@ fn open(iface: &Interface) -> ((Option<ArpSocket>, Option<NdpSocket>), Interface
         Err("no IPv6 link-local address on it, so no NDP".to_string())
     };
     let state = InterfaceHealth {
+        serial,
         arp_error: arp.as_ref().err().map(|e| format!("ARP socket: {e}")),
         ndp_error: ndp.as_ref().err().cloned(),
     };
@@ -217,6 +223,9 @@ fn held(announced: &mut watch::Receiver<Announced>, iface: &str) -> BTreeSet<IpA
 /// One interface's answering, and where to say that it stopped.
 struct Worker {
     iface: Interface,
+    /// Which worker of the interface this is: one that was replaced (aborted while it failed)
+    /// must not mark its successor's entry.
+    serial: u64,
     health: watch::Sender<Option<Interfaces>>,
 }
 
@@ -225,7 +234,9 @@ impl Worker {
     fn failed(&self, why: String) {
         tracing::error!(interface = %self.iface.name, error = %why, "layer 2: no longer answering on this interface");
         self.health.send_modify(|h| {
-            if let Some(entry) = h.get_or_insert_default().get_mut(&self.iface.name) {
+            if let Some(entry) =
+                h.get_or_insert_default().get_mut(&self.iface.name).filter(|e| e.serial == self.serial)
+            {
                 entry.arp_error = Some(why.clone());
                 entry.ndp_error = Some(why);
             }

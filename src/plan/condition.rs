@@ -130,6 +130,7 @@ pub fn conditions(
     let key = |ns: &Option<String>, name: &Option<String>| {
         format!("{}/{}", ns.as_deref().unwrap_or(""), name.as_deref().unwrap_or(""))
     };
+    let (mut failed, bgp_failed) = speaker_failures(speakers, inputs);
     let mut l2_nodes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in l2.iter().filter_map(|o| o.status.as_ref()) {
         if let Some(node) = &s.node {
@@ -138,23 +139,13 @@ pub fn conditions(
     }
     let mut bgp_nodes: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
     for s in bgp.iter().filter_map(|o| o.status.as_ref()) {
-        if let Some(node) = &s.node {
+        if let Some(node) = &s.node
+            && !bgp_failed.contains(&(key(&s.service_namespace, &s.service_name), node.clone()))
+        {
             bgp_nodes
                 .entry(key(&s.service_namespace, &s.service_name))
                 .or_default()
                 .push((node.clone(), s.peers.clone()));
-        }
-    }
-    let mut failed: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for state in speakers {
-        let name = state.metadata.name.as_deref().unwrap_or_default();
-        let node = name.strip_prefix("speaker-").unwrap_or(name);
-        for f in state.status.iter().flat_map(|s| &s.announce_failures) {
-            let over = if f.protocol == "layer2" { "layer 2" } else { "BGP" };
-            failed
-                .entry(f.service.clone())
-                .or_default()
-                .push((node.to_string(), format!("{over}: {}", f.reason)));
         }
     }
     let mut out = BTreeMap::new();
@@ -200,6 +191,41 @@ pub fn conditions(
         }
     }
     out
+}
+
+/// Per Service, the nodes that cannot announce it, each with what fails and why.
+type Failed = BTreeMap<String, Vec<(String, String)>>;
+
+/// What the speakers say they cannot announce: per Service (node, what fails and why), and
+/// the (Service, node) pairs whose BGP announcement failed. A node's ServiceBGPStatus lists the
+/// peers it is configured for, so such a node must not count as sending the Service.
+fn speaker_failures(
+    speakers: &[std::sync::Arc<crate::api::ConfigurationState>],
+    inputs: &super::Inputs,
+) -> (Failed, std::collections::BTreeSet<(String, String)>) {
+    let mut failed = Failed::new();
+    let mut bgp_failed = std::collections::BTreeSet::new();
+    let nodes: std::collections::BTreeSet<&str> =
+        inputs.objects.nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
+    for state in speakers {
+        let name = state.metadata.name.as_deref().unwrap_or_default();
+        let node = name.strip_prefix("speaker-").unwrap_or(name);
+        // A speaker whose Node is gone says nothing any more about what it cannot do.
+        if !nodes.contains(node) {
+            continue;
+        }
+        for f in state.status.iter().flat_map(|s| &s.announce_failures) {
+            if f.protocol == "bgp" {
+                bgp_failed.insert((f.service.clone(), node.to_string()));
+            }
+            let over = if f.protocol == "layer2" { "layer 2" } else { "BGP" };
+            failed
+                .entry(f.service.clone())
+                .or_default()
+                .push((node.to_string(), format!("{over}: {}", f.reason)));
+        }
+    }
+    (failed, bgp_failed)
 }
 
 pub const OUTSIDE_POOLS: &str = "IPOutsidePools";
@@ -313,29 +339,57 @@ mod tests {
         let yaml = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.0/24]}\n---\n\
                     apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\n---\n\
                     apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {type: LoadBalancer}\n\
-                    status: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}\n";
+                    status: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}\n---\n\
+                    apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n";
         let mut inputs = crate::plan::Inputs::new("metallb-system");
         inputs.add_yaml("t", yaml).unwrap();
         let p = crate::plan::plan(&inputs, &Default::default());
-        let state = crate::api::ConfigurationState {
-            metadata: kube::api::ObjectMeta { name: Some("speaker-node1".into()), ..Default::default() },
-            spec: Default::default(),
-            status: Some(crate::api::ConfigurationStateStatus {
-                announce_failures: vec![crate::api::AnnounceFailure {
-                    service: "shop/web".into(),
-                    protocol: "layer2".into(),
-                    reason: "192.0.2.1: this node has no interface".into(),
-                }],
-                ..Default::default()
-            }),
+        let state = |protocol: &str| {
+            std::sync::Arc::new(crate::api::ConfigurationState {
+                metadata: kube::api::ObjectMeta { name: Some("speaker-node1".into()), ..Default::default() },
+                spec: Default::default(),
+                status: Some(crate::api::ConfigurationStateStatus {
+                    announce_failures: vec![crate::api::AnnounceFailure {
+                        service: "shop/web".into(),
+                        protocol: protocol.into(),
+                        reason: "192.0.2.1: this node has no interface".into(),
+                    }],
+                    ..Default::default()
+                }),
+            })
         };
-        let c = conditions(&p, &inputs, &[], &[], &[std::sync::Arc::new(state)]);
+        let c = conditions(&p, &inputs, &[], &[], &[state("layer2")]);
         assert_eq!(c["shop/web"].reason, ANNOUNCE_FAILED_REASON);
-        assert!(
-            c["shop/web"].message.contains("node1: layer 2: 192.0.2.1: this node has no interface"),
-            "{}",
-            c["shop/web"].message
-        );
+        let said = &c["shop/web"].message;
+        assert!(said.contains("node1: layer 2: 192.0.2.1: this node has no interface"), "{said}");
+
+        // Over BGP node1's ServiceBGPStatus still lists the peer, and its session is up (FRR
+        // runs an older configuration): not announced all the same, as FRR does not send it.
+        let bgp: crate::api::ServiceBGPStatus = serde_saphyr::from_str(
+            "metadata: {name: bgp-1, namespace: metallb-system}\nspec: {}\n\
+             status: {node: node1, serviceName: web, serviceNamespace: shop, peers: [tor]}\n",
+        )
+        .unwrap();
+        let mut peer: crate::api::BGPPeer = serde_saphyr::from_str(
+            "metadata: {name: tor, namespace: metallb-system}\n\
+             spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.254}\n",
+        )
+        .unwrap();
+        let up =
+            serde_json::json!({"sessions": [{"node": "node1", "state": "Established", "established": true}]});
+        peer.status = serde_json::from_value(up).unwrap();
+        let mut inputs = inputs.clone();
+        inputs.objects.peers.push(peer);
+        let bgp = [std::sync::Arc::new(bgp)];
+        let c = conditions(&p, &inputs, &[], &bgp, &[]);
+        assert_eq!(c["shop/web"].reason, "Announced", "the control: up without the failure");
+        let c = conditions(&p, &inputs, &[], &bgp, &[state("bgp")]);
+        assert_eq!((c["shop/web"].status, c["shop/web"].reason), (false, ANNOUNCE_FAILED_REASON));
+
+        // The Node is gone: its speaker's leftover failures are not said.
+        inputs.objects.nodes.clear();
+        let c = conditions(&p, &inputs, &[], &bgp, &[state("bgp")]);
+        assert_eq!(c["shop/web"].reason, "Announced");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct BackendReport {
     /// The [`fingerprint`] of the desired configuration FRR runs (whatever bgpextras went
     /// with it): the speaker compares it with what it asked for last.
     pub applied_config: Option<u64>,
+    /// The desired configuration FRR has not taken, since the last Apply that succeeded.
+    pub failing: Option<ApplyFailure>,
     /// True while the latest desired configuration is not running yet.
     pub behind: bool,
     pub agent_reachable: bool,
@@ -54,6 +56,24 @@ pub struct BackendReport {
     pub applies: u64,
     /// The agent's latest status (sessions, BFD).
     pub agent: Option<AgentStatus>,
+}
+
+/// A desired configuration that did not reach FRR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyFailure {
+    /// Its [`fingerprint`].
+    pub config: u64,
+    /// Applies of it that failed in a row.
+    pub attempts: u32,
+    /// FRR refused its text: retrying cannot help.
+    pub rejected: bool,
+}
+
+impl ApplyFailure {
+    fn next(previous: Option<&ApplyFailure>, config: u64, rejected: bool) -> ApplyFailure {
+        let attempts = previous.filter(|p| p.config == config).map_or(0, |p| p.attempts) + 1;
+        ApplyFailure { config, attempts, rejected }
+    }
 }
 
 /// Whether FRR does this speaker's BGP work: frr-agent answers, FRR answers it with every
@@ -215,6 +235,7 @@ async fn run(
                         report.send_modify(|r| {
                             r.applied_generation = Some(generation);
                             r.applied_config = Some(fingerprint(&want.config));
+                            r.failing = None;
                             r.behind = false;
                             r.agent_reachable = true;
                             // Running without refused extras is still worth saying.
@@ -228,13 +249,22 @@ async fn run(
                         // Retrying the same text cannot help; wait for a new desired config.
                         tracing::error!(error = %e, "FRR rejected the configuration");
                         sent = Some((generation, config));
-                        report.send_modify(|r| { r.behind = true; r.last_error = e; });
+                        report.send_modify(|r| {
+                            r.behind = true;
+                            r.last_error = e;
+                            r.failing = Some(ApplyFailure::next(r.failing.as_ref(), fingerprint(&want.config), true));
+                        });
                     }
                     Err(Failure::Retry(e, reachable)) => {
                         tracing::warn!(error = %e, retry_in = ?backoff, "applying the FRR configuration failed");
                         due = Some(Instant::now() + backoff);
                         backoff = (backoff * 2).min(settings.max_backoff);
-                        report.send_modify(|r| { r.behind = true; r.last_error = e; r.agent_reachable = reachable; });
+                        report.send_modify(|r| {
+                            r.behind = true;
+                            r.last_error = e;
+                            r.agent_reachable = reachable;
+                            r.failing = Some(ApplyFailure::next(r.failing.as_ref(), fingerprint(&want.config), false));
+                        });
                     }
                 }
             }

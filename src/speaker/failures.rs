@@ -8,7 +8,7 @@
 //! Only announcements are judged: a withdrawal FRR did not take leaves a route out longer, and
 //! the session and route views already say so.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::bgp_backend::BackendReport;
 use crate::api::AnnounceFailure;
@@ -19,6 +19,13 @@ use crate::service::ServiceKey;
 /// MetalLB's Event reason.
 pub const REASON: &str = "announceFailed";
 
+/// Failed Applies of a configuration in a row before its new Services count as failing, unless
+/// FRR refused its text: FRR's daemons starting beside a new speaker fail the first ones.
+pub const RETRIES: u32 = 3;
+
+/// Desired configurations remembered until confirmed; older ones were coalesced away.
+const UNCONFIRMED: usize = 8;
+
 /// The latest decision's announcements and what FRR confirmed, to judge them against.
 #[derive(Debug, Default)]
 pub struct Failures {
@@ -27,6 +34,9 @@ pub struct Failures {
     /// BGP: the Services of the latest desired FRR configuration, and its fingerprint.
     bgp: BTreeSet<ServiceKey>,
     desired: Option<u64>,
+    /// Desired configurations not confirmed yet, oldest first, each with its Services: a
+    /// confirmation may come for one the speaker has already moved on from.
+    unconfirmed: VecDeque<(u64, BTreeSet<ServiceKey>)>,
     /// The Services of the last configuration FRR confirmed running.
     bgp_applied: BTreeSet<ServiceKey>,
     /// What was found last, and of it the layer 2 IPs no interface answers, per Service.
@@ -41,6 +51,8 @@ pub struct Found {
     pub all: Vec<AnnounceFailure>,
     /// Those that started, or whose reason changed: the Events to send.
     pub started: Vec<AnnounceFailure>,
+    /// Layer 2 Services no interface answered for that one answers for now.
+    pub answered_again: Vec<ServiceKey>,
 }
 
 impl Failures {
@@ -51,6 +63,14 @@ impl Failures {
         for a in l2 {
             self.l2.entry(a.service.clone()).or_default().insert(a.ip, a.interfaces.clone());
         }
+        if let Some(d) = desired
+            && self.unconfirmed.back().is_none_or(|(last, _)| *last != d)
+        {
+            if self.unconfirmed.len() == UNCONFIRMED {
+                self.unconfirmed.pop_front();
+            }
+            self.unconfirmed.push_back((d, bgp.clone()));
+        }
         self.bgp = bgp;
         self.desired = desired;
     }
@@ -59,6 +79,7 @@ impl Failures {
     /// scanned yet) and FRR's state (None: no BGP here); `Some` only when the failures changed.
     pub fn judge(&mut self, interfaces: Option<&Interfaces>, frr: Option<&BackendReport>) -> Option<Found> {
         let mut all = Vec::new();
+        let unanswered_before = self.unanswered();
         self.l2_failed.clear();
         if let Some(interfaces) = interfaces {
             for (service, ips) in &self.l2 {
@@ -79,22 +100,38 @@ impl Failures {
         }
         let started = all.iter().filter(|f| !self.current.contains(f)).cloned().collect();
         self.current = all.clone();
-        Some(Found { all, started })
+        let answered_again = unanswered_before
+            .into_iter()
+            .filter(|s| self.l2.contains_key(s) && !self.unanswered_service(s))
+            .collect();
+        Some(Found { all, started, answered_again })
     }
 
     fn bgp_failures(&mut self, frr: &BackendReport) -> Vec<AnnounceFailure> {
-        if frr.applied_config.is_some() && frr.applied_config == self.desired {
-            self.bgp_applied = self.bgp.clone();
-            return Vec::new();
+        if let Some(applied) = frr.applied_config
+            && let Some(at) = self.unconfirmed.iter().position(|(c, _)| *c == applied)
+        {
+            // FRR runs that one: its Services are out, and nothing older will be confirmed.
+            let (_, services) = self.unconfirmed.drain(..=at).next_back().unwrap_or_default();
+            self.bgp_applied = services;
         }
-        // Not applied yet, and nothing went wrong: on its way (an Apply takes milliseconds).
-        if frr.last_error.is_empty() {
+        // Only a failure of what is wanted now counts, and only once it is more than the
+        // first tries of a starting FRR.
+        let Some(failing) = frr
+            .failing
+            .as_ref()
+            .filter(|f| Some(f.config) == self.desired && (f.rejected || f.attempts >= RETRIES))
+        else {
             return Vec::new();
-        }
-        let why = if frr.agent_reachable {
-            format!("FRR refused the configuration that announces it: {}", frr.last_error)
-        } else {
-            format!("frr-agent does not answer, so FRR was not given it: {}", frr.last_error)
+        };
+        let e = &frr.last_error;
+        let why = match (frr.agent_reachable, failing.rejected) {
+            (false, _) => format!("frr-agent does not answer, so FRR was not given it: {e}"),
+            (true, true) => format!("FRR refused the configuration that announces it: {e}"),
+            (true, false) => format!(
+                "FRR has not taken the configuration that announces it ({} tries): {e}",
+                failing.attempts
+            ),
         };
         self.bgp.difference(&self.bgp_applied).map(|s| failure(s, "bgp", why.clone())).collect()
     }

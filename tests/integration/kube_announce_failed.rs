@@ -119,6 +119,14 @@ fn a_layer2_ip_no_interface_may_answer_is_said_and_clears_when_the_interface_com
         let cleared = t.elapsed();
         assert_eq!(crate::kube_exclude::l2_status_nodes(&client).await, ["node1"]);
         assert_eq!(node1_failures(&client).await, vec![]);
+        // Answering now is news, as a start is: the nodeAssigned withheld while it failed.
+        let r = eventually("a nodeAssigned Event once answered", || async {
+            let events = crate::kube_events::assigned(&client, "web").await;
+            let said = "announcing from node \"node1\" with protocol \"layer2\"";
+            if events.iter().any(|(note, _)| note == said) { Ok(()) } else { Err(format!("{events:?}")) }
+        })
+        .await;
+        assert!(r.is_ok(), "{r:?}\n{}", logs());
         println!(
             "interfaces: [lan7] on a node without lan7: announceFailed Event and condition AnnounceFailed, no \
              answer, no ServiceL2Status; lan7 appeared: ARP answered {arp:?} later, condition Announced {cleared:?}"

@@ -2,6 +2,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::l2::reach::InterfaceHealth;
+use crate::speaker::bgp_backend::ApplyFailure;
 
 fn l2(service: &str, ip: &str, only: Option<&[&str]>) -> L2Announcement {
     L2Announcement {
@@ -16,7 +17,7 @@ fn interfaces(names: &[(&str, bool)]) -> Interfaces {
         .iter()
         .map(|(n, v6)| {
             let ndp_error = (!v6).then(|| "no IPv6 link-local address on it, so no NDP".to_string());
-            (n.to_string(), InterfaceHealth { arp_error: None, ndp_error })
+            (n.to_string(), InterfaceHealth { serial: 0, arp_error: None, ndp_error })
         })
         .collect()
 }
@@ -46,7 +47,7 @@ fn a_layer2_ip_fails_while_no_interface_can_answer_and_clears_when_one_comes() {
     assert_eq!(f.judge(Some(&interfaces(&[("eth0", false)])), None), None);
     // eth9 appears: the failure is gone.
     let found = f.judge(Some(&interfaces(&[("eth0", false), ("eth9", false)])), None).unwrap();
-    assert_eq!(found, Found { all: vec![], started: vec![] });
+    assert_eq!(found, Found { all: vec![], started: vec![], answered_again: vec!["shop/web".into()] });
     assert!(f.unanswered().is_empty());
 }
 
@@ -72,15 +73,26 @@ fn a_dual_stack_service_is_whole_only_when_both_ips_fail() {
     assert!(f.unanswered_service("shop/web"));
 }
 
+fn failing(config: u64, attempts: u32, rejected: bool) -> Option<ApplyFailure> {
+    Some(ApplyFailure { config, attempts, rejected })
+}
+
+fn set(s: &[&str]) -> BTreeSet<String> {
+    s.iter().map(|s| s.to_string()).collect()
+}
+
 #[test]
 fn bgp_services_fail_when_frr_does_not_take_the_configuration_that_first_carries_them() {
     let mut f = Failures::default();
-    let set = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     f.planned(&[], set(&["shop/web"]), Some(1));
     let mut frr = BackendReport::default();
     // On its way: no error yet.
     assert_eq!(f.judge(None, Some(&frr)), None);
+    // The first tries fail (a starting frr-agent): not yet a failure.
     frr.last_error = "frr-agent: connection refused".into();
+    frr.failing = failing(1, RETRIES - 1, false);
+    assert_eq!(f.judge(None, Some(&frr)), None);
+    frr.failing = failing(1, RETRIES, false);
     let found = f.judge(None, Some(&frr)).unwrap();
     assert_eq!(found.all.len(), 1);
     assert_eq!(
@@ -94,16 +106,37 @@ fn bgp_services_fail_when_frr_does_not_take_the_configuration_that_first_carries
     // A new Service in a configuration FRR rejects: only it fails; FRR still runs shop/web.
     f.planned(&[], set(&["shop/web", "shop/db"]), Some(2));
     frr.last_error = "line 12: % Unknown command".into();
+    frr.failing = failing(2, 1, true);
     let found = f.judge(None, Some(&frr)).unwrap();
     assert_eq!(found.all.iter().map(|f| f.service.as_str()).collect::<Vec<_>>(), ["shop/db"]);
     assert_eq!(
         found.all[0].reason,
         "FRR refused the configuration that announces it: line 12: % Unknown command"
     );
-    // Refused bgpextras left out, the configuration itself applied: nothing failed.
-    frr.applied_config = Some(2);
-    frr.last_error = "bgpextras refused by FRR: x".into();
+    // A newer configuration is wanted: the refusal of the older one no longer speaks for it.
+    f.planned(&[], set(&["shop/web", "shop/db", "shop/new"]), Some(3));
     assert_eq!(f.judge(None, Some(&frr)).unwrap().all, vec![]);
+    // Refused bgpextras left out, the configuration itself applied: nothing failed.
+    frr = BackendReport { applied_config: Some(3), last_error: "bgpextras refused by FRR: x".into(), ..frr };
+    frr.failing = None;
+    assert_eq!(f.judge(None, Some(&frr)), None);
+}
+
+#[test]
+fn a_late_confirmation_still_counts_for_the_services_it_carried() {
+    let mut f = Failures::default();
+    f.planned(&[], set(&["shop/a"]), Some(4));
+    f.planned(&[], set(&["shop/a", "shop/b"]), Some(5));
+    // 4 is confirmed after 5 was wanted, then 5 is refused: shop/a runs, shop/b does not.
+    let frr = BackendReport {
+        applied_config: Some(4),
+        agent_reachable: true,
+        last_error: "refused".into(),
+        failing: failing(5, 1, true),
+        ..Default::default()
+    };
+    let found = f.judge(None, Some(&frr)).unwrap();
+    assert_eq!(found.all.iter().map(|f| f.service.as_str()).collect::<Vec<_>>(), ["shop/b"]);
 }
 
 #[test]
