@@ -45,7 +45,7 @@ metadata: {name: front, namespace: metallb-system}
 spec: {ipAddressPools: [front]}
 ";
 
-fn tor_config(nodes: usize) -> String {
+pub(crate) fn tor_config(nodes: usize) -> String {
     let mut c =
         "router bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n bgp graceful-restart\n \
                  neighbor nodes peer-group\n neighbor nodes remote-as 64512\n neighbor nodes timers 3 9\n \
@@ -59,7 +59,7 @@ fn tor_config(nodes: usize) -> String {
 }
 
 /// A show command's text at the ToR, for failure messages.
-fn show(lab: &ClusterLab, command: &str) -> String {
+pub(crate) fn show(lab: &ClusterLab, command: &str) -> String {
     lab.tor()
         .vtysh(&["-c", command])
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -87,7 +87,7 @@ fn session_counters(lab: &ClusterLab) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn sessions_up(lab: &ClusterLab) -> bool {
+pub(crate) fn sessions_up(lab: &ClusterLab) -> bool {
     let v = lab.tor().json("show bgp neighbors json");
     (0..lab.nodes.len()).all(|i| v[node_ip(i)]["bgpState"] == "Established")
 }

@@ -63,6 +63,8 @@ pub struct Frr {
     wrapper: Option<PathBuf>,
     /// zebra treats other network namespaces as VRFs (`-n`): this kernel may lack VRF devices.
     netns_vrfs: bool,
+    /// The namespace was made for this instance (else it is a cluster node's, which outlives it).
+    owns_ns: bool,
 }
 
 impl Frr {
@@ -76,10 +78,24 @@ impl Frr {
         Frr::start_with(hostname, true)
     }
 
+    /// Like [`Frr::start`], in the existing namespace `ns` (a cluster node's: a router running
+    /// beside the node's other processes); dropping it stops its daemons and leaves `ns` alone.
+    pub fn start_in(hostname: &str, ns: &str) -> Result<Frr, String> {
+        Frr::start_at(hostname, ns.to_string(), false, false)
+    }
+
     fn start_with(hostname: &str, netns_vrfs: bool) -> Result<Frr, String> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let ns = format!("flb{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let dir = std::env::temp_dir().join(format!("ferrolb-frr-{ns}"));
+        Frr::start_at(hostname, ns, netns_vrfs, true)
+    }
+
+    fn start_at(hostname: &str, ns: String, netns_vrfs: bool, owns_ns: bool) -> Result<Frr, String> {
+        let dir = if owns_ns {
+            std::env::temp_dir().join(format!("ferrolb-frr-{ns}"))
+        } else {
+            std::env::temp_dir().join(format!("ferrolb-frr-{ns}-{hostname}"))
+        };
         let install = install()?;
         for sub in ["run", "etc", "log"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
@@ -92,6 +108,7 @@ impl Frr {
             frr: install,
             wrapper,
             netns_vrfs,
+            owns_ns,
         };
         // vtysh insists on the integrated config; the hostname line keeps show output stable.
         std::fs::write(
@@ -101,7 +118,9 @@ impl Frr {
         .map_err(|e| e.to_string())?;
         std::fs::write(dir.join("etc/frr.conf"), "").map_err(|e| e.to_string())?;
         sh(&format!("chown -R {} {}", install.frr_owner(), dir.display()))?;
-        sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
+        if owns_ns {
+            sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
+        }
         for d in install.daemons() {
             frr.spawn(d)?;
         }
@@ -320,10 +339,12 @@ impl Drop for Frr {
             }
         }
         // Anything else left in the namespace, then the namespace and files.
-        let _ = sh(&format!(
-            "ip netns pids {ns} 2>/dev/null | xargs -r kill -9; ip netns del {ns}",
-            ns = self.ns
-        ));
+        if self.owns_ns {
+            let _ = sh(&format!(
+                "ip netns pids {ns} 2>/dev/null | xargs -r kill -9; ip netns del {ns}",
+                ns = self.ns
+            ));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
