@@ -1,12 +1,12 @@
-//! Command-line wiring for the offline commands: file reading and exit codes only.
+//! Command-line wiring: arguments in, what to print and the exit code out. Reading the
+//! manifests is `manifests`' work.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::api;
-use crate::plan::manifest::MAX_MANIFEST_BYTES;
-use crate::plan::{self, Format, Inputs, Options};
+use crate::plan::{self, Format, Options};
 
 /// Valid configuration (pending Services included).
 const EXIT_OK: u8 = 0;
@@ -48,7 +48,7 @@ pub struct PlanArgs {
 }
 
 pub fn plan(args: &PlanArgs) -> ExitCode {
-    let inputs = match read_manifests(&args.files, args.recursive, &args.namespace) {
+    let inputs = match crate::manifests::read(&args.files, args.recursive, &args.namespace) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("ferrolb: {e}");
@@ -78,67 +78,6 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         (_, false) => print(&plan::render(&plan, args.output)),
     }
     ExitCode::from(if plan.is_valid() { EXIT_OK } else { EXIT_INVALID })
-}
-
-/// Every manifest under `paths` (files, or directories of .yaml/.yml/.json files), in path order.
-pub fn read_manifests(paths: &[PathBuf], recursive: bool, namespace: &str) -> Result<Inputs, String> {
-    let mut inputs = Inputs::new(namespace);
-    let mut files = Vec::new();
-    for path in paths {
-        collect(path, recursive, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    for file in &files {
-        let text = read_capped(file)?;
-        inputs.add_yaml(&file.display().to_string(), &text).map_err(|e| e.to_string())?;
-    }
-    Ok(inputs)
-}
-
-/// `file`'s text, unless it is bigger than [`MAX_MANIFEST_BYTES`]: its size is checked before
-/// reading, and no more than one byte past the limit is read either way (a file that grew since,
-/// or a pipe or device that has no size).
-fn read_capped(file: &Path) -> Result<String, String> {
-    let failed = |e: std::io::Error| format!("{}: {e}", file.display());
-    let too_big = |size: &str| {
-        let limit = MAX_MANIFEST_BYTES >> 20;
-        format!(
-            "{}: refused: {size}, more than the {limit} MiB ferrolb reads from one manifest",
-            file.display()
-        )
-    };
-    let f = std::fs::File::open(file).map_err(failed)?;
-    let size = f.metadata().map_err(failed)?.len();
-    if size > MAX_MANIFEST_BYTES as u64 {
-        return Err(too_big(&format!("{size} bytes")));
-    }
-    let mut text = String::new();
-    f.take(MAX_MANIFEST_BYTES as u64 + 1).read_to_string(&mut text).map_err(failed)?;
-    if text.len() > MAX_MANIFEST_BYTES {
-        return Err(too_big("more bytes than its size said"));
-    }
-    Ok(text)
-}
-
-fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if !path.is_dir() {
-        // Reading it reports a missing file with the OS's words.
-        std::fs::metadata(path)?;
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-    entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
-            if recursive {
-                collect(&entry, recursive, out)?;
-            }
-        } else if entry.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
-            out.push(entry);
-        }
-    }
-    Ok(())
 }
 
 pub fn speaker(args: crate::speaker::SpeakerArgs) -> ExitCode {

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod health;
 pub mod k8s;
 pub mod l2;
+pub mod manifests;
 pub mod memory;
 pub mod metrics;
 pub mod metrics_auth;

@@ -18,8 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::k8s::authz::Authorizer;
 use crate::metrics_auth::{self, Decision};
 use crate::tls::TlsPolicy;
-use crate::webhook::cert;
-use crate::webhook::server::CertSlot;
+use crate::tls::{CertSlot, cert};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MetricsSecurityArgs {

@@ -18,7 +18,6 @@ mod telling;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::cli::read_manifests;
 use crate::k8s::cache::ClusterCache;
 use crate::l2::interfaces;
 use crate::l2::membership::{Membership, MembershipSettings};
@@ -271,10 +270,10 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             }
             Some(_) => {}
             None => {
-                let now = stamp(&args.manifests);
+                let now = crate::manifests::stamp(&args.manifests);
                 if seen.as_ref() != Some(&now) {
                     seen = Some(now);
-                    match read_manifests(&args.manifests, args.recursive, &args.namespace) {
+                    match crate::manifests::read(&args.manifests, args.recursive, &args.namespace) {
                         Err(e) => {
                             tracing::error!(error = %e, "reading manifests; keeping the last configuration")
                         }
@@ -661,23 +660,6 @@ fn record_announced(done_here: &[&plan::PlannedAnnouncement], node: &str) {
 /// The layer 2 part of a node's plan, as the responder wants it.
 fn layer2_announcements(p: &plan::Plan) -> Announced {
     p.layer2.iter().flatten().map(|a| (a.ip, a.interfaces.clone())).collect()
-}
-
-/// Names and modification times of every file under the manifest paths: cheap to compare.
-fn stamp(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-    let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(p) = stack.pop() {
-        match std::fs::read_dir(&p) {
-            Ok(entries) => stack.extend(entries.flatten().map(|e| e.path())),
-            Err(_) => {
-                let meta = std::fs::metadata(&p).ok();
-                out.push((p, meta.as_ref().and_then(|m| m.modified().ok()), meta.map_or(0, |m| m.len())));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! `conversion`); this file keeps the certificate current and serves them.
 
 pub mod admission;
-pub mod cert;
 pub mod conversion;
 pub mod server;
 
@@ -15,7 +14,7 @@ use std::time::Duration;
 use kube::Client;
 
 use crate::k8s::webhook_cert;
-use server::CertSlot;
+use crate::tls::{CertSlot, cert};
 pub use server::Current;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -161,7 +160,7 @@ async fn keep_certificate(
 /// Serves tls.crt/tls.key from `dir`; returns ca.crt when cert-manager wrote one.
 async fn load_files(dir: &std::path::Path, slot: &CertSlot) -> Result<Option<String>, String> {
     slot.load_dir(dir).await?;
-    Ok(server::read_in(dir, "ca.crt").await.ok().filter(|c| !c.trim().is_empty()))
+    Ok(crate::tls::read_in(dir, "ca.crt").await.ok().filter(|c| !c.trim().is_empty()))
 }
 
 /// cert-manager's CA goes where ours would: its cainjector cannot reach the CRD in crds/.

@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use super::{K8sError, api_error};
-use crate::webhook::cert::ServingCert;
+use crate::tls::cert::ServingCert;
 
 const NOT_AFTER: &str = "ferrolb.io/not-after";
 const NAMES: &str = "ferrolb.io/names";

@@ -31,7 +31,7 @@ pub struct Inputs {
     pub bgp_extras: Option<String>,
 }
 
-/// The most ferrolb reads from one manifest: its size in bytes (`read_manifests` refuses a
+/// The most ferrolb reads from one manifest: its size in bytes (`manifests::read` refuses a
 /// bigger file before reading it), and the text of its values (so aliases cannot multiply text
 /// past it). The biggest real manifest, ferrolb.yaml with its CRDs, is a few hundred KiB; a dump
 /// of 10,000 Services (`kubectl get -o yaml`, managed fields and all) 14 MiB. Twice that leaves

@@ -1,7 +1,7 @@
 //! HTTPS for the API server's admission and conversion calls (rustls with ring; hyper).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Bytes, Incoming};
@@ -12,10 +12,6 @@ use kube::core::admission::{
 };
 use kube::core::conversion::{ConversionRequest, ConversionResponse, ConversionReview};
 use kube::core::{DynamicObject, TypeMeta};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::{self, ConfigObject, Operation, Verdict};
@@ -33,44 +29,6 @@ const MAX_BODY: usize = 4 << 20;
 /// is a caller's mistake, answered 400, not a review to give a verdict on.
 const ADMISSION_REVIEW: (&str, &str) = ("admission.k8s.io/v1", "AdmissionReview");
 const CONVERSION_REVIEW: (&str, &str) = ("apiextensions.k8s.io/v1", "ConversionReview");
-
-/// The certificate being served; replaced in place when it is renewed.
-#[derive(Debug, Default)]
-pub struct CertSlot(RwLock<Option<Arc<CertifiedKey>>>);
-
-impl CertSlot {
-    pub fn set_pem(&self, cert_pem: &str, key_pem: &str) -> Result<(), String> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("webhook certificate: {e}"))?;
-        if certs.is_empty() {
-            return Err("webhook certificate: no certificate in tls.crt".into());
-        }
-        let key =
-            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("webhook key: {e}"))?;
-        let signer =
-            rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| format!("webhook key: {e}"))?;
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(CertifiedKey::new(certs, signer)));
-        Ok(())
-    }
-
-    /// Serves `tls.crt` and `tls.key` from `dir` (a mounted Secret, cert-manager's files).
-    pub async fn load_dir(&self, dir: &std::path::Path) -> Result<(), String> {
-        self.set_pem(&read_in(dir, "tls.crt").await?, &read_in(dir, "tls.key").await?)
-    }
-}
-
-/// The file `name` in `dir`, or an error naming it.
-pub async fn read_in(dir: &std::path::Path, name: &str) -> Result<String, String> {
-    let p = dir.join(name);
-    tokio::fs::read_to_string(&p).await.map_err(|e| format!("reading {}: {e}", p.display()))
-}
-
-impl ResolvesServerCert for CertSlot {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
 
 /// The cluster's current configuration objects, or why they cannot be had right now.
 pub type Current =

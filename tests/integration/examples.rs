@@ -201,7 +201,7 @@ fn the_bgp_lab_announces_both_families_with_bfd_and_communities() {
         ])
     );
     let root = crate::repo_root().join("examples/bgp-lab");
-    let inputs = ferrolb::cli::read_manifests(&[root], false, "metallb-system").unwrap();
+    let inputs = ferrolb::manifests::read(&[root], false, "metallb-system").unwrap();
     let p = plan::plan(&inputs, &Options { node: Some("node1".into()), ..Default::default() });
     let frr = p.frr_config.unwrap();
     for line in [
@@ -221,7 +221,7 @@ fn the_layer2_lab_gives_its_service_the_first_address_and_one_node_announces_it(
     let (p, _) = plan_dir("l2-lab");
     assert_eq!(ips(&p), BTreeMap::from([entry("shop/web", "192.0.2.200", "lan")]));
     let root = crate::repo_root().join("examples/l2-lab");
-    let inputs = ferrolb::cli::read_manifests(&[root], false, "metallb-system").unwrap();
+    let inputs = ferrolb::manifests::read(&[root], false, "metallb-system").unwrap();
     let winners: Vec<_> = ["node1", "node2", "node3"]
         .into_iter()
         .filter(|n| {

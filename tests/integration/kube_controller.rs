@@ -90,7 +90,7 @@ fn every_example_gets_the_ips_plan_predicted() {
                 continue;
             }
             let inputs =
-                ferrolb::cli::read_manifests(std::slice::from_ref(&dir), false, "metallb-system").unwrap();
+                ferrolb::manifests::read(std::slice::from_ref(&dir), false, "metallb-system").unwrap();
             let predicted = ferrolb::plan::plan(&inputs, &Default::default());
             let mut ns_names: Vec<String> = inputs
                 .services

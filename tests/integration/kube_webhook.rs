@@ -233,7 +233,7 @@ fn certificates_from_cert_manager_files_are_served_and_their_ca_published() {
         let (client, port) = webhook_cluster(&lab).await;
         // What cert-manager's Certificate would leave in the mounted Secret.
         let now = time::OffsetDateTime::now_utc();
-        let issued = ferrolb::webhook::cert::issue(&["127.0.0.1".into()], None, now).unwrap();
+        let issued = ferrolb::tls::cert::issue(&["127.0.0.1".into()], None, now).unwrap();
         let dir = lab.dir.join("cert-manager");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("tls.crt"), &issued.cert_pem).unwrap();

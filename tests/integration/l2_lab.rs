@@ -242,8 +242,7 @@ impl Drop for L2Lab {
 
 /// Which node the election picks, as `plan` computes it offline.
 fn elected(manifest_dir: &std::path::Path) -> usize {
-    let inputs =
-        ferrolb::cli::read_manifests(&[manifest_dir.join("m.yaml")], false, "metallb-system").unwrap();
+    let inputs = ferrolb::manifests::read(&[manifest_dir.join("m.yaml")], false, "metallb-system").unwrap();
     let options = ferrolb::plan::Options { node: Some("node1".into()), ..Default::default() };
     let p = ferrolb::plan::plan(&inputs, &options);
     let node1_announces = p.announcements.unwrap().iter().any(|a| a.protocol == "layer2");

@@ -108,7 +108,7 @@ fn manifest_edits_reach_the_tor_and_invalid_ones_never_reach_frr() {
     // exactly what `plan` says for the directory.
     std::fs::write(dir.join("00-setup.yaml"), SETUP).unwrap();
     std::fs::remove_file(dir.join("svc-a.yaml")).unwrap();
-    let inputs = ferrolb::cli::read_manifests(std::slice::from_ref(&dir), false, "metallb-system").unwrap();
+    let inputs = ferrolb::manifests::read(std::slice::from_ref(&dir), false, "metallb-system").unwrap();
     let plan = ferrolb::plan::plan(&inputs, &Default::default());
     let mut want: Vec<String> =
         plan.allocations.iter().flat_map(|a| a.ips.iter().map(|ip| format!("{ip}/32"))).collect();

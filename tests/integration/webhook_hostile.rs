@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb::config::ClusterObjects;
-use ferrolb::webhook::cert;
-use ferrolb::webhook::server::{self, CertSlot, Current};
+use ferrolb::tls::CertSlot;
+use ferrolb::tls::cert;
+use ferrolb::webhook::server::{self, Current};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};

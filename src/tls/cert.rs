@@ -1,4 +1,5 @@
-//! The webhook's serving certificate when ferrolb looks after it itself.
+//! Serving certificates ferrolb issues itself: the webhook's (when no cert-manager looks after
+//! it) and the metrics port's (when no Secret is mounted).
 //!
 //! Each issue makes a fresh CA and a serving certificate it signs; the CA's key is thrown away.
 //! The bundle the API server trusts holds the new CA *and the previous one*, so replicas still

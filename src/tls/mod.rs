@@ -2,6 +2,11 @@
 //! `--tls-min-version` and `--tls-cipher-suites`. One policy serves every TLS port a process
 //! opens (the webhook and the HTTPS metrics port), so they can never disagree.
 
+pub mod cert;
+mod slot;
+
+pub use slot::{CertSlot, read_in};
+
 use std::fmt;
 use std::sync::Arc;
 
