@@ -70,6 +70,66 @@ mod tests {
         ]
     }
 
+    /// Where each version's captured datagrams live: `<version>/membership/<name>`.
+    fn captured() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
+    }
+
+    /// The key and send time of the captured sealed datagrams.
+    const CAPTURE_KEY: &[u8] = b"ferrolb wire capture key";
+    const CAPTURED_AT_MS: u64 = 1_800_000_000_000;
+
+    /// Datagrams as every released format sent them must still be read, so speakers of two
+    /// versions can talk during a rollout: a new version adds its own directory
+    /// (WRITE_WIRE_CAPTURES=1 writes this version's files where none exist) and never edits an
+    /// older one. The join must still name the speaker it came from.
+    #[test]
+    fn datagrams_of_every_captured_version_are_still_read() {
+        let version = env!("CARGO_PKG_VERSION");
+        let mine = captured().join(version).join("membership");
+        if std::env::var_os("WRITE_WIRE_CAPTURES").is_some() && !mine.exists() {
+            std::fs::create_dir_all(&mine).unwrap();
+            let mut sealer = super::super::seal::Sealer::new(&[CAPTURE_KEY.to_vec()], CAPTURED_AT_MS);
+            for (name, datagram) in real_datagrams() {
+                let sealed = sealer.seal(&datagram, CAPTURED_AT_MS).unwrap();
+                std::fs::write(mine.join(format!("{name}.sealed")), sealed).unwrap();
+                std::fs::write(mine.join(name), datagram).unwrap();
+            }
+        }
+        let mut versions: Vec<PathBuf> =
+            std::fs::read_dir(captured()).unwrap().map(|e| e.unwrap().path()).collect();
+        versions.sort();
+        assert!(!versions.is_empty(), "no captured wire formats");
+        for dir in versions.iter().map(|v| v.join("membership")) {
+            let mut files: Vec<PathBuf> =
+                std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            assert_eq!(files.len(), 10, "{}", dir.display());
+            // A receiver started at the capture, reading each as it arrives.
+            let mut opener = super::super::seal::Sealer::new(&[CAPTURE_KEY.to_vec()], CAPTURED_AT_MS);
+            for file in files {
+                let mut datagram = std::fs::read(&file).unwrap();
+                if file.extension().is_some_and(|e| e == "sealed") {
+                    datagram = opener
+                        .open(&datagram, CAPTURED_AT_MS + 1)
+                        .unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
+                }
+                let mut runtime = AccumulatingRuntime::new();
+                let mut us = foca(receiver(), 3, 0);
+                match Packet::decode(&datagram) {
+                    Some(Packet::Foca(data)) => us.handle_data(data, &mut runtime).unwrap(),
+                    Some(Packet::Ping(n) | Packet::Ack(n)) => assert_eq!(n, 7, "{}", file.display()),
+                    None => panic!("{} is no membership packet", file.display()),
+                }
+                let name = file.file_name().unwrap().to_string_lossy();
+                if name.starts_with("foca-announce") {
+                    let from: Vec<Speaker> = us.iter_members().map(|m| m.id().clone()).collect();
+                    assert_eq!(from, [sender()], "{}", file.display());
+                }
+            }
+        }
+    }
+
     /// UPDATE_FUZZ_SEEDS=1 writes them to fuzz/seeds/membership/; either way every seed there must
     /// still be one the receiver takes whole (a seed foca refuses at its header fuzzes little).
     #[test]
