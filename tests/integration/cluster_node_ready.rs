@@ -162,6 +162,30 @@ impl Arp {
     }
 }
 
+/// The speaker pod on `node`: its uid and its containers' restart counts.
+fn speaker_pod(lab: &ClusterLab, node: &str) -> (String, Vec<u64>) {
+    let pods = lab
+        .get_json(&[
+            "get",
+            "pods",
+            "-n",
+            crate::cluster_helm::NAMESPACE,
+            "-l",
+            "app.kubernetes.io/component=speaker",
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+        ])
+        .unwrap();
+    let pod = &pods["items"][0];
+    let restarts = pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["restartCount"].as_u64().unwrap_or_default())
+        .collect();
+    (pod["metadata"]["uid"].as_str().expect("no speaker pod").to_string(), restarts)
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -211,6 +235,7 @@ fn a_node_whose_kubelet_stops_loses_its_layer2_ip_and_a_flapping_one_gets_it_bac
     let first = last.unwrap();
     let other = 1 - first;
     let (name, other_name) = (lab.nodes[first].name.clone(), lab.nodes[other].name.clone());
+    let speaker = speaker_pod(&lab, &name);
     let watch = ReadyWatch::start(&lab, &name);
     assert!(wait_until(Duration::from_secs(10), || watch.now().as_deref() == Some("True")).is_some());
 
@@ -306,6 +331,8 @@ fn a_node_whose_kubelet_stops_loses_its_layer2_ip_and_a_flapping_one_gets_it_bac
         back - last_ready
     );
     assert!(moves[2].0 - moves[1].0 >= Duration::from_secs(SETTLE_S), "{:?}", moves);
+    // Dead but running: the node's speaker was the same container all along.
+    assert_eq!(speaker_pod(&lab, &name), speaker, "{name}'s speaker pod was replaced or restarted");
     // The shortened grace period did not make the healthy node flap on a busy machine.
     let healthy = lab.get_json(&["get", "node", &other_name]).unwrap();
     let condition = ready_condition(&healthy).unwrap();
