@@ -55,7 +55,7 @@ impl ClusterLab {
         self.control.push(Running(child));
     }
 
-    pub(crate) fn start_control_plane(&mut self, bin: &Path) {
+    pub(crate) fn start_control_plane(&mut self, bin: &Path, controller_manager_flags: &[&str]) {
         let dir = self.dir.clone();
         let d = |s: &str| dir.join(s).display().to_string();
         let etcd_args: Vec<String> = [
@@ -122,7 +122,7 @@ impl ClusterLab {
         });
         assert!(ready.is_some(), "kube-apiserver not ready:\n{}", tail(&self.dir.join("kube-apiserver.log")));
         let kc = d("node.kubeconfig");
-        let kcm_args: Vec<String> = [
+        let mut kcm_args: Vec<String> = [
             format!("--kubeconfig={kc}"),
             format!("--service-account-private-key-file={}", d("sa.key")),
             format!("--root-ca-file={}", d("ca.crt")),
@@ -132,6 +132,7 @@ impl ClusterLab {
             "--secure-port=0".into(),
         ]
         .into();
+        kcm_args.extend(controller_manager_flags.iter().map(|f| f.to_string()));
         self.spawn_cp("kube-controller-manager", &kcm_args);
         let sched_args: Vec<String> =
             [format!("--kubeconfig={kc}"), "--leader-elect=false".into(), "--bind-address=127.0.0.1".into()]

@@ -147,6 +147,13 @@ pub fn is_ready(object: &serde_json::Value) -> bool {
 impl ClusterLab {
     /// Brings up a cluster of `count` nodes with ferrolb's images (and the lab's) on every node.
     pub fn start(count: usize) -> ClusterLab {
+        ClusterLab::start_with(count, &[])
+    }
+
+    /// As [`ClusterLab::start`], with `controller_manager_flags` added to kube-controller-manager's
+    /// (a node lifecycle test shortens `--node-monitor-grace-period`; the others keep the default,
+    /// which a busy machine cannot trip by accident).
+    pub fn start_with(count: usize, controller_manager_flags: &[&str]) -> ClusterLab {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let t = Instant::now();
         let bin = bin_dir();
@@ -221,7 +228,7 @@ impl ClusterLab {
         lab.tor = Some(tor);
         lab.client = Some(client);
         lab.lan = Some(lan);
-        lab.start_control_plane(&bin);
+        lab.start_control_plane(&bin, controller_manager_flags);
         let mut images = cluster_images::build_lab_images(&dir, &bin).unwrap();
         images.extend(cluster_images::present_archives());
         for node in &mut lab.nodes {

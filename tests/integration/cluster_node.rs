@@ -289,6 +289,23 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
                 ));
             }
         }
+        self.start_kubelet(bin);
+        self.kube_proxy = Some(Running(
+            self.enter(&format!(
+                "exec {bin}/kube-proxy --config {cfg} --v=1",
+                bin = bin.display(),
+                cfg = self.dir.join("kube-proxy.yaml").display()
+            ))
+            .stderr(log(&self.dir, "kube-proxy.log"))
+            .spawn()
+            .unwrap(),
+        ));
+        Ok(())
+    }
+
+    /// Starts this node's kubelet (again: same root dir and log, so it finds its pods).
+    pub fn start_kubelet(&mut self, bin: &Path) {
+        assert!(self.kubelet.is_none(), "{}: kubelet already runs", self.name);
         self.kubelet = Some(Running(
             self.enter(&format!(
                 "exec {bin}/kubelet --config {cfg} --kubeconfig {kc} --root-dir {root} --hostname-override {name} --node-ip {ip},{ip6} --v=1",
@@ -304,17 +321,23 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
             .spawn()
             .unwrap(),
         ));
-        self.kube_proxy = Some(Running(
-            self.enter(&format!(
-                "exec {bin}/kube-proxy --config {cfg} --v=1",
-                bin = bin.display(),
-                cfg = self.dir.join("kube-proxy.yaml").display()
-            ))
-            .stderr(log(&self.dir, "kube-proxy.log"))
-            .spawn()
-            .unwrap(),
-        ));
-        Ok(())
+    }
+
+    /// Stops only the kubelet, as `systemctl stop kubelet` does (SIGTERM, SIGKILL after 10 s):
+    /// containerd, kube-proxy and the pods keep running. Whether it ran.
+    pub fn stop_kubelet(&mut self) -> bool {
+        let Some(mut kubelet) = self.kubelet.take() else { return false };
+        let pid = kubelet.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if kubelet.0.try_wait().is_ok_and(|s| s.is_some()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(kubelet);
+        true
     }
 
     /// `ctr -n k8s.io ARGS` against this node's containerd.

@@ -30,6 +30,7 @@ mod cluster_install_paths;
 mod cluster_migration;
 mod cluster_migration_bgp;
 mod cluster_node;
+mod cluster_node_ready;
 mod crds;
 mod examples;
 mod fabric;
