@@ -97,8 +97,10 @@ pub struct SpeakerArgs {
     /// A node that was NotReady is a full layer 2 candidate again once Ready this many
     /// seconds (counted from its Ready condition's last transition), so a flapping node moves
     /// an IP back at most once per this period. NotReady or out-of-service nodes are demoted
-    /// at once.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    /// at once. The default outlasts Kubernetes' default node-monitor grace period (50 s) and
+    /// period (5 s): a kubelet that dies right after coming back still looks Ready for that
+    /// long, and must not win its IPs back meanwhile.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub layer2_ready_settle_seconds: u64,
     /// Interface name patterns (regexes) never answered on; replaces the default list.
     #[arg(long, value_delimiter = ',')]

@@ -36,6 +36,16 @@ spec: {ipAddressPools: [front]}
 
 const IPS: [&str; 2] = ["192.0.2.207", "192.0.2.212"];
 
+/// A LoadBalancer Service `name` holding `ip` from `pool` as MetalLB leaves it: the IP in its
+/// status and the `metallb.io/ip-allocated-from-pool` annotation.
+pub fn held_by_metallb(lab: &ClusterLab, name: &str, pool: &str, ip: &str) {
+    lab.apply(&lb_service(name, "Cluster", "")).unwrap();
+    lab.kubectl(&["annotate", "svc", name, &format!("metallb.io/ip-allocated-from-pool={pool}")]).unwrap();
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}});
+    lab.kubectl(&["patch", "svc", name, "--subresource=status", "--type=merge", "-p", &status.to_string()])
+        .unwrap();
+}
+
 #[test]
 fn services_keep_their_metallb_ips_and_the_gap_is_measured() {
     require_cluster!();
@@ -53,20 +63,7 @@ fn services_keep_their_metallb_ips_and_the_gap_is_measured() {
     );
     let node1 = &lab.nodes[0].netns.0;
     for (i, ip) in IPS.iter().enumerate() {
-        let name = format!("old{i}");
-        lab.apply(&lb_service(&name, "Cluster", "")).unwrap();
-        lab.kubectl(&["annotate", "svc", &name, "metallb.io/ip-allocated-from-pool=front"]).unwrap();
-        let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}});
-        lab.kubectl(&[
-            "patch",
-            "svc",
-            &name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])
-        .unwrap();
+        held_by_metallb(&lab, &format!("old{i}"), "front", ip);
         sh(&format!("ip -n {node1} addr add {ip}/32 dev lo"));
     }
     for ip in IPS {

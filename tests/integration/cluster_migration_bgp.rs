@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::cluster_e2e::pods_ready;
 use crate::cluster_e2e_bgp::{sessions_up, show, tor_config};
-use crate::cluster_e2e_l2::{WEB_DEPLOYMENT, ingress_ip, lb_service, reachable};
+use crate::cluster_e2e_l2::{WEB_DEPLOYMENT, ingress_ip, reachable};
 use crate::cluster_helm::{self, lab_values};
 use crate::cluster_lab::{ClusterLab, TOR_IP, node_ip};
 use crate::cluster_node::wait_until;
@@ -165,20 +165,7 @@ fn migrate(graceful: bool, how: Stop) -> (ClusterLab, Figures) {
         lab.apply(&config)
     );
     for (i, ip) in IPS.iter().enumerate() {
-        let name = format!("old{i}");
-        lab.apply(&lb_service(&name, "Cluster", "")).unwrap();
-        lab.kubectl(&["annotate", "svc", &name, "metallb.io/ip-allocated-from-pool=routed"]).unwrap();
-        let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}});
-        lab.kubectl(&[
-            "patch",
-            "svc",
-            &name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])
-        .unwrap();
+        crate::cluster_migration::held_by_metallb(&lab, &format!("old{i}"), "routed", ip);
     }
     let speakers: Vec<Frr> = lab
         .nodes
