@@ -115,13 +115,12 @@ impl Failures {
             let (_, services) = self.unconfirmed.drain(..=at).next_back().unwrap_or_default();
             self.bgp_applied = services;
         }
-        // Only a failure of what is wanted now counts, and only once it is more than the
-        // first tries of a starting FRR.
-        let Some(failing) = frr
-            .failing
-            .as_ref()
-            .filter(|f| Some(f.config) == self.desired && (f.rejected || f.attempts >= RETRIES))
-        else {
+        // Only a failure of what is wanted now counts (a silent frr-agent fails whatever is
+        // wanted, so a new decision does not clear it only to find it again), and only once it
+        // is more than the first tries of a starting FRR.
+        let Some(failing) = frr.failing.as_ref().filter(|f| {
+            (Some(f.config) == self.desired || !frr.agent_reachable) && (f.rejected || f.attempts >= RETRIES)
+        }) else {
             return Vec::new();
         };
         let e = &frr.last_error;

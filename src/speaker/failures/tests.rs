@@ -100,6 +100,13 @@ fn bgp_services_fail_when_frr_does_not_take_the_configuration_that_first_carries
         "frr-agent does not answer, so FRR was not given it: frr-agent: connection refused"
     );
     assert!(f.unanswered().is_empty(), "over BGP a Service stays in its status object");
+    // A new decision while frr-agent stays silent: still failing, the new Service with it, not
+    // cleared in between (no Event and status write per decision).
+    f.planned(&[], set(&["shop/web", "shop/new"]), Some(9));
+    let found = f.judge(None, Some(&frr)).unwrap();
+    assert_eq!(found.all.iter().map(|f| f.service.as_str()).collect::<Vec<_>>(), ["shop/new", "shop/web"]);
+    assert_eq!(found.started.iter().map(|f| f.service.as_str()).collect::<Vec<_>>(), ["shop/new"]);
+    f.planned(&[], set(&["shop/web"]), Some(1));
     // Applied: cleared, and shop/web counts as running in FRR from now on.
     frr = BackendReport { applied_config: Some(1), agent_reachable: true, ..Default::default() };
     assert_eq!(f.judge(None, Some(&frr)).unwrap().all, vec![]);
