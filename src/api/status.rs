@@ -115,6 +115,13 @@ pub struct AnnounceFailure {
     pub reason: String,
 }
 
+impl AnnounceFailure {
+    /// The protocol as people read it: "layer 2" or "BGP".
+    pub fn over(&self) -> &'static str {
+        if self.protocol == "layer2" { "layer 2" } else { "BGP" }
+    }
+}
+
 fn result_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     crate::api::string_enum(&["Valid", "Invalid", "Unknown"])
 }

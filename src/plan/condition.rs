@@ -218,11 +218,8 @@ fn speaker_failures(
             if f.protocol == "bgp" {
                 bgp_failed.insert((f.service.clone(), node.to_string()));
             }
-            let over = if f.protocol == "layer2" { "layer 2" } else { "BGP" };
-            failed
-                .entry(f.service.clone())
-                .or_default()
-                .push((node.to_string(), format!("{over}: {}", f.reason)));
+            let what = format!("{}: {}", f.over(), f.reason);
+            failed.entry(f.service.clone()).or_default().push((node.to_string(), what));
         }
     }
     (failed, bgp_failed)

@@ -37,22 +37,20 @@ impl SpeakerEvents {
     /// Queues MetalLB's "announcing from node X" Event; false when the queue is full (the
     /// Event is dropped).
     pub fn assigned(&self, service: ObjectReference, protocol: &'static str) -> bool {
-        let event = Event {
-            type_: EventType::Normal,
-            reason: assigned::REASON.into(),
-            note: Some(assigned::message(&self.node, protocol)),
-            action: "Announce".into(),
-            secondary: None,
-        };
-        self.tx.try_send((service, event)).is_ok()
+        self.queue(service, EventType::Normal, assigned::REASON, assigned::message(&self.node, protocol))
     }
 
     /// Queues a Warning that this node cannot make `failure`; false when the queue is full.
     pub fn announce_failed(&self, service: ObjectReference, failure: &AnnounceFailure) -> bool {
+        self.queue(service, EventType::Warning, failures::REASON, failures::message(&self.node, failure))
+    }
+
+    /// Both kinds are about announcing a Service.
+    fn queue(&self, service: ObjectReference, type_: EventType, reason: &str, note: String) -> bool {
         let event = Event {
-            type_: EventType::Warning,
-            reason: failures::REASON.into(),
-            note: Some(failures::message(&self.node, failure)),
+            type_,
+            reason: reason.into(),
+            note: Some(note),
             action: "Announce".into(),
             secondary: None,
         };

@@ -160,8 +160,7 @@ fn failure(service: &str, protocol: &str, reason: String) -> AnnounceFailure {
 
 /// The Event's words: MetalLB's reason, with the node and what failed.
 pub fn message(node: &str, f: &AnnounceFailure) -> String {
-    let over = if f.protocol == "layer2" { "layer 2" } else { "BGP" };
-    format!("node {node:?} cannot announce it over {over}: {}", f.reason)
+    format!("node {node:?} cannot announce it over {}: {}", f.over(), f.reason)
 }
 
 #[cfg(test)]

@@ -41,15 +41,14 @@ impl Telling {
         inputs: &plan::Inputs,
         cluster: Option<&ClusterCache>,
     ) {
-        let started: BTreeSet<ServiceKey> =
-            assigned::started(&self.announcing, &now).map(|(s, _)| s.clone()).collect();
+        let starts: Vec<(ServiceKey, &'static str)> =
+            assigned::started(&self.announcing, &now).cloned().collect();
+        let started: BTreeSet<ServiceKey> = starts.iter().map(|(s, _)| s.clone()).collect();
         let found = match cluster {
             Some(cache) if !started.is_empty() => cache.inputs_for(&started),
             _ => plan::Inputs::default(),
         };
         let known = if found.services.is_empty() { inputs } else { &found };
-        let starts: Vec<(ServiceKey, &'static str)> =
-            assigned::started(&self.announcing, &now).cloned().collect();
         self.say_assigned(&starts, known);
         self.announcing = now;
     }
