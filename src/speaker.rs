@@ -375,18 +375,17 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
             // may be the one cut off, so it stops answering rather than risk answering beside
             // the new owner.
             let q = current.as_ref().zip(peers.as_ref()).map(|(v, peers)| {
-                let expected = peers.borrow().expected.clone();
+                let peers = peers.borrow();
                 // Speakers seen alive once count from then on; forgotten when no longer expected.
                 seen_alive.extend(v.live.iter().cloned());
-                seen_alive.retain(|n| expected.contains_key(n));
-                let (q, next) = quorum::decide(
-                    &args.node,
-                    &expected,
-                    &seen_alive,
-                    &v.live,
-                    SystemTime::now(),
-                    args.fence,
-                );
+                seen_alive.retain(|n| peers.expected.contains_key(n));
+                let known = quorum::Sightings {
+                    expected: &peers.expected,
+                    seen: &seen_alive,
+                    live: &v.live,
+                    other_format: &peers.other_format,
+                };
+                let (q, next) = quorum::decide(&args.node, known, SystemTime::now(), args.fence);
                 recount_at = next;
                 q
             });

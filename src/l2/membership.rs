@@ -45,6 +45,13 @@ pub use seal::Dropped;
 use seal::Sealer;
 use timers::{Job, Timers};
 
+/// The speaker pods' label naming the membership format their speaker speaks (the chart and
+/// manifests set it), and this build's format. A build that changes a datagram so that the
+/// previous build cannot read it raises the format; mid-rollout, speakers of two formats agree
+/// on one election without talking ([`crate::l2::quorum`]). Builds before the label spoke "1".
+pub const FORMAT_LABEL: &str = "ferrolb.io/membership-format";
+pub const WIRE_FORMAT: &str = "1";
+
 /// A speaker as the membership knows it. A restarted speaker comes back with a higher
 /// incarnation, so it is not mistaken for the one declared down.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]

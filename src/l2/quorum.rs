@@ -17,6 +17,16 @@
 //! owner fencing guards against, and counting it at once would fence a cluster that is merely
 //! growing (two nodes scaled to five). One that never joins counts after the grace, so a speaker
 //! restarted on the wrong side of a partition still finds itself in the minority.
+//!
+//! During a rollout between builds whose membership formats differ (the pods' label says which
+//! format each speaks), the two sides cannot hear each other. Each would elect among its own
+//! side only and answer beside the other, or fence itself for want of a majority, so nobody
+//! answers. This speaker instead agrees with the other side without talking to it: it works out
+//! what those speakers decide among themselves (they hear each other, and nobody of this side,
+//! whose pods they count only after [`JOIN_GRACE`]) and stays quiet while they answer; once
+//! they fence themselves or are gone, this side answers, counting them as alive towards its
+//! majority (the kubelet says they run: they are not the cut-off minority fencing guards
+//! against). The older build needs no new code for this, so it works from builds that predate it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -43,12 +53,17 @@ pub struct Quorum {
     pub majority: bool,
     /// Whether fencing is turned on (`--fence`).
     pub fencing: bool,
+    /// Expected speakers of another membership format that membership never heard: another
+    /// build, mid-rollout.
+    pub other_build: BTreeSet<String>,
+    /// Whether those speakers answer by their own decision, so this one stays quiet.
+    pub deferring: bool,
 }
 
 impl Quorum {
     /// Whether this speaker must stop answering ARP/NDP.
     pub fn fenced(&self) -> bool {
-        self.fencing && !self.majority
+        (self.fencing && !self.majority) || self.deferring
     }
 
     /// One line for people: how many expected speakers are seen, and what follows.
@@ -63,8 +78,12 @@ impl Quorum {
         if !self.starting.is_empty() {
             notes.push(format!("starting: {}", list(&mut self.starting.iter())));
         }
+        if !self.other_build.is_empty() {
+            notes.push(format!("another build, not heard: {}", list(&mut self.other_build.iter())));
+        }
         let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
         let outcome = match (self.majority, self.fencing) {
+            _ if self.deferring => "the other build answers: deferring to it, not answering ARP/NDP",
             (true, _) => "answering",
             (false, true) => "no majority: fenced, not answering ARP/NDP",
             (false, false) => "no majority, but fencing is off: answering",
@@ -73,9 +92,49 @@ impl Quorum {
     }
 }
 
-/// Decides from the speakers that should exist, the ones membership ever saw alive (`seen`) and
-/// the ones it sees alive now. Also says when a starting speaker will count, to decide again.
-pub fn decide(
+/// What this speaker knows of the others.
+#[derive(Debug, Clone, Copy)]
+pub struct Sightings<'a> {
+    /// The speakers that should exist.
+    pub expected: &'a Expected,
+    /// The ones membership ever saw alive.
+    pub seen: &'a BTreeSet<String>,
+    /// The ones membership sees alive now.
+    pub live: &'a BTreeSet<String>,
+    /// The ones whose pods say they speak another membership format than this build.
+    pub other_format: &'a BTreeSet<String>,
+}
+
+/// Decides from what this speaker knows of the others. Also says when a starting speaker will
+/// count, to decide again.
+pub fn decide(me: &str, known: Sightings, now: SystemTime, fencing: bool) -> (Quorum, Option<SystemTime>) {
+    let (mut q, mut next) = count(me, known.expected, known.seen, known.live, now, fencing);
+    // Heard once, a speaker speaks this format whatever its pod says (an older build of the
+    // same format has no label); one that is gone since is an ordinary failure.
+    let other_build: BTreeSet<String> = known
+        .other_format
+        .iter()
+        .filter(|n| known.expected.contains_key(*n) && *n != me)
+        .filter(|n| !known.seen.contains(*n) && !known.live.contains(*n))
+        .cloned()
+        .collect();
+    if let Some(one) = other_build.first() {
+        let (theirs, their_next) = count(one, known.expected, &other_build, &other_build, now, fencing);
+        q.deferring = !theirs.fenced();
+        next = [next, their_next].into_iter().flatten().min();
+        let alive = q.live_expected.iter().chain(other_build.iter().filter(|n| q.expected.contains(*n)));
+        q.majority = majority(alive.collect::<BTreeSet<_>>().len(), q.expected.len());
+    }
+    q.other_build = other_build;
+    (q, next)
+}
+
+fn majority(live: usize, expected: usize) -> bool {
+    expected < 3 || live * 2 > expected
+}
+
+/// The decision among the speakers of one membership format.
+fn count(
     me: &str,
     expected: &Expected,
     seen: &BTreeSet<String>,
@@ -101,8 +160,17 @@ pub fn decide(
     counted.insert(me.to_string());
     let mut live_expected: BTreeSet<String> = live.intersection(&counted).cloned().collect();
     live_expected.insert(me.to_string());
-    let majority = counted.len() < 3 || live_expected.len() * 2 > counted.len();
-    (Quorum { expected: counted, live_expected, starting, majority, fencing }, next)
+    let majority = majority(live_expected.len(), counted.len());
+    let q = Quorum {
+        expected: counted,
+        live_expected,
+        starting,
+        majority,
+        fencing,
+        other_build: BTreeSet::new(),
+        deferring: false,
+    };
+    (q, next)
 }
 
 #[cfg(test)]
@@ -117,10 +185,22 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
     }
 
+    /// Every speaker of this build's format.
+    fn decide_one_build(
+        me: &str,
+        expected: &Expected,
+        seen: &BTreeSet<String>,
+        live: &BTreeSet<String>,
+        now: SystemTime,
+        fencing: bool,
+    ) -> (Quorum, Option<SystemTime>) {
+        decide(me, Sightings { expected, seen, live, other_format: &BTreeSet::new() }, now, fencing)
+    }
+
     /// Without starting speakers: every expected one counts.
     fn quorum(me: &str, expected: &[&str], live: &[&str], fencing: bool) -> Quorum {
         let expected: Expected = expected.iter().map(|s| (s.to_string(), None)).collect();
-        decide(me, &expected, &set(live), &set(live), now(), fencing).0
+        decide_one_build(me, &expected, &set(live), &set(live), now(), fencing).0
     }
 
     fn fenced(expected: &[&str], live: &[&str]) -> bool {
@@ -195,18 +275,102 @@ mod tests {
             .into_iter()
             .map(|(n, t)| (n.to_string(), t))
             .collect();
-        let (q, next) = decide("a", &expected, &set(&["a", "b"]), &set(&["a", "b"]), now(), true);
+        let (q, next) = decide_one_build("a", &expected, &set(&["a", "b"]), &set(&["a", "b"]), now(), true);
         assert!(!q.fenced());
         assert_eq!(q.starting, set(&["c", "d", "e"]));
         assert_eq!(next, Some(now() + JOIN_GRACE - Duration::from_secs(1)), "decide again when they count");
         assert_eq!(q.describe(), "sees 2 of 2 expected speakers (starting: c, d, e); answering");
         // One joined: it counts from then on, even once it is gone again.
-        let (q, _) = decide("a", &expected, &set(&["a", "b", "c"]), &set(&["a", "b"]), now(), true);
+        let (q, _) = decide_one_build("a", &expected, &set(&["a", "b", "c"]), &set(&["a", "b"]), now(), true);
         assert_eq!(q.expected, set(&["a", "b", "c"]));
         assert!(!q.fenced());
         // Never joined within the grace: they count, so a real partition still fences.
         let later = now() + JOIN_GRACE;
-        let (q, next) = decide("a", &expected, &set(&["a", "b"]), &set(&["a", "b"]), later, true);
+        let (q, next) = decide_one_build("a", &expected, &set(&["a", "b"]), &set(&["a", "b"]), later, true);
         assert_eq!((q.fenced(), next), (true, None));
+    }
+
+    /// Speakers a, b, c, of which `new` run this build (started at the times given) and the
+    /// others a build of another membership format that never talks to this one.
+    fn rollout(me: &str, started: &[(&str, Option<SystemTime>)], new: &[&str], at: SystemTime) -> Quorum {
+        let expected: Expected = started.iter().map(|(n, t)| (n.to_string(), *t)).collect();
+        let heard = set(new);
+        let other: BTreeSet<String> = expected.keys().filter(|n| !heard.contains(*n)).cloned().collect();
+        let known = Sightings { expected: &expected, seen: &heard, live: &heard, other_format: &other };
+        decide(me, known, at, true).0
+    }
+
+    #[test]
+    fn mid_rollout_between_formats_one_side_answers_at_a_time_and_never_neither() {
+        let t0 = now();
+        // a restarts on the new build; b and c (old) hear nothing from it and count it only
+        // after the join grace: either way they keep their majority and answer, so a defers.
+        let a_new = Some(t0);
+        let step1 = [("a", a_new), ("b", None), ("c", None)];
+        for at in [t0, t0 + JOIN_GRACE + Duration::from_secs(1)] {
+            let q = rollout("a", &step1, &["a"], at);
+            assert!(q.deferring && q.fenced(), "{}", q.describe());
+            assert_eq!(q.other_build, set(&["b", "c"]));
+        }
+        // b restarts on the new build at t1: c alone does not count b yet, so among a and c it
+        // still has its majority (below three) and answers; a and b defer.
+        let t1 = t0 + Duration::from_secs(100);
+        let step2 = [("a", a_new), ("b", Some(t1)), ("c", None)];
+        let (q, next) = {
+            let expected: Expected = step2.iter().map(|(n, t)| (n.to_string(), *t)).collect();
+            let (heard, other) = (set(&["a", "b"]), set(&["c"]));
+            decide(
+                "a",
+                Sightings { expected: &expected, seen: &heard, live: &heard, other_format: &other },
+                t1,
+                true,
+            )
+        };
+        assert!(q.deferring, "{}", q.describe());
+        assert_eq!(next, Some(t1 + JOIN_GRACE), "decide again when c counts b and fences itself");
+        // Then c sees one of three and fences itself: a and b answer, counting c as alive.
+        let q = rollout("a", &step2, &["a", "b"], t1 + JOIN_GRACE);
+        assert!(!q.deferring && q.majority && !q.fenced(), "{}", q.describe());
+        assert_eq!(
+            q.describe(),
+            "sees 2 of 3 expected speakers (not seen: c; another build, not heard: c); answering"
+        );
+        // The same from b's side, at the same instants.
+        assert!(rollout("b", &step2, &["a", "b"], t1).deferring);
+        assert!(!rollout("b", &step2, &["a", "b"], t1 + JOIN_GRACE).fenced());
+    }
+
+    #[test]
+    fn two_speakers_mid_rollout_the_old_one_answers_until_it_is_gone() {
+        let q = rollout("a", &[("a", Some(now())), ("b", None)], &["a"], now() + JOIN_GRACE * 2);
+        assert!(q.fenced());
+        assert_eq!(
+            q.describe(),
+            "sees 1 of 2 expected speakers (not seen: b; another build, not heard: b); \
+             the other build answers: deferring to it, not answering ARP/NDP"
+        );
+        // b's pod is gone (being deleted or replaced): a answers alone.
+        assert!(!rollout("a", &[("a", Some(now()))], &["a"], now()).fenced());
+    }
+
+    #[test]
+    fn a_speaker_heard_once_speaks_this_format_whatever_its_pod_says() {
+        // An older build of the same format has no label: heard, it is one of us, and its
+        // failure later is an ordinary one (b gone: a and c keep the majority).
+        let expected: Expected = ["a", "b", "c"].iter().map(|n| (n.to_string(), None)).collect();
+        let (seen, live, other) = (set(&["a", "b", "c"]), set(&["a", "c"]), set(&["b", "c"]));
+        let (q, _) = decide(
+            "a",
+            Sightings { expected: &expected, seen: &seen, live: &live, other_format: &other },
+            now(),
+            true,
+        );
+        assert!(q.other_build.is_empty() && !q.fenced(), "{}", q.describe());
+        // Fencing turned off everywhere: the other build never fences, so this one defers
+        // until it is gone.
+        let (seen, other) = (set(&["a"]), set(&["b", "c"]));
+        let known = Sightings { expected: &expected, seen: &seen, live: &seen, other_format: &other };
+        let (q, _) = decide("a", known, now(), false);
+        assert!(q.deferring && q.fenced());
     }
 }

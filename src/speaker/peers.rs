@@ -13,7 +13,7 @@ use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
-use crate::l2::membership::parse_seeds;
+use crate::l2::membership::{FORMAT_LABEL, WIRE_FORMAT, parse_seeds};
 use crate::l2::quorum::Expected;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,6 +22,11 @@ pub struct Peers {
     pub expected: Expected,
     /// (node, membership address) of the other speakers that can be reached yet.
     pub seeds: Vec<(String, SocketAddr)>,
+    /// Nodes whose speaker is Ready and says it speaks another membership format (or nothing:
+    /// a build from before the label), while this speaker's pod names its own: mid-rollout
+    /// between builds that cannot hear each other. Empty where pods carry no label at all
+    /// (manifests of one's own), so a speaker there never takes a silent one for another build.
+    pub other_format: std::collections::BTreeSet<String>,
 }
 
 pub enum Source {
@@ -36,7 +41,11 @@ pub enum Source {
 /// The peers from `NODE=IP:PORT` entries.
 pub fn from_members(members: &[String]) -> Result<Peers, String> {
     let seeds = parse_seeds(members)?;
-    Ok(Peers { expected: seeds.iter().map(|(n, _)| (n.clone(), None)).collect(), seeds })
+    Ok(Peers {
+        expected: seeds.iter().map(|(n, _)| (n.clone(), None)).collect(),
+        seeds,
+        other_format: Default::default(),
+    })
 }
 
 fn read_file(path: &std::path::Path) -> Result<Peers, String> {
@@ -57,6 +66,8 @@ fn read_file(path: &std::path::Path) -> Result<Peers, String> {
 /// IP is its node's.
 pub fn from_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>, me: &str, port: u16) -> Peers {
     let mut peers = Peers::default();
+    let mut speaks_other = Vec::new();
+    let mut labelled_here = false;
     for pod in pods {
         let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
         let status = pod.status.as_ref();
@@ -68,13 +79,29 @@ pub fn from_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>, me: &str, port: u1
             peers.seeds.push((node.clone(), SocketAddr::new(ip, port)));
         }
         let phase = status.and_then(|s| s.phase.as_deref());
+        let format = pod.metadata.labels.as_ref().and_then(|l| l.get(FORMAT_LABEL));
+        if node == me {
+            labelled_here = format.is_some_and(|f| f == WIRE_FORMAT);
+        } else if format.is_none_or(|f| f != WIRE_FORMAT) && status.is_some_and(ready) {
+            speaks_other.push(node.clone());
+        }
         if phase.is_some_and(|p| p == "Running" || p == "Unknown") {
             peers.expected.insert(node, status.and_then(started));
         }
     }
+    if labelled_here {
+        peers.other_format = speaks_other.into_iter().collect();
+    }
     peers.seeds.sort();
     peers.seeds.dedup();
     peers
+}
+
+/// Whether the kubelet says the pod is Ready: a speaker of another build that stopped (its node
+/// dead) is not one to defer to.
+fn ready(status: &k8s_openapi::api::core::v1::PodStatus) -> bool {
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// When the pod's containers last (re)started: the latest running container's start time.
@@ -205,6 +232,32 @@ mod tests {
                 .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
                 .into();
         assert_eq!(peers.seeds, seeds);
+    }
+
+    fn speaker_pod(node: &str, format: Option<&str>, ready: bool) -> Pod {
+        let labels = format.map_or(String::new(), |f| format!(", labels: {{{FORMAT_LABEL}: '{f}'}}"));
+        pod(&format!(
+            "metadata: {{name: s-{node}{labels}}}\nspec: {{nodeName: {node}, containers: []}}\n\
+             status: {{phase: Running, conditions: [{{type: Ready, status: '{}'}}]}}",
+            if ready { "True" } else { "False" }
+        ))
+    }
+
+    #[test]
+    fn ready_speakers_of_another_format_are_named_only_where_this_pod_names_its_own() {
+        let pods = [
+            speaker_pod("node1", Some(WIRE_FORMAT), true),
+            speaker_pod("node2", Some(WIRE_FORMAT), true),
+            speaker_pod("node3", None, true),
+            speaker_pod("node4", Some("0"), true),
+            // Not Ready (its node dead, or starting): nobody to defer to.
+            speaker_pod("node5", None, false),
+        ];
+        let other: Vec<String> = from_pods(&pods, "node1", 7946).other_format.into_iter().collect();
+        assert_eq!(other, ["node3", "node4"]);
+        // Pods of one's own manifests, with no label anywhere: nothing is taken for a build.
+        let unlabelled = [speaker_pod("node1", None, true), speaker_pod("node2", None, true)];
+        assert!(from_pods(&unlabelled, "node1", 7946).other_format.is_empty());
     }
 
     #[test]
