@@ -15,6 +15,8 @@ pub mod server;
 pub mod service;
 pub mod status;
 pub mod tree;
+#[cfg(test)]
+mod wire_captures;
 
 /// What every binary says it is: in `--version`, `ferrolb version`, its first log line and
 /// (the roles) `ferrolb_build_info`.

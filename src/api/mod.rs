@@ -19,8 +19,8 @@ pub use community::{Community, CommunityAlias, CommunitySpec};
 pub use ipaddresspool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
 pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec, PreferredNodeSelector};
 pub use status::{
-    AnnounceFailure, ConfigurationResult, ConfigurationState, ConfigurationStateStatus, ServiceBGPStatus,
-    ServiceBGPStatusStatus, ServiceL2Status, ServiceL2StatusStatus,
+    AnnounceFailure, ConfigurationResult, ConfigurationState, ConfigurationStateStatus, InterfaceInfo,
+    ServiceBGPStatus, ServiceBGPStatusStatus, ServiceL2Status, ServiceL2StatusStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
