@@ -250,6 +250,8 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
     // ever saw alive; when a starting speaker will count without having joined.
     let mut fencing = None;
     let mut seen_alive = std::collections::BTreeSet::new();
+    // This process's start, for the membership's join window (its pod's start may be older).
+    let speaker_started = SystemTime::now();
     let mut recount_at: Option<SystemTime> = None;
     // When a node's Ready settle time ends (topology::readiness): decide again then.
     let mut ready_recheck_at: Option<k8s_openapi::jiff::Timestamp> = None;
@@ -384,6 +386,7 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
                     seen: &seen_alive,
                     live: &v.live,
                     other_format: &peers.other_format,
+                    started: speaker_started,
                 };
                 let (q, next) = quorum::decide(&args.node, known, SystemTime::now(), args.fence);
                 recount_at = next;
@@ -595,17 +598,19 @@ fn announced_by_controller(mut inputs: crate::plan::Inputs) -> crate::plan::Inpu
 /// Says when the fencing decision changes: a log line, and the gauges.
 fn fencing_changed(q: &quorum::Quorum, before: Option<&quorum::Quorum>) {
     let m = &crate::metrics::METRICS;
-    m.layer2_fenced.set(i64::from(q.fenced()));
+    // Joining is every start's first moment, not a fence worth a warning or the gauge.
+    let fence = |q: &quorum::Quorum| q.fenced() && q.joining.is_empty();
+    m.layer2_fenced.set(i64::from(fence(q)));
     m.layer2_expected_speakers.set(q.expected.len() as i64);
     m.layer2_live_speakers.set(q.live_expected.len() as i64);
-    let (was, is) = (before.map(quorum::Quorum::fenced), q.fenced());
+    let (was, is) = (before.map(fence), fence(q));
     let text = q.describe();
     if is && was != Some(true) {
         tracing::warn!(fenced = true, expected = ?q.expected, live = ?q.live_expected, "layer 2 fencing: {text}");
     } else if !is && was == Some(true) {
         tracing::warn!(fenced = false, expected = ?q.expected, live = ?q.live_expected, "layer 2 fencing lifted: {text}");
     } else {
-        tracing::info!(fenced = is, expected = ?q.expected, live = ?q.live_expected, "layer 2 quorum: {text}");
+        tracing::info!(fenced = q.fenced(), expected = ?q.expected, live = ?q.live_expected, "layer 2 quorum: {text}");
     }
 }
 

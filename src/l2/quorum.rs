@@ -34,6 +34,13 @@ use std::time::{Duration, SystemTime};
 /// How long a starting speaker may take to join before it counts anyway.
 pub const JOIN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long this speaker, once started, waits to hear the others before it answers anyway. Its
+/// first view holds itself alone; answering from it would take every IP for a moment beside
+/// their owners (where the others do not count yet: below three speakers, or their pods young,
+/// as in a rollout). Hearing a speaker takes one round trip; a speaker that never answers is
+/// waited for this long at most.
+pub const JOIN_WINDOW: Duration = Duration::from_secs(1);
+
 /// The speakers that should exist: node -> when its speaker started, where that matters
 /// (None: it counts at once).
 pub type Expected = BTreeMap<String, Option<SystemTime>>;
@@ -58,12 +65,15 @@ pub struct Quorum {
     pub other_build: BTreeSet<String>,
     /// Whether those speakers answer by their own decision, so this one stays quiet.
     pub deferring: bool,
+    /// Expected speakers this one, started moments ago, has not heard yet: it stays quiet
+    /// until it has, or [`JOIN_WINDOW`] has passed.
+    pub joining: BTreeSet<String>,
 }
 
 impl Quorum {
     /// Whether this speaker must stop answering ARP/NDP.
     pub fn fenced(&self) -> bool {
-        (self.fencing && !self.majority) || self.deferring
+        (self.fencing && !self.majority) || self.deferring || !self.joining.is_empty()
     }
 
     /// One line for people: how many expected speakers are seen, and what follows.
@@ -83,6 +93,12 @@ impl Quorum {
         }
         let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
         let outcome = match (self.majority, self.fencing) {
+            _ if !self.joining.is_empty() => {
+                return format!(
+                    "joining: not heard yet: {}; not answering ARP/NDP",
+                    list(&mut self.joining.iter())
+                );
+            }
             _ if self.deferring => "the other build answers: deferring to it, not answering ARP/NDP",
             (true, _) => "answering",
             (false, true) => "no majority: fenced, not answering ARP/NDP",
@@ -103,6 +119,8 @@ pub struct Sightings<'a> {
     pub live: &'a BTreeSet<String>,
     /// The ones whose pods say they speak another membership format than this build.
     pub other_format: &'a BTreeSet<String>,
+    /// When this speaker started.
+    pub started: SystemTime,
 }
 
 /// Decides from what this speaker knows of the others. Also says when a starting speaker will
@@ -124,6 +142,19 @@ pub fn decide(me: &str, known: Sightings, now: SystemTime, fencing: bool) -> (Qu
         next = [next, their_next].into_iter().flatten().min();
         let alive = q.live_expected.iter().chain(other_build.iter().filter(|n| q.expected.contains(*n)));
         q.majority = majority(alive.collect::<BTreeSet<_>>().len(), q.expected.len());
+    }
+    let join_until = known.started + JOIN_WINDOW;
+    if now < join_until {
+        q.joining = known
+            .expected
+            .keys()
+            .filter(|n| *n != me && !known.seen.contains(*n) && !known.live.contains(*n))
+            .filter(|n| !other_build.contains(*n))
+            .cloned()
+            .collect();
+        if !q.joining.is_empty() {
+            next = [next, Some(join_until)].into_iter().flatten().min();
+        }
     }
     q.other_build = other_build;
     (q, next)
@@ -169,6 +200,7 @@ fn count(
         fencing,
         other_build: BTreeSet::new(),
         deferring: false,
+        joining: BTreeSet::new(),
     };
     (q, next)
 }
@@ -194,7 +226,18 @@ mod tests {
         now: SystemTime,
         fencing: bool,
     ) -> (Quorum, Option<SystemTime>) {
-        decide(me, Sightings { expected, seen, live, other_format: &BTreeSet::new() }, now, fencing)
+        decide(
+            me,
+            Sightings {
+                expected,
+                seen,
+                live,
+                other_format: &BTreeSet::new(),
+                started: SystemTime::UNIX_EPOCH,
+            },
+            now,
+            fencing,
+        )
     }
 
     /// Without starting speakers: every expected one counts.
@@ -296,7 +339,13 @@ mod tests {
         let expected: Expected = started.iter().map(|(n, t)| (n.to_string(), *t)).collect();
         let heard = set(new);
         let other: BTreeSet<String> = expected.keys().filter(|n| !heard.contains(*n)).cloned().collect();
-        let known = Sightings { expected: &expected, seen: &heard, live: &heard, other_format: &other };
+        let known = Sightings {
+            expected: &expected,
+            seen: &heard,
+            live: &heard,
+            other_format: &other,
+            started: SystemTime::UNIX_EPOCH,
+        };
         decide(me, known, at, true).0
     }
 
@@ -321,7 +370,13 @@ mod tests {
             let (heard, other) = (set(&["a", "b"]), set(&["c"]));
             decide(
                 "a",
-                Sightings { expected: &expected, seen: &heard, live: &heard, other_format: &other },
+                Sightings {
+                    expected: &expected,
+                    seen: &heard,
+                    live: &heard,
+                    other_format: &other,
+                    started: SystemTime::UNIX_EPOCH,
+                },
                 t1,
                 true,
             )
@@ -361,7 +416,13 @@ mod tests {
         let (seen, live, other) = (set(&["a", "b", "c"]), set(&["a", "c"]), set(&["b", "c"]));
         let (q, _) = decide(
             "a",
-            Sightings { expected: &expected, seen: &seen, live: &live, other_format: &other },
+            Sightings {
+                expected: &expected,
+                seen: &seen,
+                live: &live,
+                other_format: &other,
+                started: SystemTime::UNIX_EPOCH,
+            },
             now(),
             true,
         );
@@ -369,8 +430,36 @@ mod tests {
         // Fencing turned off everywhere: the other build never fences, so this one defers
         // until it is gone.
         let (seen, other) = (set(&["a"]), set(&["b", "c"]));
-        let known = Sightings { expected: &expected, seen: &seen, live: &seen, other_format: &other };
+        let known = Sightings {
+            expected: &expected,
+            seen: &seen,
+            live: &seen,
+            other_format: &other,
+            started: SystemTime::UNIX_EPOCH,
+        };
         let (q, _) = decide("a", known, now(), false);
         assert!(q.deferring && q.fenced());
+    }
+
+    #[test]
+    fn a_starting_speaker_answers_only_once_it_heard_the_others_or_waited_long_enough() {
+        // Two speakers (no majority needed): alone in its first view, b would take every IP
+        // beside a. It waits for a, however young a's pod is.
+        let expected: Expected =
+            [("a", Some(now())), ("b", Some(now()))].into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+        let none = BTreeSet::new();
+        let (alone, heard_a) = (set(&["b"]), set(&["a", "b"]));
+        let at = |seen: &BTreeSet<String>, t: SystemTime| {
+            let known =
+                Sightings { expected: &expected, seen, live: seen, other_format: &none, started: now() };
+            decide("b", known, t, true)
+        };
+        let (q, next) = at(&alone, now() + Duration::from_millis(10));
+        assert!(q.fenced(), "{}", q.describe());
+        assert_eq!(q.describe(), "joining: not heard yet: a; not answering ARP/NDP");
+        assert_eq!(next, Some(now() + JOIN_WINDOW), "decide again when the wait ends");
+        assert!(!at(&heard_a, now() + Duration::from_millis(20)).0.fenced());
+        // a never answers: b answers alone once the window has passed.
+        assert!(!at(&alone, now() + JOIN_WINDOW).0.fenced());
     }
 }

@@ -88,6 +88,7 @@ pub struct Fencing(pub ExtraCondition);
 impl From<&Quorum> for Fencing {
     fn from(q: &Quorum) -> Fencing {
         let reason = match (q.majority, q.fencing) {
+            _ if !q.joining.is_empty() => "Joining",
             _ if q.deferring => "OtherBuildAnswers",
             (true, _) => "Quorum",
             (false, true) => "NoQuorum",

@@ -19,7 +19,7 @@ use crate::cluster_lab::{ClusterLab, node_ip};
 use crate::cluster_node::wait_until;
 use crate::fabric::kernel_next_hops;
 
-const CONFIG: &str = "apiVersion: metallb.io/v1beta1
+pub(crate) const CONFIG: &str = "apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: routed, namespace: metallb-system}
 spec: {addresses: [198.51.100.0/24]}
@@ -77,7 +77,7 @@ fn speaker_frr(lab: &ClusterLab, command: &str) -> String {
 }
 
 /// (established, dropped) session counters the ToR keeps per node.
-fn session_counters(lab: &ClusterLab) -> Vec<(u64, u64)> {
+pub(crate) fn session_counters(lab: &ClusterLab) -> Vec<(u64, u64)> {
     let v = lab.tor().json("show bgp neighbors json");
     (0..lab.nodes.len())
         .map(|i| {

@@ -32,12 +32,21 @@ fn helm(
     values: &serde_json::Value,
     timeout: Duration,
 ) -> Result<Duration, String> {
-    let chart = crate::repo_root().join("charts/ferrolb");
+    helm_chart(lab, &crate::repo_root().join("charts/ferrolb"), action, values, timeout)
+}
+
+fn helm_chart(
+    lab: &ClusterLab,
+    chart: &std::path::Path,
+    action: &str,
+    values: &serde_json::Value,
+    timeout: Duration,
+) -> Result<Duration, String> {
     let t = Instant::now();
     let out = Command::new("python3")
         .args(["-c", HELPER, action])
         .arg(&lab.kubeconfig)
-        .arg(&chart)
+        .arg(chart)
         .args([RELEASE, NAMESPACE, &values.to_string(), &timeout.as_secs().to_string()])
         .output()
         .map_err(|e| format!("python3: {e}"))?;
@@ -50,6 +59,15 @@ fn helm(
 /// `helm install --wait` with `values`; how long it took.
 pub fn install(lab: &ClusterLab, values: serde_json::Value) -> Result<Duration, String> {
     helm(lab, "install", &values, Duration::from_secs(180))
+}
+
+/// `helm install --wait` of another chart (an older build's) with `values`.
+pub fn install_chart(
+    lab: &ClusterLab,
+    chart: &std::path::Path,
+    values: serde_json::Value,
+) -> Result<Duration, String> {
+    helm_chart(lab, chart, "install", &values, Duration::from_secs(180))
 }
 
 /// `helm upgrade --wait` with `values` (the release's earlier values are not reused).

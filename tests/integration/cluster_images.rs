@@ -27,9 +27,12 @@ pub fn ferrolb_archives(frr: bool) -> Result<Vec<PathBuf>, String> {
     }
 }
 
-/// Every archive of ferrolb's that is there, for the nodes to import.
+/// Every archive of ferrolb's that is there, for the nodes to import: this build's, and an
+/// older build's when an upgrade test names one (each tagged with its own chart's appVersion).
 pub fn present_archives() -> Vec<PathBuf> {
-    ["ferrolb.tar", "ferrolb-frr.tar"].iter().map(|f| images_dir().join(f)).filter(|f| f.is_file()).collect()
+    let dirs = [Some(images_dir()), crate::cluster_upgrade::older_build_dir()];
+    let names = ["ferrolb.tar", "ferrolb-frr.tar"];
+    dirs.iter().flatten().flat_map(|d| names.map(|f| d.join(f))).filter(|f| f.is_file()).collect()
 }
 
 /// An image from scratch: (tag, files copied in as (from, to), entrypoint, archive file name).

@@ -31,6 +31,7 @@ mod cluster_migration;
 mod cluster_migration_bgp;
 mod cluster_node;
 mod cluster_node_ready;
+mod cluster_upgrade;
 mod crds;
 mod examples;
 mod fabric;
@@ -77,6 +78,7 @@ mod speaker_metrics;
 mod speaker_offline;
 mod tls_flags;
 mod webhook_hostile;
+mod wire_formats;
 
 use std::path::{Path, PathBuf};
 
