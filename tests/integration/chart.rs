@@ -296,6 +296,12 @@ fn layer2_fencing_is_a_value_and_the_speakers_watch_their_pods() {
     let pods =
         role["rules"].as_array().unwrap().iter().find(|r| r["resources"] == serde_json::json!(["pods"]));
     assert_eq!(pods.map(|r| &r["verbs"]), Some(&serde_json::json!(["list", "watch"])), "{role}");
+    // Mid-rollout the speakers tell builds they cannot hear by this label: it must name the
+    // format this build's speaker speaks.
+    let speaker = find(&objects, "DaemonSet", "ferrolb-speaker");
+    let labels = &speaker["spec"]["template"]["metadata"]["labels"];
+    let format = &labels[ferrolb::l2::membership::FORMAT_LABEL];
+    assert_eq!(format.as_str(), Some(ferrolb::l2::membership::WIRE_FORMAT), "{labels}");
 }
 
 #[test]
