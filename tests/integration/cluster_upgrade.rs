@@ -107,16 +107,19 @@ for th in threads:
     th.join()
 "#;
 
+/// (seconds since the client started, what happened then).
+type Timeline = Vec<(f64, String)>;
+
 /// What the client saw during the upgrade.
 #[derive(Default)]
 struct Seen {
     /// Per Service IP: (requests, lost, when each loss was (seconds) and why).
-    fetches: BTreeMap<String, (u64, u64, Vec<(f64, String)>)>,
+    fetches: BTreeMap<String, (u64, u64, Timeline)>,
     /// The latest an ARP round started, in milliseconds: the client's own stalls.
     worst_lag_ms: u64,
     /// Per layer 2 IP: seconds with no answering node, seconds with two or more, and each change
     /// of the answering nodes: when (seconds) and who.
-    arp: BTreeMap<String, (f64, f64, Vec<(f64, String)>)>,
+    arp: BTreeMap<String, (f64, f64, Timeline)>,
 }
 
 fn read_watch(lines: impl Iterator<Item = String>, macs: &[String]) -> Seen {
