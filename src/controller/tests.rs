@@ -325,3 +325,43 @@ fn an_ip_cleared_is_written_with_its_reason() {
     assert_eq!(events(&cleared), [told.clone(), told].concat());
     assert!(events(&lab.settle()).is_empty(), "and not again");
 }
+
+#[test]
+fn a_service_change_decides_that_service_and_a_configuration_change_everything() {
+    let (mut lab, _) = Lab::start(&manifest(&[pool("a", &["192.0.2.0/30"]), service("web")]));
+    lab.settle();
+    let one = lab.change(&service("api"));
+    assert_eq!(writes(&one), [assign("shop/api", "192.0.2.1", "a")]);
+    assert!(!metrics(&one).contains(&&Metric::FullPass));
+    assert!(!one.iter().any(|e| matches!(e, Effect::GiveBackMemory)));
+    let all = lab.change(&pool("b", &["198.51.100.0/30"]));
+    assert!(writes(&all).is_empty(), "nothing moves");
+    assert!(metrics(&all).contains(&&Metric::FullPass));
+    assert!(all.iter().any(|e| matches!(e, Effect::GiveBackMemory)), "a whole pass gives its memory back");
+}
+
+/// The decisions are the controller's without its I/O: what would break that stays out of
+/// their files (as tests/integration/purity.rs keeps it out of the pure modules).
+#[test]
+fn the_decisions_reach_for_no_cluster_socket_or_task() {
+    let files = [
+        ("state.rs", include_str!("state.rs")),
+        ("pass.rs", include_str!("pass.rs")),
+        ("status.rs", include_str!("status.rs")),
+        ("effect.rs", include_str!("effect.rs")),
+    ];
+    let forbidden =
+        ["tokio", "kube::Api", "kube::Client", "kube::runtime", "std::net", "std::fs", "std::process"];
+    let mut hits = Vec::new();
+    for (name, text) in files {
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
+            hits.extend(
+                forbidden
+                    .iter()
+                    .filter(|bad| line.contains(**bad))
+                    .map(|bad| format!("{name}:{}: {bad}", n + 1)),
+            );
+        }
+    }
+    assert!(hits.is_empty(), "I/O in the decisions:\n{}", hits.join("\n"));
+}
