@@ -106,8 +106,15 @@ impl<C: Cluster> Controller<C> {
 
     /// The pass's IPs are written: what follows from them, and its report.
     pub(super) fn writes_done(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        let Phase::Writing(pass) = std::mem::replace(&mut self.phase, Phase::Reporting) else {
-            return;
+        // Only the writes of the pass end it: a WritesDone at any other time changes nothing
+        // (had it moved an idle controller to Reporting, no Reported would ever come and no
+        // pass begin again).
+        let pass = match std::mem::replace(&mut self.phase, Phase::Reporting) {
+            Phase::Writing(pass) => pass,
+            other => {
+                self.phase = other;
+                return;
+            }
         };
         let Pass { inputs, decided, whole, by_key, failed } = *pass;
         // Decided again on the retry: a partial pass would otherwise wait for their next change.

@@ -168,12 +168,15 @@ impl<C: Cluster> Controller<C> {
             Input::Tick => {}
             Input::Written { change, error } => self.written(change, error, now, &mut out),
             Input::WritesDone => self.writes_done(now, &mut out),
-            Input::Reported => {
+            // Only a pass that is reporting ends with its report: one said at another time
+            // would end a pass whose writes are still in flight.
+            Input::Reported if matches!(self.phase, Phase::Reporting) => {
                 self.phase = Phase::Idle;
                 if std::mem::take(&mut self.again) {
                     self.wake(now);
                 }
             }
+            Input::Reported => {}
             Input::Signal(signal) => return self.stop(signal),
         }
         self.poll(now, &mut out);
@@ -213,7 +216,9 @@ impl<C: Cluster> Controller<C> {
         }
         if self.due.is_none() {
             self.woke = now;
-            self.due = Some(now + self.settings.settle);
+            // A settle time past what the clock can say (an absurd --settle-ms) waits for
+            // ever, as asked, rather than panic on the first change.
+            self.due = now.checked_add(self.settings.settle);
         }
     }
 

@@ -340,6 +340,33 @@ fn a_service_change_decides_that_service_and_a_configuration_change_everything()
     assert!(all.iter().any(|e| matches!(e, Effect::GiveBackMemory)), "a whole pass gives its memory back");
 }
 
+#[test]
+fn a_stray_writes_done_or_report_changes_nothing() {
+    let (mut lab, _) = Lab::start(&manifest(&[pool("a", &["192.0.2.0/30"]), service("web")]));
+    lab.settle();
+    assert!(lab.step(Input::WritesDone).is_empty());
+    assert!(lab.step(Input::Reported).is_empty());
+    let api = lab.change(&service("api"));
+    assert_eq!(writes(&api), [assign("shop/api", "192.0.2.1", "a")], "not wedged");
+    assert_eq!(reports(&api).len(), 1);
+
+    // A report said while the writes are in flight does not end their pass.
+    let (mut lab, first) = writing();
+    assert!(lab.step(Input::Reported).is_empty());
+    let dirty = lab.world().apply(&service("api"));
+    assert!(lab.step(Input::Changed(dirty)).is_empty(), "still one pass at a time");
+    let all = lab.answer(first);
+    assert_eq!(writes(&all), [assign("shop/web", "192.0.2.0", "a"), assign("shop/api", "192.0.2.1", "a")]);
+}
+
+#[test]
+fn a_settle_time_past_what_the_clock_can_say_waits_rather_than_panics() {
+    let (mut lab, first) = Lab::start_with(&pool("a", &["192.0.2.0/30"]), Duration::MAX);
+    assert_eq!(reports(&first).len(), 1, "the first pass does not settle");
+    assert!(lab.change(&service("web")).is_empty());
+    assert_eq!(lab.ctl.deadline(), None);
+}
+
 /// The decisions are the controller's without its I/O: what would break that stays out of
 /// their files (as tests/integration/purity.rs keeps it out of the pure modules).
 #[test]
