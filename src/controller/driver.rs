@@ -152,10 +152,13 @@ impl Driver {
                 Ok(Input::Listed)
             }
             Some(input) = next_of(in_flight) => Ok(input),
-            Some(input) = async { match leadership.as_mut() {
+            // The task ends without a word only when it panicked or stopped: the controller
+            // is told so, rather than the branch going quiet while a leader writes on with
+            // nothing renewing its lease.
+            said = async { match leadership.as_mut() {
                 Some((rx, _)) => rx.recv().await,
                 None => std::future::pending().await,
-            } } => Ok(input),
+            } } => Ok(said.unwrap_or(Input::LeadershipEnded)),
             Ok(()) = async { match kube_proxy.as_mut() {
                 Some(rx) => rx.changed().await,
                 None => std::future::pending().await,

@@ -28,6 +28,9 @@ pub enum Input {
     Elected,
     /// The lease could not be renewed in time: another replica may be allocating already.
     LeaseLost,
+    /// The election (or, once leading, the renewal) stopped without a word: it panicked or
+    /// ended. Nothing renews the lease any more, or nothing will ever win it.
+    LeadershipEnded,
     /// A time [`super::state::Controller::deadline`] asked for has come.
     Tick,
     /// One Service write of the batch came back, failed if `error` says why.

@@ -165,6 +165,20 @@ impl<C: Cluster> Controller<C> {
                 self.stopped = true;
                 return vec![Effect::Exit(Err("lost the leader lease".into()))];
             }
+            Input::LeadershipEnded => {
+                self.stopped = true;
+                // A leader whose renewals stopped loses the lease without knowing it, and
+                // would keep writing beside the next leader: as lost as LeaseLost (before the
+                // decisions were a state machine, any end of the renewal was). A standby whose
+                // election stopped would never lead: it fails, as the election did when it ran
+                // inline, and is restarted.
+                let why = if self.leading {
+                    "lost the leader lease: its renewal stopped"
+                } else {
+                    "the leader election stopped"
+                };
+                return vec![Effect::Exit(Err(why.into()))];
+            }
             Input::Tick => {}
             Input::Written { change, error } => self.written(change, error, now, &mut out),
             Input::WritesDone => self.writes_done(now, &mut out),

@@ -367,6 +367,31 @@ fn a_settle_time_past_what_the_clock_can_say_waits_rather_than_panics() {
     assert_eq!(lab.ctl.deadline(), None);
 }
 
+#[test]
+fn a_leader_whose_renewal_stopped_stops_as_if_it_lost_the_lease() {
+    let (mut lab, _) = writing();
+    let ended = lab.step(Input::LeadershipEnded);
+    assert!(
+        matches!(&ended[..], [Effect::Exit(Err(why))] if why.contains("lost the leader lease")),
+        "{ended:#?}"
+    );
+    let late = Input::Written { change: assign("shop/web", "192.0.2.0", "a"), error: None };
+    assert!(lab.step(late).is_empty(), "nothing more is said or written");
+    assert!(lab.step(Input::WritesDone).is_empty());
+    assert_eq!(lab.ctl.deadline(), None);
+}
+
+#[test]
+fn a_standby_whose_election_stopped_fails() {
+    let mut world = World::default();
+    world.apply(&manifest(&[pool("a", &["192.0.2.0/30"]), service("web")]));
+    let mut lab = Lab::standby(world, Duration::ZERO);
+    assert!(lab.step(Input::Listed).is_empty());
+    let ended = lab.step(Input::LeadershipEnded);
+    assert!(matches!(&ended[..], [Effect::Exit(Err(why))] if why.contains("election")), "{ended:#?}");
+    assert!(lab.step(Input::Elected).is_empty(), "a stopped role never leads");
+}
+
 /// The decisions are the controller's without its I/O: what would break that stays out of
 /// their files (as tests/integration/purity.rs keeps it out of the pure modules).
 #[test]
