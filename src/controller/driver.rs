@@ -68,8 +68,10 @@ struct Driver {
     gate: Gate,
     config_state: Arc<tokio::sync::Mutex<ConfigStateReport>>,
     leadership: Option<(mpsc::Receiver<Input>, JoinHandle<()>)>,
-    /// Read once leading: a standby makes no request of its own.
-    kube_proxy: Option<watch::Receiver<Option<Finding>>>,
+    /// Read on standbys too (as the cache is kept warm): a standby that takes over decides its
+    /// first pass knowing kube-proxy, rather than dropping the `kubeProxyStrictARP` condition
+    /// on it and putting it back a pass later (a flap and a write each failover).
+    kube_proxy: watch::Receiver<Option<Finding>>,
     listed: bool,
     /// The writes of the running pass, each answering with an input.
     in_flight: Option<BoxStream<'static, Input>>,
@@ -122,6 +124,7 @@ impl Driver {
             tracing::info!(identity = %setup.identity, "waiting to become the leader");
             writes::leadership(lock)
         });
+        let kube_proxy = crate::k8s::kube_proxy::watch(setup.client.clone());
         Driver {
             setup,
             recorder,
@@ -129,7 +132,7 @@ impl Driver {
             gate,
             config_state: Arc::new(tokio::sync::Mutex::new(config_state)),
             leadership,
-            kube_proxy: None,
+            kube_proxy,
             listed: false,
             in_flight: None,
         }
@@ -159,13 +162,7 @@ impl Driver {
                 Some((rx, _)) => rx.recv().await,
                 None => std::future::pending().await,
             } } => Ok(said.unwrap_or(Input::LeadershipEnded)),
-            Ok(()) = async { match kube_proxy.as_mut() {
-                Some(rx) => rx.changed().await,
-                None => std::future::pending().await,
-            } } => {
-                let finding = kube_proxy.as_mut().and_then(|rx| rx.borrow_and_update().clone());
-                Ok(Input::KubeProxy(finding))
-            }
+            Ok(()) = kube_proxy.changed() => Ok(Input::KubeProxy(kube_proxy.borrow_and_update().clone())),
             _ = sleep => Ok(Input::Tick),
             served = async { match setup.webhook.as_mut() {
                 Some(w) => w.await,
@@ -235,7 +232,6 @@ impl Driver {
     fn lead(&mut self) {
         let (client, ns) = (&self.setup.client, &self.setup.namespace);
         writes::keep_memberlist_key(client, ns, &self.setup.memberlist_secret);
-        self.kube_proxy = Some(crate::k8s::kube_proxy::watch(client.clone()));
     }
 
     async fn release(&mut self) {

@@ -392,6 +392,21 @@ fn a_standby_whose_election_stopped_fails() {
     assert!(lab.step(Input::Elected).is_empty(), "a stopped role never leads");
 }
 
+#[test]
+fn a_standby_that_takes_over_knows_kube_proxy_already() {
+    let mut world = World::default();
+    world.apply(&manifest(&[pool("a", &["192.0.2.0/30"]), l2_advertisement("l2")]));
+    let mut lab = Lab::standby(world, Duration::ZERO);
+    assert!(lab.step(Input::Listed).is_empty());
+    let safe = Finding { safe: true, reason: STRICT_ARP, message: "strictARP is on".into() };
+    assert!(lab.step(Input::KubeProxy(Some(safe))).is_empty(), "a standby decides nothing");
+    let step = lab.step(Input::Elected);
+    let first = lab.answer(step);
+    let extra = &reports(&first)[0].extra;
+    assert_eq!(extra.len(), 1, "the first report keeps the condition: {first:#?}");
+    assert_eq!((extra[0].type_, extra[0].status), ("kubeProxyStrictARP", true));
+}
+
 /// The decisions are the controller's without its I/O: what would break that stays out of
 /// their files (as tests/integration/purity.rs keeps it out of the pure modules).
 #[test]
