@@ -54,6 +54,12 @@ impl Gate {
         Held(self.0.clone())
     }
 
+    /// Holds background writes back for good: the role is ending, and what it writes now
+    /// could land after its lease went. Those already past the gate go on.
+    pub fn close(&self) {
+        std::mem::forget(self.hold());
+    }
+
     /// Waits until no IP writes are in flight.
     async fn open(&self) {
         let mut rx = self.0.subscribe();

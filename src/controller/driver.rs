@@ -3,6 +3,7 @@
 //! returns through the kube glue. It decides nothing itself.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -75,7 +76,14 @@ struct Driver {
     listed: bool,
     /// The writes of the running pass, each answering with an input.
     in_flight: Option<BoxStream<'static, Input>>,
+    /// Set once the role ends: a write of the pass that has not begun is not sent (see
+    /// [`Driver::release`]).
+    stopping: Arc<AtomicBool>,
 }
+
+/// How long writes already sent may take to come back once the role ends, before they are
+/// dropped and the lease released (see [`Driver::release`]).
+const WRITES_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn run(setup: Setup, mut controller: Controller<Arc<ClusterCache>>) -> Result<(), String> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -135,6 +143,7 @@ impl Driver {
             kube_proxy,
             listed: false,
             in_flight: None,
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -200,12 +209,18 @@ impl Driver {
     fn write_services(&self, batch: Vec<ServiceWrite>) -> BoxStream<'static, Input> {
         let held = self.gate.hold();
         let client = self.setup.client.clone();
+        let stopping = self.stopping.clone();
         let written = futures::stream::iter(batch)
             .map(move |w| {
-                let client = client.clone();
+                let (client, stopping) = (client.clone(), stopping.clone());
                 async move {
-                    let result = writes::service(&client, &w.service, &w.change).await;
-                    Input::Written { change: w.change, error: result.err().map(|e| e.to_string()) }
+                    let result = unless_stopping(&stopping, writes::service(&client, &w.service, &w.change));
+                    let error = match result.await {
+                        Some(Ok(())) => None,
+                        Some(Err(e)) => Some(e.to_string()),
+                        None => Some("not written: the role is ending".into()),
+                    };
+                    Input::Written { change: w.change, error }
                 }
             })
             .buffer_unordered(WRITERS);
@@ -219,11 +234,15 @@ impl Driver {
     fn report(&self, report: Report) -> BoxStream<'static, Input> {
         let (client, ns) = (self.setup.client.clone(), self.setup.namespace.clone());
         let config_state = self.config_state.clone();
+        let stopping = self.stopping.clone();
         futures::stream::once(async move {
-            writes::pool_counts(&client, &ns, &report.pools).await;
-            if let Err(e) = config_state.lock().await.sync(report.errors, report.extra).await {
-                tracing::warn!(error = %e, "writing the ConfigurationState");
-            }
+            let written = async {
+                writes::pool_counts(&client, &ns, &report.pools).await;
+                if let Err(e) = config_state.lock().await.sync(report.errors, report.extra).await {
+                    tracing::warn!(error = %e, "writing the ConfigurationState");
+                }
+            };
+            unless_stopping(&stopping, written).await;
             Input::Reported
         })
         .boxed()
@@ -234,7 +253,25 @@ impl Driver {
         writes::keep_memberlist_key(client, ns, &self.setup.memberlist_secret);
     }
 
+    /// Ends the role's writes, then gives the lease up.
+    ///
+    /// A signal may come mid-pass, with Service writes in flight. Released first, the lease
+    /// would let a standby lead while they land, and one cut off may be half done (its status
+    /// written, its annotation not). So, first: nothing new starts (writes of the pass not yet
+    /// begun are not sent; Events and conditions waiting behind the gate stay there), the
+    /// writes already sent get [`WRITES_GRACE`] to come back, whole, and whatever has not by
+    /// then is dropped. Only then does the lease go: the standby takes over at most that much
+    /// later, and decides again from what it sees. What is dropped is a request the API
+    /// server has not answered in a second; that it lands later cannot be ruled out from
+    /// here, only made as unlikely as a second's wait makes it.
     async fn release(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        self.gate.close();
+        if let Some(writes) = self.in_flight.take()
+            && !finish_or_drop(writes, WRITES_GRACE).await
+        {
+            tracing::warn!(grace = ?WRITES_GRACE, "writes in flight did not come back in time; dropped");
+        }
         // No renewal may land after the release.
         if let Some((_, task)) = &self.leadership {
             task.abort();
@@ -264,6 +301,20 @@ impl Driver {
             }
         }
     }
+}
+
+/// `write`, unless the role began ending before it was begun (then it is never sent).
+async fn unless_stopping<T>(stopping: &AtomicBool, write: impl Future<Output = T>) -> Option<T> {
+    if stopping.load(Ordering::Acquire) {
+        return None;
+    }
+    Some(write.await)
+}
+
+/// Lets `writes` run to their end for up to `grace`, then drops what is left; whether they
+/// ended in time.
+async fn finish_or_drop(writes: BoxStream<'static, Input>, grace: Duration) -> bool {
+    tokio::time::timeout(grace, writes.for_each(|_| async {})).await.is_ok()
 }
 
 /// The next item of the stream in flight, if any; the stream is dropped once it ends.
@@ -325,5 +376,39 @@ fn record(metric: Metric, took: Duration) {
             METRICS.k8s_update_errors.inc();
         }
         Metric::Allocated(d) => METRICS.allocation_seconds.observe(d.as_secs_f64()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use super::{Input, finish_or_drop, unless_stopping};
+
+    #[tokio::test]
+    async fn a_write_not_begun_when_the_role_ends_is_never_sent() {
+        let (stopping, sent) = (AtomicBool::new(false), AtomicBool::new(false));
+        let write = || async { sent.store(true, Ordering::SeqCst) };
+        assert_eq!(unless_stopping(&stopping, write()).await, Some(()));
+        assert!(sent.swap(false, Ordering::SeqCst));
+        stopping.store(true, Ordering::SeqCst);
+        assert_eq!(unless_stopping(&stopping, write()).await, None);
+        assert!(!sent.load(Ordering::SeqCst), "not sent");
+    }
+
+    #[tokio::test]
+    async fn writes_in_flight_get_a_grace_then_are_dropped() {
+        let quick = futures::stream::iter([Input::WritesDone]).then(|i| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            i
+        });
+        assert!(finish_or_drop(quick.boxed(), Duration::from_secs(5)).await, "came back in time");
+        let stuck = futures::stream::pending::<Input>().boxed();
+        let t = std::time::Instant::now();
+        assert!(!finish_or_drop(stuck, Duration::from_millis(50)).await, "dropped");
+        assert!(t.elapsed() < Duration::from_secs(5), "bounded: {:?}", t.elapsed());
     }
 }
