@@ -2,7 +2,7 @@
 //! way the API server and the cache would, so each test reads as a sequence of inputs.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
@@ -75,11 +75,13 @@ pub fn announce_failure(node: &str, service: &str, reason: &str) -> Arc<Configur
 pub struct World {
     pub inputs: Inputs,
     pub speakers: Vec<Arc<ConfigurationState>>,
+    /// What each pass asked the speakers' reports about, in order: None for every Service.
+    pub reports_asked: Mutex<Vec<Option<BTreeSet<ServiceKey>>>>,
 }
 
 impl Default for World {
     fn default() -> World {
-        World { inputs: Inputs::new("metallb-system"), speakers: Vec::new() }
+        World { inputs: Inputs::new("metallb-system"), speakers: Vec::new(), reports_asked: Mutex::default() }
     }
 }
 
@@ -94,7 +96,10 @@ impl Cluster for World {
         i
     }
 
-    fn reports(&self, _: Option<&BTreeSet<ServiceKey>>) -> Reports {
+    fn reports(&self, services: Option<&BTreeSet<ServiceKey>>) -> Reports {
+        if let Ok(mut asked) = self.reports_asked.lock() {
+            asked.push(services.cloned());
+        }
         (Vec::new(), Vec::new())
     }
 
@@ -120,6 +125,11 @@ impl World {
         upsert(&mut o.l2_advertisements, n.l2_advertisements);
         upsert(&mut o.nodes, n.nodes);
         dirty
+    }
+
+    /// What the passes since the last call asked the reports about.
+    pub fn take_reports_asked(&mut self) -> Vec<Option<BTreeSet<ServiceKey>>> {
+        self.reports_asked.get_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn delete_service(&mut self, key_: &str) -> Dirty {
@@ -148,6 +158,8 @@ pub struct Lab {
     pub now: Instant,
     /// Services whose writes fail until taken out.
     pub failing: BTreeSet<ServiceKey>,
+    /// Reports are left unanswered: the test says [`Input::Reported`] when it wants.
+    pub hold_reports: bool,
     /// Services the last answers changed: the cache would say so next.
     touched: BTreeSet<ServiceKey>,
 }
@@ -173,7 +185,7 @@ impl Lab {
         let now = Instant::now();
         let settings = Settings { options: Options::default(), settle };
         let ctl = Controller::new(world, settings, now);
-        Lab { ctl, now, failing: BTreeSet::new(), touched: BTreeSet::new() }
+        Lab { ctl, now, failing: BTreeSet::new(), hold_reports: false, touched: BTreeSet::new() }
     }
 
     pub fn world(&mut self) -> &mut World {
@@ -253,6 +265,7 @@ impl Lab {
                 self.touched.insert(service.clone());
                 Vec::new()
             }
+            Effect::Report(_) if self.hold_reports => Vec::new(),
             Effect::Report(report) => {
                 let pools = &mut self.world().inputs.objects.pools;
                 for (name, status) in &report.pools {

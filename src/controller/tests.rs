@@ -341,33 +341,6 @@ fn a_service_change_decides_that_service_and_a_configuration_change_everything()
 }
 
 #[test]
-fn a_stray_writes_done_or_report_changes_nothing() {
-    let (mut lab, _) = Lab::start(&manifest(&[pool("a", &["192.0.2.0/30"]), service("web")]));
-    lab.settle();
-    assert!(lab.step(Input::WritesDone).is_empty());
-    assert!(lab.step(Input::Reported).is_empty());
-    let api = lab.change(&service("api"));
-    assert_eq!(writes(&api), [assign("shop/api", "192.0.2.1", "a")], "not wedged");
-    assert_eq!(reports(&api).len(), 1);
-
-    // A report said while the writes are in flight does not end their pass.
-    let (mut lab, first) = writing();
-    assert!(lab.step(Input::Reported).is_empty());
-    let dirty = lab.world().apply(&service("api"));
-    assert!(lab.step(Input::Changed(dirty)).is_empty(), "still one pass at a time");
-    let all = lab.answer(first);
-    assert_eq!(writes(&all), [assign("shop/web", "192.0.2.0", "a"), assign("shop/api", "192.0.2.1", "a")]);
-}
-
-#[test]
-fn a_settle_time_past_what_the_clock_can_say_waits_rather_than_panics() {
-    let (mut lab, first) = Lab::start_with(&pool("a", &["192.0.2.0/30"]), Duration::MAX);
-    assert_eq!(reports(&first).len(), 1, "the first pass does not settle");
-    assert!(lab.change(&service("web")).is_empty());
-    assert_eq!(lab.ctl.deadline(), None);
-}
-
-#[test]
 fn a_leader_whose_renewal_stopped_stops_as_if_it_lost_the_lease() {
     let (mut lab, _) = writing();
     let ended = lab.step(Input::LeadershipEnded);
@@ -405,6 +378,91 @@ fn a_standby_that_takes_over_knows_kube_proxy_already() {
     let extra = &reports(&first)[0].extra;
     assert_eq!(extra.len(), 1, "the first report keeps the condition: {first:#?}");
     assert_eq!((extra[0].type_, extra[0].status), ("kubeProxyStrictARP", true));
+}
+
+#[test]
+fn a_stray_writes_done_or_report_changes_nothing() {
+    let (mut lab, _) = Lab::start(&manifest(&[pool("a", &["192.0.2.0/30"]), service("web")]));
+    lab.settle();
+    assert!(lab.step(Input::WritesDone).is_empty());
+    assert!(lab.step(Input::Reported).is_empty());
+    let api = lab.change(&service("api"));
+    assert_eq!(writes(&api), [assign("shop/api", "192.0.2.1", "a")], "not wedged");
+    assert_eq!(reports(&api).len(), 1);
+
+    // A report said while the writes are in flight does not end their pass.
+    let (mut lab, first) = writing();
+    assert!(lab.step(Input::Reported).is_empty());
+    let dirty = lab.world().apply(&service("api"));
+    assert!(lab.step(Input::Changed(dirty)).is_empty(), "still one pass at a time");
+    let all = lab.answer(first);
+    assert_eq!(writes(&all), [assign("shop/web", "192.0.2.0", "a"), assign("shop/api", "192.0.2.1", "a")]);
+}
+
+#[test]
+fn a_settle_time_past_what_the_clock_can_say_waits_rather_than_panics() {
+    let (mut lab, first) = Lab::start_with(&pool("a", &["192.0.2.0/30"]), Duration::MAX);
+    assert_eq!(reports(&first).len(), 1, "the first pass does not settle");
+    assert!(lab.change(&service("web")).is_empty());
+    assert_eq!(lab.ctl.deadline(), None);
+}
+
+#[test]
+fn a_partial_pass_reads_the_reports_of_its_services_alone() {
+    let (mut lab, _) = Lab::start(&manifest(&[pool("a", &["192.0.2.0/30"]), service("web")]));
+    assert_eq!(lab.world().take_reports_asked(), [None], "the first pass reads every report");
+    lab.settle();
+    lab.world().take_reports_asked();
+    lab.change(&service("api"));
+    assert_eq!(lab.world().take_reports_asked(), [Some(["shop/api".to_string()].into())]);
+    lab.settle();
+    lab.world().take_reports_asked();
+    lab.change(&pool("b", &["198.51.100.0/30"]));
+    assert_eq!(lab.world().take_reports_asked(), [None], "a whole pass reads every report");
+}
+
+/// A controller whose pass over a new Service is writing its report.
+fn reporting() -> Lab {
+    let (mut lab, _) = Lab::start(&pool("a", &["192.0.2.0/30"]));
+    lab.hold_reports = true;
+    let web = lab.change(&service("web"));
+    assert_eq!(writes(&web), [assign("shop/web", "192.0.2.0", "a")]);
+    assert_eq!(reports(&web).len(), 1);
+    assert_eq!(lab.ctl.deadline(), None, "no pass begins while one reports");
+    lab
+}
+
+#[test]
+fn what_changes_while_a_pass_reports_is_decided_once_it_reported() {
+    let mut lab = reporting();
+    let dirty = lab.world().apply(&service("api"));
+    assert!(lab.step(Input::Changed(dirty)).is_empty(), "one pass at a time");
+    let step = lab.step(Input::Reported);
+    let next = lab.answer(step);
+    assert_eq!(writes(&next), [assign("shop/api", "192.0.2.1", "a")]);
+    assert_eq!(reports(&next).len(), 1);
+}
+
+#[test]
+fn losing_the_lease_while_a_pass_reports_stops_at_once() {
+    let mut lab = reporting();
+    assert!(matches!(&lab.step(Input::LeaseLost)[..], [Effect::Exit(Err(_))]));
+    assert!(lab.step(Input::Reported).is_empty());
+    let dirty = lab.world().apply(&service("api"));
+    assert!(lab.step(Input::Changed(dirty)).is_empty());
+    assert_eq!(lab.ctl.deadline(), None);
+}
+
+#[test]
+fn sigterm_while_a_pass_reports_releases_the_lease() {
+    let mut lab = reporting();
+    let stop = lab.step(Input::Signal(Signal::Terminate));
+    assert!(matches!(
+        &stop[..],
+        [Effect::Log(Log::Terminating), Effect::Terminating, Effect::ReleaseLease, Effect::Exit(Ok(()))]
+    ));
+    assert!(lab.step(Input::Reported).is_empty());
+    assert_eq!(lab.ctl.deadline(), None);
 }
 
 /// The decisions are the controller's without its I/O: what would break that stays out of
