@@ -18,6 +18,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client, Resource};
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::effect::About;
 use crate::k8s::cache::lock;
 use crate::k8s::events::EventWriter;
 use crate::metrics::METRICS;
@@ -53,6 +54,12 @@ impl Gate {
         Held(self.0.clone())
     }
 
+    /// Holds background writes back for good: the role is ending, and what it writes now
+    /// could land after its lease went. Those already past the gate go on.
+    pub fn close(&self) {
+        std::mem::forget(self.hold());
+    }
+
     /// Waits until no IP writes are in flight.
     async fn open(&self) {
         let mut rx = self.0.subscribe();
@@ -64,14 +71,6 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
-}
-
-/// What an Event is about. A Service is the cache's own copy, shared: 10,000 Events wait after
-/// a cold start, and each built up front (kube's `Event` and an `ObjectReference`, ~0.8 KB)
-/// was ~8 MiB of the controller until they were written.
-pub enum About {
-    Service(Arc<Service>),
-    Object(ObjectReference),
 }
 
 /// An Event waiting to be written.

@@ -1,26 +1,28 @@
 //! What the controller says besides IPs: the `ferrolb.io/Announced` condition on Services, the
-//! address counts on IPAddressPools, and its ConfigurationState. Each is written only when it
+//! address counts on IPAddressPools, and kube-proxy's finding. Each is asked for only when it
 //! differs from what the cluster holds, so a quiet cluster costs no writes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
-use serde_json::json;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::api::{IPAddressPool, IPAddressPoolStatus};
+use super::effect::{About, ConditionWrite, Effect};
+use crate::api::IPAddressPoolStatus;
+use crate::k8s::config_state::ExtraCondition;
 use crate::plan::condition::{self, Announced};
+use crate::plan::invalid_objects::Said;
+use crate::plan::kube_proxy::{Finding, IPVS_WITHOUT_STRICT_ARP};
 use crate::plan::{Inputs, Plan};
 
-/// Queues the conditions that changed (and drops what waits for those that hold theirs).
+/// The conditions that changed, to queue (and, for those that hold theirs, what waits for
+/// them dropped).
 pub fn queue_conditions(
-    queue: &super::background::Conditions,
-    services: &HashMap<String, &Arc<Service>>,
+    services: &HashMap<String, Arc<Service>>,
     wanted: &BTreeMap<String, Announced>,
-) {
+) -> Vec<Effect> {
+    let mut out = Vec::new();
     for (key, want) in wanted {
         let Some(svc) = services.get(key) else { continue };
         let current = svc
@@ -32,24 +34,21 @@ pub fn queue_conditions(
             (c.status == "True") == want.status && c.reason == want.reason && c.message == want.message
         });
         if same {
-            queue.cancel(key);
-            continue;
+            out.push(Effect::CancelCondition(key.clone()));
+        } else {
+            out.push(Effect::SetCondition(key.clone(), condition_write(svc, current, want)));
         }
-        queue.set(key.clone(), pending(svc, current, want));
     }
+    out
 }
 
-fn pending(
-    svc: &Service,
-    previous: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-    want: &Announced,
-) -> super::background::Pending {
+fn condition_write(svc: &Service, previous: Option<&Condition>, want: &Announced) -> ConditionWrite {
     // The transition time moves only when the status flips, as the condition convention asks.
     let since = match previous {
-        Some(p) if (p.status == "True") == want.status => p.last_transition_time.clone(),
-        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+        Some(p) if (p.status == "True") == want.status => Some(p.last_transition_time.clone()),
+        _ => None,
     };
-    super::background::Pending {
+    ConditionWrite {
         ns: svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
         name: svc.metadata.name.clone().unwrap_or_default(),
         want: want.clone(),
@@ -60,7 +59,7 @@ fn pending(
 
 /// A pool's counts as its status (and MetalLB's gauges) carry them: signed 64-bit, so an IPv6
 /// range beyond that reads as i64::MAX, as MetalLB's does.
-pub(super) fn pool_status(stats: &crate::allocator::PoolStats) -> IPAddressPoolStatus {
+pub fn pool_status(stats: &crate::allocator::PoolStats) -> IPAddressPoolStatus {
     let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
     IPAddressPoolStatus {
         assigned_ipv4: clamp(stats.assigned_v4),
@@ -71,19 +70,43 @@ pub(super) fn pool_status(stats: &crate::allocator::PoolStats) -> IPAddressPoolS
 }
 
 /// Address counts for each pool whose status differs from the plan's.
-pub async fn write_pool_counts(client: &Client, ns: &str, inputs: &Inputs, plan: &Plan) {
+pub fn changed_pools(inputs: &Inputs, plan: &Plan) -> Vec<(String, IPAddressPoolStatus)> {
+    let mut out = Vec::new();
     for usage in &plan.pools {
         let want = pool_status(&usage.stats);
         let current = inputs.objects.pools.iter().find(|p| p.metadata.name.as_deref() == Some(&usage.pool));
-        if current.and_then(|p| p.status.as_ref()) == Some(&want) {
-            continue;
-        }
-        let api: Api<IPAddressPool> = Api::namespaced(client.clone(), ns);
-        if let Err(e) = api
-            .patch_status(&usage.pool, &PatchParams::default(), &Patch::Merge(json!({"status": want})))
-            .await
-        {
-            tracing::warn!(pool = %usage.pool, error = %e, "writing pool counts");
+        if current.and_then(|p| p.status.as_ref()) != Some(&want) {
+            out.push((usage.pool.clone(), want));
         }
     }
+    out
+}
+
+/// What kube-proxy's finding calls for on a pass.
+pub struct KubeProxyCheck {
+    /// A Warning on each L2Advertisement, when the unsafe finding is new.
+    pub events: Vec<Effect>,
+    /// The ConfigurationState's `kubeProxyStrictARP` condition, once layer 2 is in use.
+    pub condition: Option<ExtraCondition>,
+}
+
+/// Whether kube-proxy leaves ARP to ferrolb, once layer 2 is in use.
+pub fn kube_proxy_check(finding: Option<&Finding>, said: &mut Said<()>, inputs: &Inputs) -> KubeProxyCheck {
+    let layer2 = &inputs.objects.l2_advertisements;
+    let finding = finding.filter(|_| !layer2.is_empty());
+    let unsafe_now = finding.filter(|f| !f.safe);
+    let mut events = Vec::new();
+    for ((), message) in said.update(unsafe_now.map(|f| ((), f.message.clone()))) {
+        for ad in layer2 {
+            let about = About::Object(kube::Resource::object_ref(ad, &()));
+            events.push(super::pass::warning(about, IPVS_WITHOUT_STRICT_ARP, message.clone()));
+        }
+    }
+    let condition = finding.map(|f| ExtraCondition {
+        type_: "kubeProxyStrictARP",
+        status: f.safe,
+        reason: f.reason,
+        message: f.message.clone(),
+    });
+    KubeProxyCheck { events, condition }
 }
