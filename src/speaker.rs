@@ -4,7 +4,6 @@
 //! announced) or, with `-f`, from a manifest directory re-read when a file changes (the lab
 //! demos run it this way). Either way it plans this node's announcements with the pure BGP and
 //! layer 2 plans and drives frr-agent and the ARP/NDP responder.
-
 //!
 //! Its decisions are made in [`state`], a synchronous state machine that does no I/O: it takes
 //! what [`driver`] observed ([`input::Input`]) and answers with what to do
