@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
-use super::bgp_backend::{BackendReport, BgpBackend};
+use super::bgp_backend::{BackendReport, BgpBackend, fingerprint};
 use super::effect::{Effect, Metric, Told};
 use super::input::{Cluster, Input, Now, Observed, Settings};
 use super::report::NodeReport;
@@ -46,37 +46,43 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         None => (None, None),
     };
     let mut peers = setup::peers(&args, client.as_ref()).await?;
-    let (membership, keys) = match &mut peers {
-        Some(peers) => setup::membership(&args, peers).await.map(|(m, keys)| (Some(m), Some(keys)))?,
-        None => (None, None),
+    let (membership, keys, joined) = match &mut peers {
+        Some(peers) => {
+            let (m, keys, joined) = setup::membership(&args, peers).await?;
+            (Some(m), Some(keys), Some(joined))
+        }
+        None => (None, None, None),
     };
     let mut watching = Watching {
         cluster: cluster.clone(),
         manifests: client.is_none().then(|| Rescan { args: args.clone(), seen: None, listed }),
-        view: membership.as_ref().map(Membership::view),
-        peers,
-        frr: backend.as_ref().map(BgpBackend::report),
-        interfaces: responder.as_ref().map(Responder::interfaces),
+        watches: Watches {
+            view: membership.as_ref().map(Membership::view),
+            peers,
+            frr: backend.as_ref().map(BgpBackend::report),
+            interfaces: responder.as_ref().map(Responder::interfaces),
+        },
         terminate: signal(SignalKind::terminate())
             .map_err(|e| format!("installing the SIGTERM handler: {e}"))?,
     };
     let settings = settings(&args, backend.is_some(), responder.is_some(), keys);
     let cluster = cluster.map(|c| Box::new(c) as Box<dyn Cluster>);
-    let mut speaker = Speaker::new(settings, cluster, watching.observed(), now());
+    let mut speaker = Speaker::new(settings, cluster, watching.watches.observed(), now());
     let mut hands = Hands { backend, responder, membership, report, events, has_config };
-    let mut input = watching.first();
+    let mut inputs: Vec<Input> = watching.watches.since_joining(joined).into_iter().collect();
+    inputs.push(watching.first());
     loop {
-        let stop = matches!(input, Input::Terminate { .. });
+        let stop = inputs.iter().any(|i| matches!(i, Input::Terminate { .. }));
         if stop {
             crate::health::terminating();
         }
-        for effect in speaker.step(input, now()) {
+        for effect in speaker.steps(inputs, now()) {
             hands.carry_out(effect).await;
         }
         if stop {
             return Ok(());
         }
-        input = watching.next(speaker.deadline()).await?;
+        inputs = watching.next(speaker.deadline()).await?;
     }
 }
 
@@ -141,14 +147,20 @@ impl Rescan {
 struct Watching {
     cluster: Option<Arc<ClusterCache>>,
     manifests: Option<Rescan>,
+    watches: Watches,
+    terminate: Signal,
+}
+
+/// The watches whose values the decisions read: what membership sees, the speakers that
+/// should exist, frr-agent's report, the interfaces.
+struct Watches {
     view: Option<watch::Receiver<View>>,
     peers: Option<watch::Receiver<peers::Peers>>,
     frr: Option<watch::Receiver<BackendReport>>,
     interfaces: Option<watch::Receiver<Option<Interfaces>>>,
-    terminate: Signal,
 }
 
-impl Watching {
+impl Watches {
     /// What each watch holds now, marked seen.
     fn observed(&mut self) -> Observed {
         Observed {
@@ -159,6 +171,35 @@ impl Watching {
         }
     }
 
+    /// The speaker list, when it is not the one membership was started with (`joined`): a
+    /// speaker came or went while membership started, which is news like any later change (the
+    /// seeds to set, the change to say).
+    fn since_joining(&self, joined: Option<peers::Peers>) -> Option<Input> {
+        let now = self.peers.as_ref()?.borrow().clone();
+        (joined? != now).then_some(Input::Peers(now))
+    }
+
+    /// The changes not taken yet, each marked seen: a decision made without them would read
+    /// values already replaced. A closed watch is left to [`changed`] to report.
+    fn pending(&mut self) -> Vec<Input> {
+        let mut inputs = Vec::new();
+        if unseen(&self.view) {
+            inputs.push(Input::View(latest(&mut self.view)));
+        }
+        if unseen(&self.peers) {
+            inputs.push(Input::Peers(latest(&mut self.peers)));
+        }
+        if unseen(&self.frr) {
+            inputs.push(Input::Frr(latest(&mut self.frr)));
+        }
+        if unseen(&self.interfaces) {
+            inputs.push(Input::Interfaces(latest(&mut self.interfaces)));
+        }
+        inputs
+    }
+}
+
+impl Watching {
     /// The first input: the whole cluster, or the manifests as they are.
     fn first(&mut self) -> Input {
         match self.manifests.as_mut().and_then(Rescan::read) {
@@ -167,8 +208,21 @@ impl Watching {
         }
     }
 
-    async fn next(&mut self, deadline: Option<SystemTime>) -> Result<Input, String> {
-        let Watching { cluster, manifests, view, peers, frr, interfaces, terminate } = self;
+    /// The next thing that happened, with whatever else changed meanwhile in the watches, so
+    /// that the step decides once from the latest of everything. A terminate comes alone.
+    async fn next(&mut self, deadline: Option<SystemTime>) -> Result<Vec<Input>, String> {
+        let input = self.wait(deadline).await?;
+        if matches!(input, Input::Terminate { .. }) {
+            return Ok(vec![input]);
+        }
+        let mut inputs = vec![input];
+        inputs.extend(self.watches.pending());
+        Ok(inputs)
+    }
+
+    async fn wait(&mut self, deadline: Option<SystemTime>) -> Result<Input, String> {
+        let Watching { cluster, manifests, watches, terminate } = self;
+        let Watches { view, peers, frr, interfaces } = watches;
         let rescan = Duration::from_millis(manifests.as_ref().map_or(0, |m| m.args.rescan_ms));
         // Looked at after every event too, as often as anything else happens.
         if let Some(read) = manifests.as_mut().and_then(Rescan::read) {
@@ -221,6 +275,11 @@ async fn changed<T>(watch: &mut Option<watch::Receiver<T>>) -> Result<(), watch:
     }
 }
 
+/// A watch holds a value not marked seen yet.
+fn unseen<T>(watch: &Option<watch::Receiver<T>>) -> bool {
+    watch.as_ref().is_some_and(|w| w.has_changed().unwrap_or(false))
+}
+
 /// The value a watch that just changed holds, marked seen.
 fn latest<T: Clone + Default>(watch: &mut Option<watch::Receiver<T>>) -> T {
     watch.as_mut().map(|w| w.borrow_and_update().clone()).unwrap_or_default()
@@ -244,8 +303,12 @@ impl Hands {
                     r.set(l2);
                 }
             }
-            Effect::Frr { config, extras } => {
+            Effect::Frr { config, extras, announcements } => {
                 if let Some(b) = &self.backend {
+                    // Said whether or not the backend already has it: a configuration that
+                    // left here and never reached FRR is the backend's or frr-agent's doing.
+                    let fingerprint = fingerprint(&config);
+                    tracing::debug!(fingerprint, announcements, "FRR configuration handed to the backend");
                     b.set(config, extras);
                     self.has_config.store(true, Ordering::Relaxed);
                 }

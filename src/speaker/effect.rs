@@ -21,9 +21,11 @@ pub enum Effect {
     Layer2(Announced),
     /// Have FRR run `config`, which ends with `extras` (the `bgpextras` ConfigMap's lines,
     /// named apart so that a refusal of them alone can be told from one of ferrolb's own).
+    /// `announcements`: how many the decision planned, for the log.
     Frr {
         config: String,
         extras: Option<String>,
+        announcements: usize,
     },
     /// What the node's ConfigurationState and status objects say now.
     Report(NodeReport),

@@ -99,13 +99,14 @@ pub async fn peers(
 }
 
 /// Joins the layer 2 membership seeded with `peers`; also says how many keys open its
-/// traffic.
+/// traffic, and the speaker list it was started with (the list can change while it starts).
 pub async fn membership(
     args: &SpeakerArgs,
     peers: &mut watch::Receiver<peers::Peers>,
-) -> Result<(Membership, usize), String> {
+) -> Result<(Membership, usize, peers::Peers), String> {
     let mut settings = MembershipSettings::new(&args.node, args.membership_bind);
-    settings.seeds = peers.borrow_and_update().seeds.clone();
+    let joined = peers.borrow_and_update().clone();
+    settings.seeds = joined.seeds.clone();
     if let Some(file) = &args.membership_secret_file {
         settings.keys = membership_keys(file)?;
     }
@@ -118,7 +119,7 @@ pub async fn membership(
     tracing::info!(seeds = ?settings.seeds, fence = args.fence, keys = settings.keys.len(), "joining the speakers' membership");
     let keys = settings.keys.len();
     let membership = Membership::start(settings).await.map_err(|e| e.to_string())?;
-    Ok((membership, keys))
+    Ok((membership, keys, joined))
 }
 
 /// The membership keys: `file` seals (and opens); files beside it named after it with a

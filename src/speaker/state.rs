@@ -100,7 +100,29 @@ impl Speaker {
     }
 
     pub fn step(&mut self, input: Input, now: Now) -> Vec<Effect> {
+        self.steps([input], now)
+    }
+
+    /// Inputs observed together: each is taken in, then one pass decides from all of them, so
+    /// that no decision reads a value another of them already replaced. A terminate ends the
+    /// step where it comes.
+    pub fn steps(&mut self, inputs: impl IntoIterator<Item = Input>, now: Now) -> Vec<Effect> {
         let mut out = Vec::new();
+        for input in inputs {
+            if let Input::Terminate { sigterm } = input {
+                out.extend(self.stop(sigterm));
+                return out;
+            }
+            self.take(input, now, &mut out);
+        }
+        if self.replan {
+            self.pass(now, &mut out);
+        }
+        out
+    }
+
+    /// What an input changes before a decision.
+    fn take(&mut self, input: Input, now: Now, out: &mut Vec<Effect>) {
         match input {
             Input::ClusterChanged => self.replan = true,
             Input::Manifests(Ok(inputs)) => {
@@ -130,18 +152,15 @@ impl Speaker {
                     out.push(Log::FrrBehind { error, reachable }.into());
                 }
                 self.seen.frr = Some(report);
-                self.rejudge(now, &mut out);
+                self.rejudge(now, out);
             }
             Input::Interfaces(interfaces) => {
                 self.seen.interfaces = interfaces;
-                self.rejudge(now, &mut out);
+                self.rejudge(now, out);
             }
-            Input::Terminate { sigterm } => return self.stop(sigterm),
+            // Taken by `steps`.
+            Input::Terminate { .. } => {}
         }
-        if self.replan {
-            self.pass(now, &mut out);
-        }
-        out
     }
 
     /// Stop answering first, then tell the others, so the next owner never overlaps with this

@@ -68,7 +68,7 @@ impl Speaker {
         let announcements = p.announcements.as_ref().map_or(0, Vec::len);
         out.push(Log::FrrPlanned { announcements, news }.into());
         if self.settings.bgp {
-            out.push(Effect::Frr { config, extras: p.frr_extras });
+            out.push(Effect::Frr { config, extras: p.frr_extras, announcements });
         }
     }
 }

@@ -178,6 +178,11 @@ impl Lab {
     fn step(&mut self, seconds: u64, input: Input) -> Vec<Effect> {
         self.speaker.step(input, self.at(seconds))
     }
+
+    /// Inputs observed together, as the driver hands over what changed meanwhile.
+    fn steps<const N: usize>(&mut self, seconds: u64, inputs: [Input; N]) -> Vec<Effect> {
+        self.speaker.steps(inputs, self.at(seconds))
+    }
 }
 
 /// The IPs of the last layer 2 effect, if any.
@@ -203,7 +208,7 @@ fn report(effects: &[Effect]) -> Option<&NodeReport> {
 /// The FRR configuration handed over, with its extras.
 fn frr(effects: &[Effect]) -> Option<(&str, Option<&str>)> {
     effects.iter().find_map(|e| match e {
-        Effect::Frr { config, extras } => Some((config.as_str(), extras.as_deref())),
+        Effect::Frr { config, extras, .. } => Some((config.as_str(), extras.as_deref())),
         _ => None,
     })
 }

@@ -69,9 +69,8 @@ fn a_starting_speaker_counts_once_its_grace_is_over_and_the_timer_says_when() {
     // node3's speaker started 10 s ago and has not joined: it does not count for 20 s more.
     let mut starting = expected(&NODES);
     starting.insert("node3".into(), Some(lab.wall - Duration::from_secs(10)));
-    lab.speaker.seen =
-        Observed { view: Some(view(&["node1"])), expected: Some(starting), ..Default::default() };
-    let first = lab.step(0, Input::ClusterChanged);
+    let peers = crate::speaker::peers::Peers { expected: starting, seeds: Vec::new() };
+    let first = lab.steps(0, [Input::View(view(&["node1"])), Input::Peers(peers), Input::ClusterChanged]);
     assert_eq!(quorum_said(&first)[0].0, None, "two counted: no majority needed");
     assert!(!answered(&first).unwrap().is_empty());
     assert_eq!(lab.speaker.deadline(), Some(lab.wall + Duration::from_secs(20)));
@@ -94,6 +93,30 @@ fn the_speakers_that_should_exist_seed_membership_and_are_the_quorum_base() {
     assert_eq!(logs(&shrunk)[0], &Log::Expected(vec!["node1".into(), "node2".into()]));
     assert!(shrunk.contains(&Effect::Seeds(seeds)));
     assert!(metrics(&shrunk).contains(&&Metric::Fencing { fenced: false, expected: 2, live: 2 }));
+}
+
+#[test]
+fn changes_observed_together_are_decided_once_from_all_of_them() {
+    let mut lab = Lab::new(layer2_settings(), &layer2_world(&[], 8), all_seen());
+    lab.step(0, Input::ClusterChanged);
+    // Scaled down to node1 alone: membership saw the others go as the list lost them. Taken
+    // one by one, the view alone would fence (1 of 3) before the list lifted it.
+    let alone = crate::speaker::peers::Peers { expected: expected(&["node1"]), seeds: Vec::new() };
+    let both = lab.steps(1, [Input::View(view(&["node1"])), Input::Peers(alone)]);
+    assert_eq!(quorum_said(&both), [(None, "sees 1 of 1 expected speakers; answering".to_string())]);
+    assert_eq!(answered(&both).map(|ips| ips.len()), Some(8), "node1 answers for every IP");
+    let passes = both.iter().filter(|e| matches!(e, Effect::Report(_))).count();
+    assert_eq!(passes, 1, "one decision");
+    assert_eq!(both.iter().filter(|e| matches!(e, Effect::Layer2(_))).count(), 1);
+}
+
+#[test]
+fn a_terminate_among_inputs_stops_there() {
+    let settings = Settings { membership_keys: Some(1), ..layer2_settings() };
+    let mut lab = Lab::new(settings, &layer2_world(&[], 2), all_seen());
+    lab.step(0, Input::ClusterChanged);
+    let stop = lab.steps(1, [Input::Terminate { sigterm: false }, Input::ClusterChanged]);
+    assert_eq!(stop, [Effect::Layer2(Default::default()), Effect::Leave], "no decision after it");
 }
 
 #[test]
