@@ -390,3 +390,6 @@ fn record(metric: Metric) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
