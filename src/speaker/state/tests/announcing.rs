@@ -27,11 +27,15 @@ fn a_takeover_is_timed_from_the_membership_change_that_caused_it() {
     // A decision later, or a change that gains nothing, is no takeover.
     assert!(takeovers(&lab.step(6, Input::ClusterChanged)).is_empty());
     let back = lab.step(7, Input::View(view(&["node1", "node2"])));
-    assert_eq!(answered(&back), Some(mine));
+    assert_eq!(answered(&back).as_ref(), Some(&mine));
     assert!(takeovers(&back).is_empty());
-    // That change was used up: a gain for another reason is not timed from it.
-    lab.cluster.change(&layer2_world(&[], 8), None);
-    assert!(takeovers(&lab.step(9, Input::ClusterChanged)).is_empty());
+    // That change was used up, though it gained nothing: a gain for another reason (more
+    // Services) is not timed from it.
+    lab.cluster.change(&layer2_world(&[], 14), None);
+    let more = lab.step(9, Input::ClusterChanged);
+    let now = answered(&more).unwrap();
+    assert!(!now.is_subset(&mine), "node1 wins none of 6 more: pick another fixture");
+    assert!(takeovers(&more).is_empty());
 }
 
 #[test]
@@ -110,4 +114,58 @@ fn stopping_stops_answering_first_then_leaves_and_leaves_frr_alone() {
     assert_eq!(interrupted, [Effect::Layer2(Default::default()), Effect::Leave]);
     let mut bgp_only = Lab::new(bgp_settings(), &bgp_world("198.51.100.0/28", 1, None), Observed::default());
     assert_eq!(bgp_only.step(0, Input::Terminate { sigterm: false }), []);
+}
+
+/// The prefixes an FRR configuration announces (`network` lines), with how many
+/// announcements the effect says were planned.
+fn announced_prefixes(effects: &[Effect]) -> Option<(BTreeSet<String>, usize)> {
+    effects.iter().find_map(|e| match e {
+        Effect::Frr { config, announcements, .. } => {
+            let prefixes = config
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("network "))
+                .filter_map(|l| l.split_whitespace().next())
+                .map(String::from)
+                .collect();
+            Some((prefixes, *announcements))
+        }
+        _ => None,
+    })
+}
+
+fn prefixes(last: &[u8]) -> BTreeSet<String> {
+    last.iter().map(|i| format!("198.51.100.{i}/32")).collect()
+}
+
+#[test]
+fn a_bgp_service_leaving_its_pool_leaves_frr_through_a_partial_pass_and_stays_out() {
+    let mut lab = Lab::new(bgp_settings(), &bgp_world("198.51.100.0/28", 6, None), Observed::default());
+    let first = lab.step(0, Input::ClusterChanged);
+    assert_eq!(announced_prefixes(&first), Some((prefixes(&[1, 2, 3, 4, 5, 6]), 6)));
+
+    // The pool shrinks to a /30 under web4..web6; the cache names only a Service (the changes
+    // came together): decided in full all the same, and what left the pool leaves FRR.
+    let shrunk = bgp_world("198.51.100.0/30", 6, None);
+    lab.cluster.change(&shrunk, Some(&["shop/web5"]));
+    let full = lab.step(1, Input::ClusterChanged);
+    assert!(metrics(&full).contains(&&Metric::FullPass));
+    assert_eq!(announced_prefixes(&full), Some((prefixes(&[1, 2, 3]), 3)));
+    assert_eq!(report(&full).unwrap().bgp.len(), 3);
+
+    // A Service outside the pool changes (its status the same): a partial pass, which keeps
+    // it out.
+    lab.cluster.change(&shrunk, Some(&["shop/web4"]));
+    let partial = lab.step(2, Input::ClusterChanged);
+    assert!(!metrics(&partial).contains(&&Metric::FullPass), "a partial pass");
+    assert_eq!(announced_prefixes(&partial), Some((prefixes(&[1, 2, 3]), 3)));
+
+    // web3's status moves out of the pool: it leaves FRR in a partial pass.
+    let moved = shrunk.replace("{ip: 198.51.100.3}", "{ip: 198.51.100.9}");
+    assert_ne!(moved, shrunk, "web3's status not found: the fixture changed");
+    lab.cluster.change(&moved, Some(&["shop/web3"]));
+    let left = lab.step(3, Input::ClusterChanged);
+    assert!(!metrics(&left).contains(&&Metric::FullPass), "a partial pass");
+    assert_eq!(announced_prefixes(&left), Some((prefixes(&[1, 2]), 2)));
+    assert!(logs(&left).contains(&&Log::FrrPlanned { announcements: 2, news: true }));
+    assert_eq!(report(&left).unwrap().bgp.len(), 2);
 }
