@@ -1,5 +1,5 @@
 //! The speaker's I/O: gathers what happens (the cluster or the manifests, membership, timers,
-//! frr-agent, the interfaces, signals) into [`Input`]s for [`Speaker::step`], and carries out
+//! frr-agent, the interfaces, signals) into [`Input`]s for [`Speaker::steps`], and carries out
 //! the [`Effect`]s it answers with.
 
 use std::collections::BTreeSet;

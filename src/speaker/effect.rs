@@ -1,4 +1,4 @@
-//! What the speaker's decisions ask of the world. [`super::state::Speaker::step`] returns them
+//! What the speaker's decisions ask of the world. [`super::state::Speaker::steps`] returns them
 //! in the order they are to be carried out; the driver carries them out with the modules that
 //! talk to FRR, the network and the cluster.
 

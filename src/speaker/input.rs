@@ -1,4 +1,4 @@
-//! What the speaker's driver observes and hands to [`super::state::Speaker::step`].
+//! What the speaker's driver observes and hands to [`super::state::Speaker::steps`].
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};

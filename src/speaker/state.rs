@@ -99,6 +99,8 @@ impl Speaker {
         [self.fencing.recount_at, self.ready_recheck_at].into_iter().flatten().min()
     }
 
+    /// One input alone.
+    #[cfg(test)]
     pub fn step(&mut self, input: Input, now: Now) -> Vec<Effect> {
         self.steps([input], now)
     }
