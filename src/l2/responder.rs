@@ -71,6 +71,16 @@ impl Responder {
         self.interfaces.clone()
     }
 
+    /// A responder that answers nothing itself: what it is asked to answer for stays in the
+    /// watch returned. On the current tokio runtime.
+    #[cfg(test)]
+    pub fn detached() -> (Responder, watch::Receiver<Announced>) {
+        let (announced, asked) = watch::channel(Announced::new());
+        let (_, interfaces) = watch::channel(None);
+        let task = tokio::spawn(std::future::pending());
+        (Responder { announced, interfaces, task }, asked)
+    }
+
     /// Replaces the set of IPs this node answers for.
     pub fn set(&self, announced: Announced) {
         self.announced.send_if_modified(|now| {

@@ -129,6 +129,14 @@ impl BgpBackend {
     pub fn report(&self) -> watch::Receiver<BackendReport> {
         self.report.clone()
     }
+
+    /// A backend with no task behind it: what it is asked to run stays in the watch returned.
+    #[cfg(test)]
+    pub fn detached() -> (BgpBackend, watch::Receiver<Option<Desired>>) {
+        let (desired, asked) = watch::channel(None);
+        let (_, report) = watch::channel(BackendReport::default());
+        (BgpBackend { desired, report }, asked)
+    }
 }
 
 /// A configuration's fingerprint: cheap to keep and compare, unlike the text (~30 bytes a
