@@ -81,6 +81,13 @@ pub enum Effect {
     Exit(Result<(), String>),
 }
 
+impl Effect {
+    /// A Warning Event about `about`.
+    pub fn warning(about: About, reason: &'static str, note: String) -> Effect {
+        Effect::Publish(Publish { about, type_: EventType::Warning, reason, note })
+    }
+}
+
 /// One Service write, with the cache's object it is about.
 #[derive(Debug, Clone)]
 pub struct ServiceWrite {

@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::Service;
 use super::effect::{About, Effect, Log, Metric, Publish, Report, ServiceWrite};
 use super::state::{Cluster, Controller, POOL_COUNTS_EVERY, Pass, Phase, RETRY_AFTER};
 use super::status;
-use crate::allocator::EventType;
 use crate::plan::incremental::Dirty;
 use crate::plan::writeback::{self, Change, key};
 use crate::plan::{self, Inputs, Plan};
@@ -34,7 +33,7 @@ impl<C: Cluster> Controller<C> {
             out.push(Effect::Log(Log::Invalid { error: e.to_string(), stale: decided.stale }));
         }
         for w in self.kept.config_warnings.update(&inputs.objects, &decided.errors) {
-            out.push(warning(About::Object(w.object), "InvalidConfiguration", w.message));
+            out.push(Effect::warning(About::Object(w.object), "InvalidConfiguration", w.message));
         }
         let changes = writeback::changes(&inputs.services, &decided);
         out.push(Effect::Metric(Metric::Decided));
@@ -134,7 +133,11 @@ impl<C: Cluster> Controller<C> {
         };
         for (service, message) in said {
             if let Some(svc) = by_key.get(&service) {
-                out.push(warning(About::Service(svc.clone()), plan::condition::OUTSIDE_POOLS, message));
+                out.push(Effect::warning(
+                    About::Service(svc.clone()),
+                    plan::condition::OUTSIDE_POOLS,
+                    message,
+                ));
             }
         }
         out.extend(status::queue_conditions(&by_key, &wanted));
@@ -214,10 +217,6 @@ fn service_events<'a>(
             note: ev.message.clone(),
         })
     })
-}
-
-pub(super) fn warning(about: About, reason: &'static str, note: String) -> Effect {
-    Effect::Publish(Publish { about, type_: EventType::Warning, reason, note })
 }
 
 /// Pool usage and configuration health, as MetalLB's gauges report them.

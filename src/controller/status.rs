@@ -99,7 +99,7 @@ pub fn kube_proxy_check(finding: Option<&Finding>, said: &mut Said<()>, inputs: 
     for ((), message) in said.update(unsafe_now.map(|f| ((), f.message.clone()))) {
         for ad in layer2 {
             let about = About::Object(kube::Resource::object_ref(ad, &()));
-            events.push(super::pass::warning(about, IPVS_WITHOUT_STRICT_ARP, message.clone()));
+            events.push(Effect::warning(about, IPVS_WITHOUT_STRICT_ARP, message.clone()));
         }
     }
     let condition = finding.map(|f| ExtraCondition {
