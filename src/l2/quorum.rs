@@ -127,13 +127,14 @@ pub struct Sightings<'a> {
 /// count, to decide again.
 pub fn decide(me: &str, known: Sightings, now: SystemTime, fencing: bool) -> (Quorum, Option<SystemTime>) {
     let (mut q, mut next) = count(me, known.expected, known.seen, known.live, now, fencing);
+    let never_heard = |n: &&String| *n != me && !known.seen.contains(*n) && !known.live.contains(*n);
     // Heard once, a speaker speaks this format whatever its pod says (an older build of the
     // same format has no label); one that is gone since is an ordinary failure.
     let other_build: BTreeSet<String> = known
         .other_format
         .iter()
-        .filter(|n| known.expected.contains_key(*n) && *n != me)
-        .filter(|n| !known.seen.contains(*n) && !known.live.contains(*n))
+        .filter(|n| known.expected.contains_key(*n))
+        .filter(never_heard)
         .cloned()
         .collect();
     if let Some(one) = other_build.first() {
@@ -148,7 +149,7 @@ pub fn decide(me: &str, known: Sightings, now: SystemTime, fencing: bool) -> (Qu
         q.joining = known
             .expected
             .keys()
-            .filter(|n| *n != me && !known.seen.contains(*n) && !known.live.contains(*n))
+            .filter(never_heard)
             .filter(|n| !other_build.contains(*n))
             .cloned()
             .collect();
@@ -217,6 +218,16 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
     }
 
+    /// What a speaker started long ago knows: no join wait left.
+    fn known<'a>(
+        expected: &'a Expected,
+        seen: &'a BTreeSet<String>,
+        live: &'a BTreeSet<String>,
+        other_format: &'a BTreeSet<String>,
+    ) -> Sightings<'a> {
+        Sightings { expected, seen, live, other_format, started: SystemTime::UNIX_EPOCH }
+    }
+
     /// Every speaker of this build's format.
     fn decide_one_build(
         me: &str,
@@ -226,18 +237,7 @@ mod tests {
         now: SystemTime,
         fencing: bool,
     ) -> (Quorum, Option<SystemTime>) {
-        decide(
-            me,
-            Sightings {
-                expected,
-                seen,
-                live,
-                other_format: &BTreeSet::new(),
-                started: SystemTime::UNIX_EPOCH,
-            },
-            now,
-            fencing,
-        )
+        decide(me, known(expected, seen, live, &BTreeSet::new()), now, fencing)
     }
 
     /// Without starting speakers: every expected one counts.
@@ -339,14 +339,7 @@ mod tests {
         let expected: Expected = started.iter().map(|(n, t)| (n.to_string(), *t)).collect();
         let heard = set(new);
         let other: BTreeSet<String> = expected.keys().filter(|n| !heard.contains(*n)).cloned().collect();
-        let known = Sightings {
-            expected: &expected,
-            seen: &heard,
-            live: &heard,
-            other_format: &other,
-            started: SystemTime::UNIX_EPOCH,
-        };
-        decide(me, known, at, true).0
+        decide(me, known(&expected, &heard, &heard, &other), at, true).0
     }
 
     #[test]
@@ -368,18 +361,7 @@ mod tests {
         let (q, next) = {
             let expected: Expected = step2.iter().map(|(n, t)| (n.to_string(), *t)).collect();
             let (heard, other) = (set(&["a", "b"]), set(&["c"]));
-            decide(
-                "a",
-                Sightings {
-                    expected: &expected,
-                    seen: &heard,
-                    live: &heard,
-                    other_format: &other,
-                    started: SystemTime::UNIX_EPOCH,
-                },
-                t1,
-                true,
-            )
+            decide("a", known(&expected, &heard, &heard, &other), t1, true)
         };
         assert!(q.deferring, "{}", q.describe());
         assert_eq!(next, Some(t1 + JOIN_GRACE), "decide again when c counts b and fences itself");
@@ -414,30 +396,12 @@ mod tests {
         // failure later is an ordinary one (b gone: a and c keep the majority).
         let expected: Expected = ["a", "b", "c"].iter().map(|n| (n.to_string(), None)).collect();
         let (seen, live, other) = (set(&["a", "b", "c"]), set(&["a", "c"]), set(&["b", "c"]));
-        let (q, _) = decide(
-            "a",
-            Sightings {
-                expected: &expected,
-                seen: &seen,
-                live: &live,
-                other_format: &other,
-                started: SystemTime::UNIX_EPOCH,
-            },
-            now(),
-            true,
-        );
+        let (q, _) = decide("a", known(&expected, &seen, &live, &other), now(), true);
         assert!(q.other_build.is_empty() && !q.fenced(), "{}", q.describe());
         // Fencing turned off everywhere: the other build never fences, so this one defers
         // until it is gone.
         let (seen, other) = (set(&["a"]), set(&["b", "c"]));
-        let known = Sightings {
-            expected: &expected,
-            seen: &seen,
-            live: &seen,
-            other_format: &other,
-            started: SystemTime::UNIX_EPOCH,
-        };
-        let (q, _) = decide("a", known, now(), false);
+        let (q, _) = decide("a", known(&expected, &seen, &seen, &other), now(), false);
         assert!(q.deferring && q.fenced());
     }
 
