@@ -106,6 +106,13 @@ pub struct SpeakerArgs {
     /// long, and must not win its IPs back meanwhile.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub layer2_ready_settle_seconds: u64,
+    /// A speaker whose pod is being replaced (a rollout, a deleted pod: the DaemonSet starts
+    /// another on the node) keeps its layer 2 IPs on its node until the new one joins, this
+    /// many seconds at most, instead of moving them away and back (each move resets the
+    /// connections in flight). Nobody answers ARP/NDP for them meanwhile: clients that know the
+    /// node's MAC go on reaching it, new ones wait. 0: taken over at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub layer2_restart_hold_seconds: u64,
     /// Interface name patterns (regexes) never answered on; replaces the default list.
     #[arg(long, value_delimiter = ',')]
     pub exclude_interfaces: Option<Vec<String>>,

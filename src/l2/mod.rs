@@ -9,6 +9,7 @@ pub mod packet;
 pub mod quorum;
 pub mod reach;
 pub mod responder;
+pub mod restart_hold;
 pub mod socket;
 
 pub use election::{L2Announcement, L2NodePlan, elect, plan_node};

@@ -103,6 +103,7 @@ fn settings(args: &SpeakerArgs, bgp: bool, layer2: bool, membership_keys: Option
         layer2,
         membership_keys,
         started: Some(SystemTime::now()),
+        restart_hold: Duration::from_secs(args.layer2_restart_hold_seconds),
     }
 }
 
@@ -168,7 +169,8 @@ impl Watches {
         Observed {
             view: self.view.as_mut().map(|v| v.borrow_and_update().clone()),
             expected: peers.as_ref().map(|p| p.expected.clone()),
-            other_format: peers.map(|p| p.other_format).unwrap_or_default(),
+            other_format: peers.as_ref().map(|p| p.other_format.clone()).unwrap_or_default(),
+            replacing: peers.map(|p| p.replacing).unwrap_or_default(),
             interfaces: self.interfaces.as_mut().and_then(|i| i.borrow_and_update().clone()),
             frr: self.frr.as_mut().map(|r| r.borrow_and_update().clone()),
         }

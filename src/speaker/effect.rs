@@ -126,6 +126,12 @@ pub enum Log {
     },
     /// The speakers that should exist changed.
     Expected(Vec<String>),
+    /// The nodes whose speakers are being replaced and whose layer 2 IPs stay with them
+    /// meanwhile (for `bound` at most) changed.
+    Held {
+        nodes: BTreeSet<String>,
+        bound: Duration,
+    },
     Sigterm,
 }
 

@@ -34,6 +34,9 @@ pub struct Settings {
     /// When this process started: a speaker waits to hear the others for a moment after it
     /// ([`crate::l2::quorum::JOIN_WINDOW`]). None: no such wait (decisions tested alone).
     pub started: Option<SystemTime>,
+    /// How long a speaker being replaced keeps its layer 2 IPs on its node while nobody answers
+    /// for them ([`crate::l2::restart_hold`]); zero: taken over at once.
+    pub restart_hold: Duration,
 }
 
 /// What the driver saw before the first step, where it matters from the first decision on.
@@ -45,6 +48,8 @@ pub struct Observed {
     pub expected: Option<Expected>,
     /// Speakers of another membership format, mid-rollout ([`Peers::other_format`]).
     pub other_format: BTreeSet<String>,
+    /// Nodes whose speaker pods are being replaced ([`Peers::replacing`]).
+    pub replacing: BTreeSet<String>,
     pub interfaces: Option<Interfaces>,
     /// None without frr-agent.
     pub frr: Option<BackendReport>,

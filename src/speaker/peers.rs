@@ -27,6 +27,9 @@ pub struct Peers {
     /// between builds that cannot hear each other. Empty where pods carry no label at all
     /// (manifests of one's own), so a speaker there never takes a silent one for another build.
     pub other_format: std::collections::BTreeSet<String>,
+    /// Nodes whose speaker pod is being deleted while a DaemonSet owns it: another one will
+    /// start on the node ([`crate::l2::restart_hold`]).
+    pub replacing: std::collections::BTreeSet<String>,
 }
 
 pub enum Source {
@@ -41,11 +44,7 @@ pub enum Source {
 /// The peers from `NODE=IP:PORT` entries.
 pub fn from_members(members: &[String]) -> Result<Peers, String> {
     let seeds = parse_seeds(members)?;
-    Ok(Peers {
-        expected: seeds.iter().map(|(n, _)| (n.clone(), None)).collect(),
-        seeds,
-        other_format: Default::default(),
-    })
+    Ok(Peers { expected: seeds.iter().map(|(n, _)| (n.clone(), None)).collect(), seeds, ..Peers::default() })
 }
 
 fn read_file(path: &std::path::Path) -> Result<Peers, String> {
@@ -72,6 +71,9 @@ pub fn from_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>, me: &str, port: u1
         let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
         let status = pod.status.as_ref();
         if pod.metadata.deletion_timestamp.is_some() {
+            if owned_by_daemonset(pod) {
+                peers.replacing.insert(node);
+            }
             continue;
         }
         let ip: Option<IpAddr> = status.and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse().ok());
@@ -95,6 +97,11 @@ pub fn from_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>, me: &str, port: u1
     peers.seeds.sort();
     peers.seeds.dedup();
     peers
+}
+
+fn owned_by_daemonset(pod: &Pod) -> bool {
+    let owners = pod.metadata.owner_references.as_deref().unwrap_or_default();
+    owners.iter().any(|o| o.kind == "DaemonSet" && o.controller == Some(true))
 }
 
 /// Whether the kubelet says the pod is Ready: a speaker of another build that stopped (its node
@@ -219,6 +226,12 @@ mod tests {
                 "metadata: {name: s6, deletionTimestamp: '2026-01-01T00:00:00Z'}\nspec: {nodeName: node6, containers: []}\nstatus: {phase: Running, podIP: 192.0.2.16}",
             ),
             pod("metadata: {name: s7}\nspec: {nodeName: node7, containers: []}\nstatus: {phase: Failed}"),
+            // Deleted while the DaemonSet owns it: a successor comes to node8.
+            pod(
+                "metadata: {name: s8, deletionTimestamp: '2026-01-01T00:00:00Z', ownerReferences: [{apiVersion: apps/v1, \
+                 kind: DaemonSet, name: speaker, uid: u, controller: true}]}\nspec: {nodeName: node8, containers: []}\n\
+                 status: {phase: Running, podIP: 192.0.2.18}",
+            ),
         ];
         let peers = from_pods(&pods, "node1", 7946);
         let started: SystemTime =
@@ -232,6 +245,7 @@ mod tests {
                 .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
                 .into();
         assert_eq!(peers.seeds, seeds);
+        assert_eq!(peers.replacing.into_iter().collect::<Vec<_>>(), ["node8"]);
     }
 
     fn speaker_pod(node: &str, format: Option<&str>, ready: bool) -> Pod {

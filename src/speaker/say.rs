@@ -54,6 +54,14 @@ pub fn say(log: Log) {
         Log::FrrBehind { error, reachable } => {
             tracing::warn!(%error, reachable, "FRR not up to date")
         }
+        Log::Held { nodes, bound } if nodes.is_empty() => {
+            tracing::info!(bound = ?bound, "layer 2: no restarting speaker's IPs held")
+        }
+        Log::Held { nodes, bound } => tracing::info!(
+            held = ?nodes,
+            "layer 2: speakers being replaced; their IPs stay on their nodes until a successor joins ({} s at most)",
+            bound.as_secs()
+        ),
         Log::Expected(expected) => tracing::info!(?expected, "speakers that should exist changed"),
         Log::Sigterm => {
             tracing::info!("SIGTERM: leaving the layer 2 membership; FRR keeps its configuration")

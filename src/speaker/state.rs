@@ -22,6 +22,7 @@ use super::telling::Telling;
 use crate::config::Config;
 use crate::l2::quorum::Quorum;
 use crate::l2::reach::Announced;
+use crate::l2::restart_hold::RestartHold;
 use crate::plan::incremental::{Dirty, NodeAnnouncements};
 use crate::plan::{self, Options, Plan, PlannedAnnouncement};
 
@@ -29,6 +30,7 @@ use crate::plan::{self, Options, Plan, PlannedAnnouncement};
 #[derive(Debug, Default)]
 struct Said {
     l2: Option<(usize, bool, Option<BTreeSet<String>>)>,
+    held: BTreeSet<String>,
     frr: Option<u64>,
     extras: Vec<String>,
     unfit: BTreeMap<String, String>,
@@ -62,6 +64,10 @@ pub struct Speaker {
     view_changed: Option<std::time::Instant>,
     /// When a node's Ready settle time ends: decide again then.
     ready_recheck_at: Option<SystemTime>,
+    /// Speakers being replaced whose layer 2 IPs stay where they are meanwhile.
+    restart_hold: RestartHold,
+    /// When the next of those holds ends: decide again then.
+    hold_ends_at: Option<SystemTime>,
     /// The layer 2 IPs answered for.
     answering: Announced,
     failures: Failures,
@@ -73,6 +79,10 @@ pub struct Speaker {
 
 impl Speaker {
     pub fn new(settings: Settings, cluster: Option<Box<dyn Cluster>>, seen: Observed, now: Now) -> Speaker {
+        let mut restart_hold = RestartHold::default();
+        if let Some(view) = &seen.view {
+            restart_hold.view(&view.live, now.wall);
+        }
         Speaker {
             settings,
             cluster,
@@ -85,6 +95,8 @@ impl Speaker {
             fencing: Fencing::default(),
             view_changed: None,
             ready_recheck_at: None,
+            restart_hold,
+            hold_ends_at: None,
             answering: Announced::new(),
             failures: Failures::default(),
             telling: Telling::new(now.at),
@@ -93,10 +105,10 @@ impl Speaker {
         }
     }
 
-    /// When to step with [`Input::Timer`]: a starting speaker will count, or a node's Ready
-    /// settle time ends.
+    /// When to step with [`Input::Timer`]: a starting speaker will count, a node's Ready
+    /// settle time ends, or a restarting speaker's IPs are held no longer.
     pub fn deadline(&self) -> Option<SystemTime> {
-        [self.fencing.recount_at, self.ready_recheck_at].into_iter().flatten().min()
+        [self.fencing.recount_at, self.ready_recheck_at, self.hold_ends_at].into_iter().flatten().min()
     }
 
     /// One input alone.
@@ -133,6 +145,7 @@ impl Speaker {
             }
             Input::Manifests(Err(e)) => out.push(Log::ManifestsUnreadable(e).into()),
             Input::View(view) => {
+                self.restart_hold.view(&view.live, now.wall);
                 self.seen.view = Some(view);
                 self.view_changed = Some(now.at);
                 self.replan = true;
@@ -142,11 +155,13 @@ impl Speaker {
                 out.push(Effect::Seeds(peers.seeds));
                 self.seen.expected = Some(peers.expected);
                 self.seen.other_format = peers.other_format;
+                self.seen.replacing = peers.replacing;
                 self.replan = true;
             }
             Input::Timer => {
                 self.fencing.recount_at = self.fencing.recount_at.filter(|at| *at > now.wall);
                 self.ready_recheck_at = self.ready_recheck_at.filter(|at| *at > now.wall);
+                self.hold_ends_at = self.hold_ends_at.filter(|at| *at > now.wall);
                 self.replan = true;
             }
             Input::Frr(report) => {
@@ -238,8 +253,8 @@ impl Speaker {
     }
 
     fn options(&mut self, inputs: &plan::Inputs, now: Now, out: &mut Vec<Effect>) -> Options {
-        let live = match &self.seen.view {
-            Some(v) => Some(v.live.clone()),
+        let live = match self.seen.view.as_ref().map(|v| v.live.clone()) {
+            Some(live) => Some(self.held(inputs, now, out).into_iter().chain(live).collect()),
             None => self.settings.live_nodes.clone(),
         };
         let wall = k8s_openapi::jiff::Timestamp::try_from(now.wall).unwrap_or_default();
@@ -260,6 +275,23 @@ impl Speaker {
             ignore_exclude_lb: self.settings.ignore_exclude_lb,
             frr_log_level: Some(self.settings.frr_log_level.clone()),
         }
+    }
+
+    /// Speakers being replaced whose IPs stay with their nodes: they count as alive in the
+    /// elections, so nobody answers for the IPs they win until their successors do. Only nodes
+    /// the cluster has: a node deleted meanwhile is no candidate.
+    fn held(&mut self, inputs: &plan::Inputs, now: Now, out: &mut Vec<Effect>) -> BTreeSet<String> {
+        let bound = self.settings.restart_hold;
+        let (mut held, ends) = self.restart_hold.held(&self.seen.replacing, now.wall, bound);
+        self.hold_ends_at = ends;
+        if self.cluster.is_some() {
+            held.retain(|n| inputs.objects.nodes.iter().any(|node| node.metadata.name.as_deref() == Some(n)));
+        }
+        if held != self.said.held {
+            out.push(Log::Held { nodes: held.clone(), bound }.into());
+            self.said.held = held.clone();
+        }
+        held
     }
 
     /// Decides the Services that changed, or every Service when more than they changed.

@@ -1,13 +1,15 @@
 //! Layer 2 on the cluster lab, as a user sees it: after `helm install`, the client on the switch
 //! resolves a LoadBalancer Service's IP to one node and fetches the page through kube-proxy;
-//! deleting that node's speaker pod, or draining the node, moves the IP to the other node in
-//! under a second. Prints `helm install` → first Service reachable and Service create →
-//! reachable (p50/p99 of 20).
+//! replacing that node's speaker pod keeps the IP on the node (no request lost), killing its
+//! speaker or draining the node moves the IP to the other node in under a second. Prints `helm
+//! install` → first Service reachable and Service create → reachable (p50/p99 of 20).
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::cluster_client::ClientWatch;
 use crate::cluster_e2e::pods_ready;
 use crate::cluster_e2e_install::{POOL, assert_ferrolb_ready};
 use crate::cluster_helm::{self, NAMESPACE, lab_values};
@@ -95,6 +97,34 @@ fn moved_away(lab: &ClusterLab, macs: &[String], ip: &str, from: usize, since: I
     None
 }
 
+/// The name of the speaker pod on `node` (the newest, if two).
+fn speaker_pod(lab: &ClusterLab, node: &str) -> String {
+    let selector = format!("spec.nodeName={node}");
+    let args = ["get", "pods", "-n", NAMESPACE, "-l", SPEAKERS, "--field-selector", &selector];
+    let pods = lab.get_json(&args).unwrap_or_default();
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    let newest = items.iter().max_by_key(|p| p["metadata"]["creationTimestamp"].as_str().map(str::to_string));
+    newest.and_then(|p| p["metadata"]["name"].as_str()).unwrap_or_default().to_string()
+}
+
+const SPEAKERS: &str = "app.kubernetes.io/component=speaker";
+
+fn speaker_pods_ready(lab: &ClusterLab, count: usize) -> bool {
+    pods_ready(lab, NAMESPACE, SPEAKERS, count)
+}
+
+/// The pid of the speaker process in node `i`'s network namespace (host network).
+fn speaker_pid(lab: &ClusterLab, i: usize) -> Option<u32> {
+    let out = Command::new("ip").args(["netns", "pids", &lab.nodes[i].netns.0]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<u32>().ok()).find(
+        |pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"ferrolb")) && args.get(1) == Some(&&b"speaker"[..])
+        },
+    )
+}
+
 #[test]
 fn layer2_answers_from_one_node_and_moves_in_under_a_second() {
     require_cluster!();
@@ -118,25 +148,51 @@ fn layer2_answers_from_one_node_and_moves_in_under_a_second() {
         .expect("no node answers ARP");
     let node = lab.nodes[owner].name.clone();
 
-    // The owner's speaker pod goes (the DaemonSet makes a new one): the other node takes over.
-    let pods = lab
-        .get_json(&[
-            "get",
-            "pods",
-            "-n",
-            NAMESPACE,
-            "-l",
-            "app.kubernetes.io/component=speaker",
-            "--field-selector",
-            &format!("spec.nodeName={node}"),
-        ])
-        .unwrap();
-    let pod = pods["items"][0]["metadata"]["name"].as_str().unwrap().to_string();
+    // The owner's speaker pod is replaced (deleted; the DaemonSet starts another on the node):
+    // the IP stays on the node, nobody else answers, and the client's fetches (its neighbour
+    // cache knows the node's MAC) go on through the node's kube-proxy.
+    let pod = speaker_pod(&lab, &node);
+    let client = ClientWatch::start(&lab, &[&ip], &[&ip]);
+    std::thread::sleep(Duration::from_secs(1));
     let t = Instant::now();
     lab.kubectl(&["delete", "pod", "-n", NAMESPACE, &pod, "--wait=false"]).unwrap();
+    let replaced = wait_until(Duration::from_secs(60), || {
+        speaker_pods_ready(&lab, 2)
+            && speaker_pod(&lab, &node) != pod
+            && answering_node(&lab, &macs, &ip) == Some(owner)
+    })
+    .unwrap_or_else(|| {
+        panic!("{node}'s speaker not replaced, or {ip} not answered again\n{}", lab.ferrolb_logs())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = client.stop();
+    let (requests, lost, when) = seen.fetches.get(&ip).cloned().unwrap_or_default();
+    let (none, two, changes) = seen.arp.get(&ip).cloned().unwrap_or_default();
+    let answers: Vec<String> = changes.iter().map(|(at, who)| format!("{at:.2} s {who}")).collect();
+    println!(
+        "layer 2: {node}'s speaker pod replaced -> answered by its successor {:.2} s after the delete; \
+         no node answering {none:.2} s, another node {} times; {lost} of {requests} requests lost; answers: {}",
+        replaced.as_secs_f64(),
+        seen.moves(&ip).len(),
+        answers.join("; ")
+    );
+    assert!(seen.moves(&ip).is_empty(), "{ip} moved: {answers:?}\n{}", lab.ferrolb_logs());
+    assert_eq!(two, 0.0, "two nodes answered: {answers:?}");
+    assert!(requests > 20, "the client fetched only {requests} times");
+    assert_eq!(lost, 0, "requests lost while the speaker was replaced: {when:?}\n{}", lab.ferrolb_logs());
+    assert!(t.elapsed() < Duration::from_secs(60));
+
+    // The owner's speaker dies (killed; the kubelet restarts it in the same pod): a failure, not
+    // a replacement, so the other node takes over at once.
+    let pid = speaker_pid(&lab, owner).unwrap_or_else(|| panic!("no speaker process on {node}"));
+    let t = Instant::now();
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     let moved = moved_away(&lab, &macs, &ip, owner, t)
         .unwrap_or_else(|| panic!("{ip} stayed on {node}\n{}", lab.ferrolb_logs()));
-    println!("layer 2: speaker pod deleted -> {ip} answered by another node in {:.3} s", moved.as_secs_f64());
+    println!(
+        "layer 2: {node}'s speaker killed -> {ip} answered by another node in {:.3} s",
+        moved.as_secs_f64()
+    );
     assert!(moved < Duration::from_secs(1), "took {moved:?}");
     assert!(
         reachable(&lab, &ip, Instant::now(), Duration::from_secs(10)).is_some(),
@@ -145,15 +201,7 @@ fn layer2_answers_from_one_node_and_moves_in_under_a_second() {
 
     // Drain whichever node answers now: its web pod is evicted, so (Local) the other takes over
     // once that pod stops serving (timed from the eviction, after the cordon).
-    assert!(
-        wait_until(Duration::from_secs(60), || pods_ready(
-            &lab,
-            NAMESPACE,
-            "app.kubernetes.io/component=speaker",
-            2
-        ))
-        .is_some()
-    );
+    assert!(wait_until(Duration::from_secs(60), || speaker_pods_ready(&lab, 2)).is_some());
     std::thread::sleep(Duration::from_secs(2));
     let owner = answering_node(&lab, &macs, &ip)
         .or_else(|| answering_node(&lab, &macs, &ip))

@@ -18,6 +18,7 @@ mod chart;
 mod chart_monitoring;
 mod chart_ops;
 mod cli;
+mod cluster_client;
 mod cluster_control;
 mod cluster_e2e;
 mod cluster_e2e_bgp;

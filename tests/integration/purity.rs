@@ -12,6 +12,7 @@ const PURE: &[&str] = &[
     "src/l2/groups.rs",
     "src/l2/quorum.rs",
     "src/l2/reach.rs",
+    "src/l2/restart_hold.rs",
     "src/l2/packet",
     "frr-sidecar/src/tree.rs",
     "frr-sidecar/src/diff.rs",

@@ -88,7 +88,7 @@ fn peers(seeds: &[(&str, &str)]) -> peers::Peers {
     let seeds: Vec<(String, std::net::SocketAddr)> =
         seeds.iter().map(|(n, a)| (n.to_string(), a.parse().unwrap())).collect();
     let expected = seeds.iter().map(|(n, _)| (n.clone(), None)).collect();
-    peers::Peers { expected, seeds, other_format: Default::default() }
+    peers::Peers { expected, seeds, ..Default::default() }
 }
 
 fn view(live: &[&str]) -> View {

@@ -22,6 +22,7 @@ mod announcing;
 mod configuration;
 mod failing;
 mod fencing;
+mod restarting;
 mod telling;
 
 /// The objects of a cluster: the test changes them, the speaker reads them.

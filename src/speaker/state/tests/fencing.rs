@@ -69,11 +69,7 @@ fn a_starting_speaker_counts_once_its_grace_is_over_and_the_timer_says_when() {
     // node3's speaker started 10 s ago and has not joined: it does not count for 20 s more.
     let mut starting = expected(&NODES);
     starting.insert("node3".into(), Some(lab.wall - Duration::from_secs(10)));
-    let peers = crate::speaker::peers::Peers {
-        expected: starting,
-        seeds: Vec::new(),
-        other_format: Default::default(),
-    };
+    let peers = crate::speaker::peers::Peers { expected: starting, seeds: Vec::new(), ..Default::default() };
     let first = lab.steps(0, [Input::View(view(&["node1"])), Input::Peers(peers), Input::ClusterChanged]);
     assert_eq!(quorum_said(&first)[0].0, None, "two counted: no majority needed");
     assert!(!answered(&first).unwrap().is_empty());
@@ -94,7 +90,7 @@ fn the_speakers_that_should_exist_seed_membership_and_are_the_quorum_base() {
     let peers = crate::speaker::peers::Peers {
         expected: expected(&["node1", "node2"]),
         seeds: seeds.clone(),
-        other_format: Default::default(),
+        ..Default::default()
     };
     let shrunk = lab.step(1, Input::Peers(peers));
     assert_eq!(logs(&shrunk)[0], &Log::Expected(vec!["node1".into(), "node2".into()]));
@@ -111,7 +107,7 @@ fn changes_observed_together_are_decided_once_from_all_of_them() {
     let alone = crate::speaker::peers::Peers {
         expected: expected(&["node1"]),
         seeds: Vec::new(),
-        other_format: Default::default(),
+        ..Default::default()
     };
     let both = lab.steps(1, [Input::View(view(&["node1"])), Input::Peers(alone)]);
     assert_eq!(quorum_said(&both), [(None, "sees 1 of 1 expected speakers; answering".to_string())]);
