@@ -153,8 +153,12 @@ fn main() {
             let out = lab.node.vtysh(&["-f", file.to_str().unwrap()]).unwrap();
             assert!(out.status.success());
             floor.push(ms(fib.wait(&format!("198.18.0.{}", n - 1), t)));
-            // Bring the applier's view along (it re-sends lines FRR already has: a no-op there).
+            // Bring the applier's view along (it re-sends lines FRR already has: a no-op there),
+            // then let it settle: the next sample must not start behind this call's vtysh runs
+            // (nor the dry run it starts for the next change, which a change arriving this soon
+            // after the last Apply would wait for).
             lab.applier.apply(&conf, 2 + i).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
         }
         running = conf;
     }

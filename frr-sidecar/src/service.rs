@@ -15,6 +15,9 @@ use crate::{daemons, status};
 /// Daemons whose restart loses configuration the agent pushed.
 const DAEMONS: &[&str] = &["mgmtd", "zebra", "bgpd", "bfdd", "staticd"];
 
+/// How long after an Apply FRR's state (sessions, BFD) is read again.
+const STATE_AFTER_APPLY: Duration = Duration::from_millis(200);
+
 pub struct Settings {
     pub vtysh: Vtysh,
     /// Where FRR keeps its `<daemon>.pid` files (its vty socket directory).
@@ -104,7 +107,20 @@ impl Agent {
             }
         }
         lock(&self.inner.notes).last_error = reply.error.clone();
-        self.inner.poke.notify_one();
+        // What the reply says is news at once. Reading FRR's state (two to four vtysh runs)
+        // waits a moment: started at once, it competed with bgpd for the CPU just as bgpd was
+        // sending the change to its peers.
+        self.inner.status.send_if_modified(|now| {
+            let changed = now.running_generation != running_generation || now.last_error != reply.error;
+            now.running_generation = running_generation;
+            now.last_error.clone_from(&reply.error);
+            changed
+        });
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(STATE_AFTER_APPLY).await;
+            inner.poke.notify_one();
+        });
         reply
     }
 

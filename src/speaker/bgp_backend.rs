@@ -1,7 +1,9 @@
 //! Turns the speaker's desired FRR configuration into Apply calls on frr-agent.
 //!
-//! Bursts are coalesced in a short window (a Service flood becomes one Apply, not hundreds), and
-//! only the latest desired configuration is ever sent. While the agent is unreachable or FRR
+//! A change after a quiet spell goes at once; changes within a short window of the last Apply
+//! wait for the window's end and go together (a Service flood becomes a few Applies, not
+//! hundreds), and only the latest desired configuration is ever sent. Waiting the window before
+//! every change, as before, added its length to every lone Service's time to the router. While the agent is unreachable or FRR
 //! fails, it retries with capped exponential backoff. It follows the agent's status stream, so
 //! when the agent restarts (and forgets what it ran) the configuration is sent again.
 
@@ -21,7 +23,7 @@ use super::extras_guard::{ExtrasGuard, Sent};
 #[derive(Debug, Clone)]
 pub struct BackendSettings {
     pub socket: PathBuf,
-    /// How long changes are gathered before one Apply.
+    /// How long after one Apply began the next may begin: the changes meanwhile go together.
     pub window: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
@@ -163,6 +165,8 @@ async fn run(
     let mut generation = first_generation();
     let mut sent: Option<(u64, String)> = None;
     let mut due: Option<Instant> = None;
+    // When the last Apply began: the window runs from there.
+    let mut last_apply: Option<Instant> = None;
     let mut backoff = settings.min_backoff;
     let mut statuses = None;
     let mut guard = ExtrasGuard::default();
@@ -187,7 +191,8 @@ async fn run(
                     return; // the speaker dropped the backend
                 }
                 if due.is_none() {
-                    due = Some(Instant::now() + settings.window);
+                    let now = Instant::now();
+                    due = Some(last_apply.map_or(now, |at| (at + settings.window).max(now)));
                 }
             }
             status = wait_status => match status {
@@ -219,6 +224,7 @@ async fn run(
                 }
                 generation += 1;
                 let started = Instant::now();
+                last_apply = Some(started);
                 let outcome = apply(&mut client, &config, generation).await;
                 crate::metrics::METRICS.apply_seconds.observe(started.elapsed().as_secs_f64());
                 if let Err(Failure::Rejected(e) | Failure::Retry(e, true)) = &outcome

@@ -62,12 +62,17 @@ fn invalid_configuration_is_rejected_and_the_last_good_one_keeps_running() {
     lab.applier.apply(&good, 1).unwrap();
     let bad = good.replace("remote-as 64500", "remote-as banana");
     match lab.applier.apply(&bad, 2) {
-        Err(ApplyError::Rejected(text)) => assert!(!text.is_empty()),
+        Err(ApplyError::Rejected(text)) => assert!(text.contains("banana"), "{text}"),
         other => panic!("expected a rejection, got {other:?}"),
     }
+    // Checked by the dry run started after the first Apply, as every change after the first.
+    assert_eq!(lab.applier.checked_ahead(), 1);
     assert!(lab.node_matches(&good));
     assert_eq!(lab.applier.generation(), Some(1));
-    assert!(wait_for(Duration::from_secs(30), || lab.received() == 3).is_some());
+    // And the next good change goes through the one started after the rejection.
+    lab.applier.apply(&node_config(4, "64500:100"), 3).unwrap();
+    assert_eq!(lab.applier.checked_ahead(), 2);
+    assert!(wait_for(Duration::from_secs(30), || lab.received() == 4).is_some());
 }
 
 #[test]
