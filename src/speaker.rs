@@ -116,7 +116,7 @@ pub struct SpeakerArgs {
     /// Interface name patterns (regexes) never answered on; replaces the default list.
     #[arg(long, value_delimiter = ',')]
     pub exclude_interfaces: Option<Vec<String>>,
-    /// One Apply to FRR may begin this many milliseconds after the last at the soonest: a
+    /// One Apply to FRR may begin this many milliseconds after the last ended at the soonest: a
     /// change after a quiet spell goes at once, the changes of a burst go together.
     #[arg(long, default_value_t = 50)]
     pub coalesce_ms: u64,

@@ -160,28 +160,42 @@ struct Checker {
     child: Option<std::process::Child>,
 }
 
+/// What a started dry run made of a script.
+enum Checked {
+    /// FRR's verdict: whether it takes the script, and what vtysh said.
+    Verdict(bool, String),
+    /// No verdict from this checker (it had stopped, or was stopped by a signal): check the
+    /// usual way.
+    Unavailable,
+    /// It ran past the deadline and was killed: no second wait as long.
+    Failed(String),
+}
+
 impl Checker {
-    /// FRR's verdict on `script` (ok, what vtysh said), or None when this checker cannot give
-    /// one (it stopped meanwhile): the caller checks the usual way then.
-    fn check(mut self, script: &str) -> Option<(bool, String)> {
-        let mut child = self.child.take()?;
-        if !matches!(child.try_wait(), Ok(None)) {
+    /// FRR's verdict on `script`.
+    fn check(mut self, script: &str) -> Checked {
+        let Some(mut child) = self.child.take() else { return Checked::Unavailable };
+        let stdin = child.stdin.take();
+        let (Ok(None), Some(mut stdin)) = (child.try_wait(), stdin) else {
             let _ = child.wait();
-            return None;
-        }
-        let mut stdin = child.stdin.take()?;
+            return Checked::Unavailable;
+        };
         let script = script.to_string();
         // Written from a thread: a long script's errors may fill vtysh's output pipe while it
         // is still being written.
         let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()).is_ok());
-        let out = wait_within(child, VTYSH_DEADLINE).ok()?;
-        if !writer.join().unwrap_or(false) {
-            return None;
+        let out = match wait_within(child, VTYSH_DEADLINE) {
+            Ok(out) => out,
+            Err(e) => return Checked::Failed(format!("vtysh -C: {e}")),
+        };
+        // Killed by a signal (the OOM killer, say) is no verdict on the script.
+        if !writer.join().unwrap_or(false) || out.status.code().is_none() {
+            return Checked::Unavailable;
         }
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         let ok = out.status.success();
-        Some((ok, redact(&if ok { text } else { without_progress(&text) })))
+        Checked::Verdict(ok, redact(&if ok { text } else { without_progress(&text) }))
     }
 }
 
@@ -315,13 +329,14 @@ impl Applier {
             // Every line already in FRR passed this check when it was applied, so checking the
             // change is enough, and costs what the change costs, not what the whole file does.
             let file = self.write("change.conf", &script.text)?;
-            let checked = self.checker.take().and_then(|c| c.check(&script.text));
+            let checked = self.checker.take().map_or(Checked::Unavailable, |c| c.check(&script.text));
             let (ok, text) = match checked {
-                Some(verdict) => {
+                Checked::Verdict(ok, text) => {
                     self.checked_ahead += 1;
-                    verdict
+                    (ok, text)
                 }
-                None => self.vtysh.run(&["-C", "-f", path(&file)])?,
+                Checked::Unavailable => self.vtysh.run(&["-C", "-f", path(&file)])?,
+                Checked::Failed(e) => return Err(ApplyError::Vtysh(e)),
             };
             if !ok {
                 self.check_ahead();

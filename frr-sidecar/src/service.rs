@@ -106,16 +106,13 @@ impl Agent {
                 reply.error = e.to_string();
             }
         }
-        lock(&self.inner.notes).last_error = reply.error.clone();
         // What the reply says is news at once. Reading FRR's state (two to four vtysh runs)
         // waits a moment: started at once, it competed with bgpd for the CPU just as bgpd was
         // sending the change to its peers.
-        self.inner.status.send_if_modified(|now| {
-            let changed = now.running_generation != running_generation || now.last_error != reply.error;
-            now.running_generation = running_generation;
-            now.last_error.clone_from(&reply.error);
-            changed
-        });
+        let mut notes = lock(&self.inner.notes);
+        notes.last_error = reply.error.clone();
+        self.inner.publish(|now| now.last_error.clone_from(&reply.error));
+        drop(notes);
         let inner = self.inner.clone();
         tokio::spawn(async move {
             tokio::time::sleep(STATE_AFTER_APPLY).await;
@@ -220,19 +217,11 @@ impl Inner {
     }
 
     fn refresh_status(&self) {
-        let (running_generation, frr_version) = {
-            let mut applier = lock(&self.applier);
-            // Asks FRR only while the version is unknown (before the first answer, after a
-            // restart).
-            (
-                applier.generation().unwrap_or(0),
-                applier.frr_version().map(|v| v.to_string()).unwrap_or_default(),
-            )
-        };
+        // Asks FRR only while the version is unknown (before the first answer, after a restart).
+        let frr_version = lock(&self.applier).frr_version().map(|v| v.to_string()).unwrap_or_default();
         let state = self.read_state();
         let notes = lock(&self.notes);
         let mut next = AgentStatus {
-            running_generation,
             frr_version,
             last_error: notes.last_error.clone(),
             restores: notes.restores,
@@ -240,17 +229,26 @@ impl Inner {
             daemons_down: daemons::down(&self.run_dir, self.config_dir.as_deref(), daemons::Reach::Socket),
             ..Default::default()
         };
-        drop(notes);
         match state {
             Ok((n, b)) => (next.neighbors, next.bfd_peers) = (n, b),
             Err(e) if next.last_error.is_empty() => next.last_error = format!("reading FRR's state: {e}"),
             Err(_) => {}
         }
+        self.publish(|now| *now = next);
+        drop(notes);
+    }
+
+    /// Changes the published status with `change`, its running generation read now. Called with
+    /// `notes` held, so two publications never cross: an Apply's outcome, published at once, is
+    /// never overwritten by a status refresh that read the generation before it.
+    fn publish(&self, change: impl FnOnce(&mut AgentStatus)) {
+        let running_generation = lock(&self.applier).generation().unwrap_or(0);
         // Clocks tick on every poll; only a change in anything else wakes watchers.
         self.status.send_if_modified(|now| {
-            let changed = without_clocks(now) != without_clocks(&next);
-            *now = next;
-            changed
+            let before = without_clocks(now);
+            change(now);
+            now.running_generation = running_generation;
+            before != without_clocks(now)
         });
     }
 }

@@ -13,8 +13,10 @@
 //! elections (nobody answers for the IPs it wins) until a speaker on its node joins again, or
 //! for `bound` at most: a successor that never comes (an image that cannot be pulled, a node
 //! going away) must not leave its IPs unanswered for long. Only a departure seen while the pod
-//! was known to be replaced holds: learning it a moment later would take the IPs away from the
-//! node that just took them over, which moves nothing back and leaves new clients unanswered.
+//! was known to be replaced (or had been, within `bound`: a departure found by failure
+//! detection may come after the old pod left the API) holds: learning it a moment later would
+//! take the IPs away from the node that just took them over, which moves nothing back and
+//! leaves new clients unanswered.
 //! A speaker that fails (its pod not deleted) is taken over at once, as ever.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +30,14 @@ pub struct RestartHold {
     /// known at that decision, so the order in which the pod's deletion and the departure were
     /// taken in does not matter.
     left: BTreeMap<String, SystemTime>,
+    /// Nodes whose pods were last seen being replaced, and when.
+    replaced: BTreeMap<String, SystemTime>,
+    /// Nodes whose speaker came back while their old pod is still listed as being replaced
+    /// (the DaemonSet makes the new pod before the old one is gone from the API): that listing
+    /// is about the speaker that left, not the one that came back.
+    returned: BTreeSet<String>,
+    /// Nodes whose speaker left and has not come back.
+    departed: BTreeSet<String>,
     /// The nodes membership last saw alive.
     live: BTreeSet<String>,
 }
@@ -38,6 +48,14 @@ impl RestartHold {
     pub fn view(&mut self, live: &BTreeSet<String>, now: SystemTime) {
         for gone in self.live.difference(live) {
             self.left.entry(gone.clone()).or_insert(now);
+            self.departed.insert(gone.clone());
+        }
+        // A node whose speaker came back was replaced: its next departure is news of its own.
+        for back in live.difference(&self.live) {
+            if self.departed.remove(back) {
+                self.replaced.remove(back);
+                self.returned.insert(back.clone());
+            }
         }
         self.since.retain(|node, _| !live.contains(node));
         self.left.retain(|node, _| !live.contains(node));
@@ -52,8 +70,12 @@ impl RestartHold {
         now: SystemTime,
         bound: Duration,
     ) -> (BTreeSet<String>, Option<SystemTime>) {
+        self.returned.retain(|n| replacing.contains(n));
+        let current = replacing.iter().filter(|n| !self.returned.contains(*n));
+        self.replaced.extend(current.map(|n| (n.clone(), now)));
+        self.replaced.retain(|_, seen| now < *seen + bound);
         for (node, left) in std::mem::take(&mut self.left) {
-            if replacing.contains(&node) {
+            if self.replaced.contains_key(&node) {
                 self.since.insert(node, left);
             }
         }
@@ -118,6 +140,48 @@ mod tests {
         let mut fresh = RestartHold::default();
         fresh.view(&nodes(&["n2"]), at(0));
         assert!(fresh.held(&nodes(&["n1"]), at(0), BOUND).0.is_empty());
+    }
+
+    #[test]
+    fn a_replacement_seen_before_a_late_departure_still_holds_until_its_successor_returns() {
+        let mut hold = RestartHold::default();
+        hold.view(&nodes(&["n1", "n2", "n3"]), at(0));
+        // n1's pod is being replaced while its speaker still runs; its leave is lost, so the
+        // others find it gone by failure detection, after the old pod left the API.
+        assert!(hold.held(&nodes(&["n1"]), at(1_000), BOUND).0.is_empty());
+        hold.view(&nodes(&["n2", "n3"]), at(2_000));
+        assert_eq!(hold.held(&nodes(&[]), at(2_000), BOUND).0, nodes(&["n1"]));
+        // The successor joins; when it fails later, that is a failure: taken over at once.
+        hold.view(&nodes(&["n1", "n2", "n3"]), at(3_000));
+        assert!(hold.held(&nodes(&[]), at(3_000), BOUND).0.is_empty());
+        hold.view(&nodes(&["n2", "n3"]), at(4_000));
+        assert!(hold.held(&nodes(&[]), at(4_000), BOUND).0.is_empty());
+        // A replacement seen longer than the bound ago is forgotten.
+        let mut old = RestartHold::default();
+        old.view(&nodes(&["n1", "n2"]), at(0));
+        old.held(&nodes(&["n1"]), at(0), BOUND);
+        old.view(&nodes(&["n2"]), at(10_000));
+        assert!(old.held(&nodes(&[]), at(10_000), BOUND).0.is_empty());
+    }
+
+    #[test]
+    fn the_old_pod_still_listed_after_the_successor_joined_is_not_the_successors_replacement() {
+        let mut hold = RestartHold::default();
+        hold.view(&nodes(&["n1", "n2"]), at(0));
+        hold.held(&nodes(&["n1"]), at(1_000), BOUND);
+        hold.view(&nodes(&["n2"]), at(1_500));
+        assert_eq!(hold.held(&nodes(&["n1"]), at(1_500), BOUND).0, nodes(&["n1"]));
+        // The successor joins while the old pod is still listed; then the successor dies.
+        hold.view(&nodes(&["n1", "n2"]), at(2_000));
+        assert!(hold.held(&nodes(&["n1"]), at(2_000), BOUND).0.is_empty());
+        hold.view(&nodes(&["n2"]), at(2_500));
+        assert!(hold.held(&nodes(&["n1"]), at(2_500), BOUND).0.is_empty(), "a failure: taken over");
+        // Once the old pod is gone, a new replacement of the node holds again.
+        hold.view(&nodes(&["n1", "n2"]), at(3_000));
+        hold.held(&nodes(&[]), at(3_000), BOUND);
+        hold.held(&nodes(&["n1"]), at(4_000), BOUND);
+        hold.view(&nodes(&["n2"]), at(4_500));
+        assert_eq!(hold.held(&nodes(&["n1"]), at(4_500), BOUND).0, nodes(&["n1"]));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Turns the speaker's desired FRR configuration into Apply calls on frr-agent.
 //!
-//! A change after a quiet spell goes at once; changes within a short window of the last Apply
-//! wait for the window's end and go together (a Service flood becomes a few Applies, not
+//! A change after a quiet spell goes at once; changes within a short window after the last
+//! Apply wait for the window's end and go together (a Service flood becomes a few Applies, not
 //! hundreds), and only the latest desired configuration is ever sent. Waiting the window before
 //! every change, as before, added its length to every lone Service's time to the router. While the agent is unreachable or FRR
 //! fails, it retries with capped exponential backoff. It follows the agent's status stream, so
@@ -23,7 +23,7 @@ use super::extras_guard::{ExtrasGuard, Sent};
 #[derive(Debug, Clone)]
 pub struct BackendSettings {
     pub socket: PathBuf,
-    /// How long after one Apply began the next may begin: the changes meanwhile go together.
+    /// How long after one Apply ended the next may begin: the changes meanwhile go together.
     pub window: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
@@ -165,7 +165,8 @@ async fn run(
     let mut generation = first_generation();
     let mut sent: Option<(u64, String)> = None;
     let mut due: Option<Instant> = None;
-    // When the last Apply began: the window runs from there.
+    // When the last Apply ended: the window runs from there, so a burst leaves FRR a window
+    // between Applies however long each takes.
     let mut last_apply: Option<Instant> = None;
     let mut backoff = settings.min_backoff;
     let mut statuses = None;
@@ -224,8 +225,8 @@ async fn run(
                 }
                 generation += 1;
                 let started = Instant::now();
-                last_apply = Some(started);
                 let outcome = apply(&mut client, &config, generation).await;
+                last_apply = Some(Instant::now());
                 crate::metrics::METRICS.apply_seconds.observe(started.elapsed().as_secs_f64());
                 if let Err(Failure::Rejected(e) | Failure::Retry(e, true)) = &outcome
                     && guard.refused(&want, chosen)

@@ -279,13 +279,20 @@ impl Speaker {
 
     /// Speakers being replaced whose IPs stay with their nodes: they count as alive in the
     /// elections, so nobody answers for the IPs they win until their successors do. Only nodes
-    /// the cluster has: a node deleted meanwhile is no candidate.
+    /// the cluster has and keeps: a node deleted, cordoned or marked for removal by an
+    /// autoscaler loses its speaker for good, not for a restart.
     fn held(&mut self, inputs: &plan::Inputs, now: Now, out: &mut Vec<Effect>) -> BTreeSet<String> {
         let bound = self.settings.restart_hold;
         let (mut held, ends) = self.restart_hold.held(&self.seen.replacing, now.wall, bound);
         self.hold_ends_at = ends;
         if self.cluster.is_some() {
-            held.retain(|n| inputs.objects.nodes.iter().any(|node| node.metadata.name.as_deref() == Some(n)));
+            held.retain(|n| {
+                inputs
+                    .objects
+                    .nodes
+                    .iter()
+                    .any(|node| node.metadata.name.as_deref() == Some(n) && staying(node))
+            });
         }
         if held != self.said.held {
             out.push(Log::Held { nodes: held.clone(), bound }.into());
@@ -396,6 +403,17 @@ impl Speaker {
         }
         self.telling.failures(&found, self.cluster.as_deref(), now.at, out);
     }
+}
+
+/// Whether a node is meant to stay: not being deleted, not cordoned, not tainted for removal by
+/// the cluster autoscaler or Karpenter.
+fn staying(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    const REMOVAL: [&str; 2] = ["ToBeDeletedByClusterAutoscaler", "karpenter.sh/disrupted"];
+    let spec = node.spec.as_ref();
+    let taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    node.metadata.deletion_timestamp.is_none()
+        && !spec.and_then(|s| s.unschedulable).unwrap_or(false)
+        && !taints.iter().any(|t| REMOVAL.contains(&t.key.as_str()))
 }
 
 /// In a cluster the controller decides the IPs: only Services whose status carries them are

@@ -86,3 +86,16 @@ fn a_failed_speaker_or_one_learnt_replaced_too_late_is_taken_over_at_once() {
     let gone = off.steps(1, [Input::View(view(&["node1", "node2"])), Input::Peers(node3_going(true))]);
     assert_eq!(answered(&gone), Some(after_takeover()));
 }
+
+#[test]
+fn a_node_going_away_is_not_held() {
+    // node3 cordoned (or deleted, or tainted by an autoscaler): its speaker is not coming back.
+    let cordoned = "metadata: {name: node3}\nspec: {unschedulable: true}\n";
+    let world = layer2_world(&[], 8).replace("metadata: {name: node3}\n", cordoned);
+    assert!(world.contains("unschedulable"));
+    let mut lab = Lab::new(holding_settings(), &world, all_seen());
+    lab.step(0, Input::ClusterChanged);
+    let gone = lab.steps(1, [Input::View(view(&["node1", "node2"])), Input::Peers(node3_going(true))]);
+    assert_eq!(answered(&gone), Some(after_takeover()));
+    assert!(held_said(&gone).is_empty());
+}
