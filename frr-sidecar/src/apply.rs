@@ -37,12 +37,7 @@ impl Vtysh {
             .map_err(|e| {
                 ApplyError::Vtysh(redact(&format!("{} {}: {e}", self.program.display(), args.join(" "))))
             })?;
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        let ok = out.status.success();
-        // A failure's text becomes an error in the speaker's status: FRR's words only.
-        let text = if ok { text } else { without_progress(&text) };
-        Ok((ok, redact(&text)))
+        Ok(verdict(&out))
     }
 
     /// A dry run (`-C`) of whatever script it will be handed on its stdin, started now.
@@ -80,9 +75,26 @@ fn spawn(command: &mut Command, stdin: std::process::Stdio) -> Result<std::proce
         .map_err(|e| e.to_string())
 }
 
+/// Whether vtysh succeeded, and what it said (stdout, then stderr), redacted. A failure's text
+/// becomes an error in the speaker's status: FRR's words only, without vtysh's progress lines.
+fn verdict(out: &std::process::Output) -> (bool, String) {
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let ok = out.status.success();
+    let text = if ok { text } else { without_progress(&text) };
+    (ok, redact(&text))
+}
+
+/// Kills the process group `leader` leads (a vtysh and whatever it forked).
+fn kill_group(leader: u32) {
+    if let Ok(id) = i32::try_from(leader) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(id), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 /// A started `child`'s output, as [`output_within`].
 fn wait_within(child: std::process::Child, deadline: Duration) -> Result<std::process::Output, String> {
-    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
+    let leader = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
@@ -90,7 +102,7 @@ fn wait_within(child: std::process::Child, deadline: Duration) -> Result<std::pr
     match rx.recv_timeout(deadline) {
         Ok(out) => out.map_err(|e| e.to_string()),
         Err(_) => {
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            kill_group(leader);
             // The pipes close with the group, so the waiter returns.
             let _ = waiter.join();
             Err(format!("did not finish within {deadline:?} and was killed"))
@@ -192,10 +204,8 @@ impl Checker {
         if !writer.join().unwrap_or(false) || out.status.code().is_none() {
             return Checked::Unavailable;
         }
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        let ok = out.status.success();
-        Checked::Verdict(ok, redact(&if ok { text } else { without_progress(&text) }))
+        let (ok, text) = verdict(&out);
+        Checked::Verdict(ok, text)
     }
 }
 
@@ -205,12 +215,7 @@ impl Drop for Checker {
         if let Some(mut child) = self.child.take() {
             drop(child.stdin.take());
             if !matches!(child.try_wait(), Ok(Some(_))) {
-                if let Ok(id) = i32::try_from(child.id()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(id),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+                kill_group(child.id());
                 let _ = child.wait();
             }
         }

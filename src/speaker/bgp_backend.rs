@@ -3,8 +3,8 @@
 //! A change after a quiet spell goes at once; changes within a short window after the last
 //! Apply wait for the window's end and go together (a Service flood becomes a few Applies, not
 //! hundreds), and only the latest desired configuration is ever sent. Waiting the window before
-//! every change, as before, added its length to every lone Service's time to the router. While the agent is unreachable or FRR
-//! fails, it retries with capped exponential backoff. It follows the agent's status stream, so
+//! every change, as before, added its length to every lone Service's time to the router. While
+//! the agent is unreachable or FRR fails, it retries with capped exponential backoff. It follows the agent's status stream, so
 //! when the agent restarts (and forgets what it ran) the configuration is sent again.
 
 use std::path::PathBuf;

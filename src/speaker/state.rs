@@ -287,11 +287,9 @@ impl Speaker {
         self.hold_ends_at = ends;
         if self.cluster.is_some() {
             held.retain(|n| {
-                inputs
-                    .objects
-                    .nodes
-                    .iter()
-                    .any(|node| node.metadata.name.as_deref() == Some(n) && staying(node))
+                inputs.objects.nodes.iter().any(|node| {
+                    node.metadata.name.as_deref() == Some(n) && crate::topology::readiness::staying(node)
+                })
             });
         }
         if held != self.said.held {
@@ -403,17 +401,6 @@ impl Speaker {
         }
         self.telling.failures(&found, self.cluster.as_deref(), now.at, out);
     }
-}
-
-/// Whether a node is meant to stay: not being deleted, not cordoned, not tainted for removal by
-/// the cluster autoscaler or Karpenter.
-fn staying(node: &k8s_openapi::api::core::v1::Node) -> bool {
-    const REMOVAL: [&str; 2] = ["ToBeDeletedByClusterAutoscaler", "karpenter.sh/disrupted"];
-    let spec = node.spec.as_ref();
-    let taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or_default();
-    node.metadata.deletion_timestamp.is_none()
-        && !spec.and_then(|s| s.unschedulable).unwrap_or(false)
-        && !taints.iter().any(|t| REMOVAL.contains(&t.key.as_str()))
 }
 
 /// In a cluster the controller decides the IPs: only Services whose status carries them are

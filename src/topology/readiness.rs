@@ -81,6 +81,17 @@ fn why_unfit(node: &Node, now: Timestamp, settle: Duration) -> Verdict {
     }
 }
 
+/// Whether a node is meant to stay: not being deleted, not cordoned, not tainted for removal by
+/// the cluster autoscaler or Karpenter.
+pub fn staying(node: &Node) -> bool {
+    const REMOVAL: [&str; 2] = ["ToBeDeletedByClusterAutoscaler", "karpenter.sh/disrupted"];
+    let spec = node.spec.as_ref();
+    let taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    node.metadata.deletion_timestamp.is_none()
+        && !spec.and_then(|s| s.unschedulable).unwrap_or(false)
+        && !taints.iter().any(|t| REMOVAL.contains(&t.key.as_str()))
+}
+
 fn jiff_span(d: Duration) -> k8s_openapi::jiff::SignedDuration {
     k8s_openapi::jiff::SignedDuration::try_from(d).unwrap_or(k8s_openapi::jiff::SignedDuration::MAX)
 }
@@ -139,5 +150,20 @@ mod tests {
         assert_eq!(unfit(&nodes, at("2026-12-06T10:00:50Z"), settle), Unfit::default());
         // No settle: Ready is enough.
         assert_eq!(unfit(&nodes, at("2026-12-06T10:00:21Z"), Duration::ZERO), Unfit::default());
+    }
+
+    #[test]
+    fn nodes_marked_for_removal_or_cordoned_are_not_staying() {
+        assert!(staying(&node("n1", None, None)));
+        assert!(staying(&node("n1", None, Some(OUT_OF_SERVICE_TAINT))), "out of service is not removal");
+        assert!(!staying(&node("n1", None, Some("ToBeDeletedByClusterAutoscaler"))));
+        assert!(!staying(&node("n1", None, Some("karpenter.sh/disrupted"))));
+        let mut cordoned = node("n1", None, None);
+        cordoned.spec.get_or_insert_default().unschedulable = Some(true);
+        assert!(!staying(&cordoned));
+        let mut deleted = node("n1", None, None);
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at("2026-01-01T00:00:00Z")));
+        assert!(!staying(&deleted));
     }
 }
