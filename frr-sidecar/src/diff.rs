@@ -20,6 +20,7 @@ const OWNED_ROOT_LINES: &[&str] = &[
     "log ",
     "ip nht ",
     "ipv6 nht ",
+    "bgp route-map delay-timer ",
     "bgp community-list ",
     "bgp large-community-list ",
     "bgp extcommunity-list ",

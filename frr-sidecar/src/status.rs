@@ -83,11 +83,24 @@ fn neighbor(vrf: &str, peer: &str, n: &Value) -> Neighbor {
         connections_dropped: number(n, "connectionsDropped"),
         prefixes_sent: sum("sentPrefixCounter"),
         prefixes_received: sum("acceptedPrefixCounter"),
-        last_reset: text(n, "lastResetDueTo"),
+        last_reset: last_reset(n),
         last_notification: text(n, "lastNotificationReason"),
         bfd_status: n.get("peerBfdInfo").map(|b| text(b, "status")).unwrap_or_default(),
         remote_port: remote_port(n),
         messages: n.get("messageStats").map(message_counters),
+    }
+}
+
+/// Why the session last went down. bgpd records "No AFI/SAFI activated for peer" when a
+/// neighbor is created, before the same configuration activates its address families: with no
+/// connection ever dropped it names no reset, and read as one it would send an operator chasing
+/// a fault that never happened (every first session showed it).
+fn last_reset(n: &Value) -> String {
+    let why = text(n, "lastResetDueTo");
+    if number(n, "connectionsDropped") == 0 && why == "No AFI/SAFI activated for peer" {
+        String::new()
+    } else {
+        why
     }
 }
 
@@ -221,7 +234,8 @@ mod tests {
         assert_eq!(v4.bfd_status, "Down");
         let far = by("203.0.113.9");
         assert_eq!(far.state, "Idle");
-        assert_eq!(far.last_reset, "No AFI/SAFI activated for peer");
+        // Never connected: FRR's placeholder from the neighbor's creation is no reset.
+        assert_eq!(far.last_reset, "");
         assert_eq!(far.bfd_status, "");
 
         let n = neighbors(NOTIFICATION).unwrap();

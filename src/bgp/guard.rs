@@ -20,6 +20,7 @@ const TOP: &[Shape] = &[
     "log stdout",
     "log stdout *",
     "log timestamp precision #",
+    "bgp route-map delay-timer #",
     "ip nht resolve-via-default",
     "ipv6 nht resolve-via-default",
 ];

@@ -11,7 +11,7 @@ use crate::fabric::{Lan, Netns, kernel_next_hops, plan_node, sh, wire};
 use crate::frr_lab::{Frr, wait_for};
 use crate::runtime;
 
-const BASE: &str = "
+pub const BASE: &str = "
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: pool}
@@ -38,7 +38,7 @@ metadata: {name: api, namespace: shop}
 spec: {type: LoadBalancer}
 ";
 
-fn peer(name: &str, asn: u32, address: &str, extra: &str) -> String {
+pub fn peer(name: &str, asn: u32, address: &str, extra: &str) -> String {
     format!(
         "---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}}}\n\
          spec: {{myASN: 64512, peerASN: {asn}, peerAddress: '{address}', holdTime: 9s, keepaliveTime: 3s, connectTime: 1s{extra}}}\n"
@@ -62,7 +62,7 @@ fn status(agent: &AgentProcess) -> AgentStatus {
 }
 
 /// (established, dropped) connection counts of every session `router` has.
-fn counters(router: &Frr) -> Vec<(String, u64, u64)> {
+pub fn counters(router: &Frr) -> Vec<(String, u64, u64)> {
     let v = router.json("show bgp vrf all neighbors json");
     let mut out = Vec::new();
     for (_, vrf) in v.as_object().into_iter().flatten() {
@@ -85,7 +85,7 @@ fn path_attrs(router: &Frr, prefix: &str) -> serde_json::Value {
     router.json(&format!("show bgp {afi} unicast {prefix} json"))
 }
 
-const TOR: &str = "router bgp 64500
+pub const TOR: &str = "router bgp 64500
  bgp router-id 192.0.2.1
  no bgp ebgp-requires-policy
  bgp bestpath as-path multipath-relax
@@ -219,9 +219,9 @@ fn two_nodes_announce_dual_stack_services_with_ecmp_communities_and_local_pref()
 }
 
 /// BFD at 100 ms x 3: the BFDProfile the nodes get and the ToR's own profile of the same name.
-const BFD_FAST: &str = "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\n\
+pub const BFD_FAST: &str = "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\n\
                         spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n";
-const TOR_BFD_FAST: &str = "bfd
+pub const TOR_BFD_FAST: &str = "bfd
  profile fast
   receive-interval 100
   transmit-interval 100

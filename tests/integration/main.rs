@@ -36,6 +36,7 @@ mod cluster_upgrade;
 mod crds;
 mod examples;
 mod fabric;
+mod first_sessions;
 mod frr_golden;
 mod frr_image;
 mod frr_log_level;
