@@ -113,8 +113,9 @@ pub async fn membership(
     if let Some(ms) = args.membership_probe_ms {
         settings.probe_period = Duration::from_millis(ms);
         settings.probe_rtt = Duration::from_millis(ms * 2 / 5);
-        settings.suspect_to_down = Duration::from_millis(ms * 4 / 3);
-        settings.ring_period = Duration::from_millis(ms * 2 / 3);
+        // The defaults' proportions (150 ms: 160 and 70).
+        settings.suspect_to_down = Duration::from_millis(ms * 16 / 15);
+        settings.ring_period = Duration::from_millis(ms * 7 / 15);
     }
     tracing::info!(seeds = ?settings.seeds, fence = args.fence, keys = settings.keys.len(), "joining the speakers' membership");
     let keys = settings.keys.len();
