@@ -252,8 +252,13 @@ fn a_stopping_container_keeps_its_routes_at_a_bfd_peer_with_graceful_restart() {
 /// the deleted session's last word is Down. Tried and refuted: `update-source` on the node and
 /// `bfd check-control-plane-failure` on the ToR (FRR 8.4) change nothing; frr-agent switching
 /// BFD on only once a session is Established passed 9 cycles of 10 on FRR 8.4 but deadlocks
-/// with an FRR 10 ToR, which holds the BGP session down while its BFD session is down. In the
-/// cluster lab the fault dips the ECMP group to 1 of 2 for ~2 s in a BFD rollout.
+/// with an FRR 10 ToR, which holds the BGP session down while its BFD session is down (FRR 10.2
+/// to 10.3.0 start no BFD-protected session before BFD is up: first_sessions.rs). Since the
+/// route-map delay timer is rendered at 1 s (the successor's session connects ~1 s after its
+/// configuration instead of ~5 s, often before BFD is up), 8 of 9 stops keep the route on the
+/// image's FRR 10.3 (3 runs; fresh 2.1-4.1 s after the successor started), the ninth was
+/// flushed 1.1 s after it: still ignored, a test that fails one time in nine being a flaky one.
+/// In the cluster lab the fault dips the ECMP group to 1 of 2 for ~2 s in a BFD rollout.
 #[test]
 #[ignore = "FRR re-keys BFD when the successor's session comes up and the ToR flushes the stale routes (see the comment)"]
 fn a_successor_container_takes_over_the_stale_routes_at_a_bfd_peer() {
