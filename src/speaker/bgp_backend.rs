@@ -244,6 +244,8 @@ async fn run(
                 }
                 match outcome {
                     Ok(()) => {
+                        // One line per Apply (changes are coalesced): when FRR took each change.
+                        tracing::info!(generation, took_ms = started.elapsed().as_millis() as u64, "FRR configuration applied");
                         guard.applied(&want, chosen);
                         backoff = settings.min_backoff;
                         sent = Some((generation, config));

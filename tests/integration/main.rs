@@ -28,6 +28,7 @@ mod cluster_e2e_l2;
 mod cluster_helm;
 mod cluster_images;
 mod cluster_install_paths;
+mod cluster_latency;
 mod cluster_migration;
 mod cluster_migration_bgp;
 mod cluster_node;
