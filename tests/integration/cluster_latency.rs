@@ -132,6 +132,7 @@ impl Run {
     fn print(&self) {
         let names = [
             "call returned",
+            "controller wrote status",
             "IP in status",
             "speaker decided",
             "FRR applied",
@@ -195,6 +196,25 @@ fn speaker_events(lab: &ClusterLab) -> Vec<(f64, &'static str, f64)> {
         }
     }
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// When the leading controller had written a Service's IPs (its "written … Assign" log lines).
+fn controller_writes(lab: &ClusterLab) -> Vec<(f64, &'static str, f64)> {
+    let pods = lab
+        .get_json(&["get", "pods", "-n", "metallb-system", "-l", "app.kubernetes.io/component=controller"])
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for pod in pods["items"].as_array().into_iter().flatten() {
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let log =
+            lab.kubectl(&["logs", "-n", "metallb-system", name, "-c", "controller"]).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains(" written") && l.contains("Assign")) {
+            if let Some(at) = line.split_whitespace().next().and_then(epoch) {
+                out.push((at, "controller wrote status", 0.0));
+            }
+        }
+    }
     out
 }
 
@@ -354,10 +374,12 @@ fn probed(child: Child) -> BTreeMap<(String, String), f64> {
 /// The decision and Apply stages from the speakers' logs: the first of each kind at or after
 /// each Service's start, before the next Service's.
 fn add_speaker_stages(lab: &ClusterLab, starts: &[f64], services: &mut [Stages]) {
-    let events = speaker_events(lab);
+    let mut events = speaker_events(lab);
+    events.extend(controller_writes(lab));
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (i, s) in services.iter_mut().enumerate() {
         let (from, to) = (starts[i], starts.get(i + 1).copied().unwrap_or(f64::MAX));
-        for what in ["speaker decided", "FRR applied"] {
+        for what in ["controller wrote status", "speaker decided", "FRR applied"] {
             if let Some((at, _, took)) =
                 events.iter().find(|(at, w, _)| *w == what && *at >= from && *at < to)
             {
