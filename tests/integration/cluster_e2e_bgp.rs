@@ -58,6 +58,19 @@ pub(crate) fn tor_config(nodes: usize) -> String {
     c
 }
 
+/// A cluster lab of `nodes` with the ToR configured by `tor`, two web pods and ferrolb installed
+/// with FRR sidecars, ready.
+pub(crate) fn lab_with_frr(nodes: usize, tor: impl Fn(usize) -> String) -> ClusterLab {
+    let lab = ClusterLab::start(nodes);
+    lab.tor().configure(&tor(lab.nodes.len()));
+    lab.apply(WEB_DEPLOYMENT).unwrap();
+    assert!(wait_until(Duration::from_secs(60), || pods_ready(&lab, "default", "app=web", 2)).is_some());
+    cluster_helm::install(&lab, lab_values(json!({"frr": {"enabled": true}})))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
+    assert_ferrolb_ready(&lab, 3);
+    lab
+}
+
 /// A show command's text at the ToR, for failure messages.
 pub(crate) fn show(lab: &ClusterLab, command: &str) -> String {
     lab.tor()

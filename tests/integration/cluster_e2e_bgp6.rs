@@ -4,12 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use crate::cluster_e2e::pods_ready;
-use crate::cluster_e2e_install::assert_ferrolb_ready;
-use crate::cluster_e2e_l2::{WEB_DEPLOYMENT, lb_service, reachable};
-use crate::cluster_helm::{self, lab_values};
+use crate::cluster_e2e_bgp::lab_with_frr;
+use crate::cluster_e2e_l2::{lb_service, reachable};
 use crate::cluster_lab::{ClusterLab, node_ip, node_ip6};
 use crate::cluster_node::wait_until;
 use crate::fabric::kernel_next_hops;
@@ -70,13 +66,7 @@ fn ingress_ips(lab: &ClusterLab, name: &str, count: usize) -> Vec<String> {
 #[test]
 fn bgp_ipv6_and_dual_stack_services_reach_the_client_over_both_families() {
     require_cluster!(images: true);
-    let lab = ClusterLab::start(2);
-    lab.tor().configure(&tor_config(lab.nodes.len()));
-    lab.apply(WEB_DEPLOYMENT).unwrap();
-    assert!(wait_until(Duration::from_secs(60), || pods_ready(&lab, "default", "app=web", 2)).is_some());
-    cluster_helm::install(&lab, lab_values(json!({"frr": {"enabled": true}})))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
-    assert_ferrolb_ready(&lab, 3);
+    let lab = lab_with_frr(2, tor_config);
     let applied = wait_until(Duration::from_secs(30), || lab.apply(CONFIG).is_ok());
     assert!(applied.is_some(), "{:?}", lab.apply(CONFIG));
     lab.apply(&lb_service("dual", "Cluster", ", ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]"))

@@ -15,13 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
-
-use crate::cluster_e2e::pods_ready;
-use crate::cluster_e2e_bgp::{CONFIG, tor_config};
-use crate::cluster_e2e_install::{POOL, assert_ferrolb_ready};
-use crate::cluster_e2e_l2::{WEB_DEPLOYMENT, lb_service};
-use crate::cluster_helm::{self, lab_values};
+use crate::cluster_e2e_bgp::{CONFIG, lab_with_frr, tor_config};
+use crate::cluster_e2e_install::POOL;
+use crate::cluster_e2e_l2::lb_service;
 use crate::cluster_lab::{CLIENT_IP, ClusterLab, bin_dir};
 use crate::cluster_node::wait_until;
 
@@ -166,55 +162,48 @@ impl Run {
     }
 }
 
-/// The speakers' log lines that stamp a decision or an Apply: (seconds since the epoch, what,
-/// how long the Apply call took, in seconds).
-fn speaker_events(lab: &ClusterLab) -> Vec<(f64, &'static str, f64)> {
-    let pods = lab
-        .get_json(&["get", "pods", "-n", "metallb-system", "-l", "app.kubernetes.io/component=speaker"])
-        .unwrap_or_default();
+/// Every log line of `container` in the pods of that component, with its time.
+fn logs(lab: &ClusterLab, component: &str, container: &str) -> Vec<(f64, String)> {
+    let selector = format!("app.kubernetes.io/component={component}");
+    let pods = lab.get_json(&["get", "pods", "-n", "metallb-system", "-l", &selector]).unwrap_or_default();
     let mut out = Vec::new();
     for pod in pods["items"].as_array().into_iter().flatten() {
         let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-        let log = lab.kubectl(&["logs", "-n", "metallb-system", name, "-c", "speaker"]).unwrap_or_default();
-        for line in log.lines() {
-            let decided = (line.contains("layer 2 announcements planned ips=") && !line.contains("ips=0 "))
-                || line.contains("desired FRR configuration planned");
-            let what = if decided {
-                "speaker decided"
-            } else if line.contains("FRR configuration applied") {
-                "FRR applied"
-            } else {
-                continue;
-            };
-            let took = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("took_ms=")?.parse::<f64>().ok())
-                .map_or(0.0, |ms| ms / 1000.0);
-            if let Some(at) = line.split_whitespace().next().and_then(epoch) {
-                out.push((at, what, took));
-            }
-        }
+        let log = lab.kubectl(&["logs", "-n", "metallb-system", name, "-c", container]).unwrap_or_default();
+        out.extend(
+            log.lines().filter_map(|l| Some((l.split_whitespace().next().and_then(epoch)?, l.to_string()))),
+        );
     }
-    out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
 }
 
-/// When the leading controller had written a Service's IPs (its "written … Assign" log lines).
-fn controller_writes(lab: &ClusterLab) -> Vec<(f64, &'static str, f64)> {
-    let pods = lab
-        .get_json(&["get", "pods", "-n", "metallb-system", "-l", "app.kubernetes.io/component=controller"])
-        .unwrap_or_default();
+/// The log lines that stamp a stage: the controller's status write ("written … Assign"), the
+/// speakers' decisions and Applies: (seconds since the epoch, which stage, how long the Apply
+/// call took in seconds).
+fn logged_stages(lab: &ClusterLab) -> Vec<(f64, &'static str, f64)> {
     let mut out = Vec::new();
-    for pod in pods["items"].as_array().into_iter().flatten() {
-        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-        let log =
-            lab.kubectl(&["logs", "-n", "metallb-system", name, "-c", "controller"]).unwrap_or_default();
-        for line in log.lines().filter(|l| l.contains(" written") && l.contains("Assign")) {
-            if let Some(at) = line.split_whitespace().next().and_then(epoch) {
-                out.push((at, "controller wrote status", 0.0));
-            }
+    for (at, line) in logs(lab, "controller", "controller") {
+        if line.contains(" written") && line.contains("Assign") {
+            out.push((at, "controller wrote status", 0.0));
         }
     }
+    for (at, line) in logs(lab, "speaker", "speaker") {
+        let decided = (line.contains("layer 2 announcements planned ips=") && !line.contains("ips=0 "))
+            || line.contains("desired FRR configuration planned");
+        let what = if decided {
+            "speaker decided"
+        } else if line.contains("FRR configuration applied") {
+            "FRR applied"
+        } else {
+            continue;
+        };
+        let took = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("took_ms=")?.parse::<f64>().ok())
+            .map_or(0.0, |ms| ms / 1000.0);
+        out.push((at, what, took));
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
 }
 
@@ -374,9 +363,7 @@ fn probed(child: Child) -> BTreeMap<(String, String), f64> {
 /// The decision and Apply stages from the speakers' logs: the first of each kind at or after
 /// each Service's start, before the next Service's.
 fn add_speaker_stages(lab: &ClusterLab, starts: &[f64], services: &mut [Stages]) {
-    let mut events = speaker_events(lab);
-    events.extend(controller_writes(lab));
-    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let events = logged_stages(lab);
     for (i, s) in services.iter_mut().enumerate() {
         let (from, to) = (starts[i], starts.get(i + 1).copied().unwrap_or(f64::MAX));
         for what in ["controller wrote status", "speaker decided", "FRR applied"] {
@@ -453,13 +440,7 @@ fn burst(lab: &ClusterLab, watch: &Watch, mode: &str, ips: &[String], extra: &st
 #[ignore = "a benchmark: scripts/bench-latency"]
 fn service_create_to_reachable_stage_by_stage() {
     require_cluster!(images: true);
-    let lab = ClusterLab::start(2);
-    lab.tor().configure(&tor_config(lab.nodes.len()));
-    lab.apply(WEB_DEPLOYMENT).unwrap();
-    assert!(wait_until(Duration::from_secs(60), || pods_ready(&lab, "default", "app=web", 2)).is_some());
-    cluster_helm::install(&lab, lab_values(json!({"frr": {"enabled": true}})))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.ferrolb_logs()));
-    assert_ferrolb_ready(&lab, 3);
+    let lab = lab_with_frr(2, tor_config);
     let config = CONFIG.replace(", enableGracefulRestart: true", "");
     let applied = wait_until(Duration::from_secs(30), || lab.apply(&format!("{POOL}---\n{config}")).is_ok());
     assert!(applied.is_some(), "{:?}", lab.apply(&format!("{POOL}---\n{config}")));
