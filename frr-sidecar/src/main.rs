@@ -280,9 +280,7 @@ fn status_table(s: &AgentStatus) -> String {
         "VRF", "PEER", "AS", "STATE", "FOR", "SENT", "RCVD", "BFD", "LAST RESET / NOTIFICATION"
     ));
     for n in &s.neighbors {
-        // An established session that never dropped has no last reset, whatever FRR recorded.
-        let reset = if n.established && n.connections_dropped == 0 { "" } else { n.last_reset.as_str() };
-        let why = [reset, n.last_notification.as_str()]
+        let why = [n.last_reset.as_str(), n.last_notification.as_str()]
             .into_iter()
             .filter(|t| !t.is_empty())
             .collect::<Vec<_>>()

@@ -91,17 +91,16 @@ fn neighbor(vrf: &str, peer: &str, n: &Value) -> Neighbor {
     }
 }
 
-/// Why the session last went down. bgpd records "No AFI/SAFI activated for peer" when a
-/// neighbor is created, before the same configuration activates its address families: with no
-/// connection ever dropped it names no reset, and read as one it would send an operator chasing
-/// a fault that never happened (every first session showed it).
+/// Why the session last went down. With no connection ever dropped, what bgpd records is a
+/// placeholder, not a reset: "No AFI/SAFI activated for peer" from the neighbor's creation,
+/// before the same configuration activates its address families (every first session showed
+/// it), or "Waiting for peer OPEN" on an established session. Read as a reset it would send an
+/// operator chasing a fault that never happened. A session that never came up keeps any other
+/// reason (waiting for a route to the neighbor, say): it says why it is not up.
 fn last_reset(n: &Value) -> String {
     let why = text(n, "lastResetDueTo");
-    if number(n, "connectionsDropped") == 0 && why == "No AFI/SAFI activated for peer" {
-        String::new()
-    } else {
-        why
-    }
+    let placeholder = text(n, "bgpState") == "Established" || why == "No AFI/SAFI activated for peer";
+    if number(n, "connectionsDropped") == 0 && placeholder { String::new() } else { why }
 }
 
 /// The neighbor's BGP port. On a connection the neighbor opened, FRR's `portForeign` is the
@@ -236,6 +235,10 @@ mod tests {
         assert_eq!(far.state, "Idle");
         // Never connected: FRR's placeholder from the neighbor's creation is no reset.
         assert_eq!(far.last_reset, "");
+        // Established, never dropped: FRR's "Waiting for peer OPEN" is no reset either.
+        let v6 = by("2001:db8:10::1");
+        assert!(v6.established);
+        assert_eq!((v6.connections_dropped, v6.last_reset.as_str()), (0, ""));
         assert_eq!(far.bfd_status, "");
 
         let n = neighbors(NOTIFICATION).unwrap();

@@ -4,8 +4,9 @@
 //! Apply wait for the window's end and go together (a Service flood becomes a few Applies, not
 //! hundreds), and only the latest desired configuration is ever sent. Waiting the window before
 //! every change, as before, added its length to every lone Service's time to the router. While
-//! the agent is unreachable or FRR fails, it retries with capped exponential backoff. It follows the agent's status stream, so
-//! when the agent restarts (and forgets what it ran) the configuration is sent again.
+//! the agent is unreachable or FRR fails, it retries with capped exponential backoff. It follows
+//! the agent's status stream, so when the agent restarts (and forgets what it ran) the
+//! configuration is sent again.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -226,8 +227,9 @@ async fn run(
                 generation += 1;
                 let started = Instant::now();
                 let outcome = apply(&mut client, &config, generation).await;
-                last_apply = Some(Instant::now());
-                crate::metrics::METRICS.apply_seconds.observe(started.elapsed().as_secs_f64());
+                let took = started.elapsed();
+                last_apply = Some(started + took);
+                crate::metrics::METRICS.apply_seconds.observe(took.as_secs_f64());
                 if let Err(Failure::Rejected(e) | Failure::Retry(e, true)) = &outcome
                     && guard.refused(&want, chosen)
                 {
@@ -245,7 +247,7 @@ async fn run(
                 match outcome {
                     Ok(()) => {
                         // One line per Apply (changes are coalesced): when FRR took each change.
-                        tracing::info!(generation, took_ms = started.elapsed().as_millis() as u64, "FRR configuration applied");
+                        tracing::info!(generation, took_ms = took.as_millis() as u64, "FRR configuration applied");
                         guard.applied(&want, chosen);
                         backoff = settings.min_backoff;
                         sent = Some((generation, config));

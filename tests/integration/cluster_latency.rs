@@ -13,20 +13,23 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
 
 use crate::cluster_e2e_bgp::{CONFIG, lab_with_frr, tor_config};
 use crate::cluster_e2e_install::POOL;
 use crate::cluster_e2e_l2::lb_service;
 use crate::cluster_lab::{CLIENT_IP, ClusterLab, bin_dir};
 use crate::cluster_node::wait_until;
+use crate::fabric::Running;
 
 const SERVICES: usize = 50;
 
 /// Seconds since the epoch: every stage is stamped on this machine's one clock, the speakers'
 /// log lines included.
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    Timestamp::now().duration_since(Timestamp::UNIX_EPOCH).as_secs_f64()
 }
 
 /// When each key was first seen, filled by the watchers.
@@ -36,27 +39,17 @@ fn note(seen: &FirstSeen, key: &str, at: f64) {
     seen.lock().unwrap().entry(key.to_string()).or_insert(at);
 }
 
-/// A command whose output lines a thread reads as they come, until the command is killed.
-struct Watcher(Child);
-
-impl Watcher {
-    fn start(command: &mut Command, mut on_line: impl FnMut(&str, f64) + Send + 'static) -> Watcher {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("watcher starts");
-        let out = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                on_line(&line, now());
-            }
-        });
-        Watcher(child)
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `command`; a thread hands each line of its output to `on_line` as it comes, until the
+/// command is killed (when the returned process is dropped).
+fn watch_lines(command: &mut Command, mut on_line: impl FnMut(&str, f64) + Send + 'static) -> Running {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("watcher starts");
+    let out = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            on_line(&line, now());
+        }
+    });
+    Running(child)
 }
 
 /// Asks for `ips` (ARP, when `arp`) and connects to port 80 of each every 10 ms until each has
@@ -207,16 +200,9 @@ fn logged_stages(lab: &ClusterLab) -> Vec<(f64, &'static str, f64)> {
     out
 }
 
-/// `2026-12-07T12:34:23.026058Z` as seconds since the epoch.
+/// A log line's RFC 3339 stamp as seconds since the epoch.
 fn epoch(stamp: &str) -> Option<f64> {
-    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
-    let days = 365 * y + y / 4 - y / 100 + y / 400 + (153 * m + 2) / 5 + d[2] - 719_469;
-    let frac: f64 = format!("0.{frac}").parse().ok()?;
-    Some((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) as f64 + frac)
+    Some(stamp.parse::<Timestamp>().ok()?.duration_since(Timestamp::UNIX_EPOCH).as_secs_f64())
 }
 
 /// The watchers every mode shares: IPs in the status, routes in the ToR's kernel, kube-proxy's
@@ -225,7 +211,7 @@ struct Watch {
     status: FirstSeen,
     fib: FirstSeen,
     rules: Vec<FirstSeen>,
-    _watchers: Vec<Watcher>,
+    _watchers: Vec<Running>,
     stop_polls: Arc<AtomicBool>,
 }
 
@@ -235,7 +221,7 @@ impl Watch {
         let fib: FirstSeen = Arc::default();
         let s = status.clone();
         let columns = "custom-columns=NAME:.metadata.name,IP:.status.loadBalancer.ingress[0].ip";
-        let status_watch = Watcher::start(
+        let status_watch = watch_lines(
             Command::new(bin_dir().join("kubectl")).arg("--kubeconfig").arg(&lab.kubeconfig).args([
                 "get",
                 "svc",
@@ -253,7 +239,7 @@ impl Watch {
             },
         );
         let f = fib.clone();
-        let fib_watch = Watcher::start(
+        let fib_watch = watch_lines(
             Command::new("ip").args(["-n", &lab.tor().ns, "monitor", "route"]),
             move |line, at| {
                 if let Some(ip) = line.split_whitespace().next()
