@@ -7,12 +7,14 @@
 //! session less than a few seconds old; the lab test for that sequence passes without it.)
 //! On failure nothing stays half-applied: the previous configuration is restored.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::bfd_hold::{self, Session};
 use crate::dialect::{Dialect, FrrVersion};
 use crate::diff;
 use crate::tree::ConfigTree;
@@ -240,6 +242,10 @@ pub struct Applier {
     /// against what it runs. (Diffed against the old one, whatever the failed batch left, a
     /// new filter say, stays in FRR for good: no later diff knows of it.)
     unsure: bool,
+    /// The BGP sessions established when FRR's state was last read.
+    established: BTreeSet<Session>,
+    /// The sessions whose `bfd` lines wait for them ([`crate::bfd_hold`]).
+    held: BTreeSet<Session>,
 }
 
 impl Applier {
@@ -252,6 +258,8 @@ impl Applier {
             current: None,
             dialect: None,
             unsure: false,
+            established: BTreeSet::new(),
+            held: BTreeSet::new(),
         }
     }
 
@@ -323,12 +331,32 @@ impl Applier {
         if self.generation() == Some(generation) {
             return Ok(Applied::Unchanged);
         }
+        self.bring(config, generation)
+    }
+
+    /// Tells the applier which sessions are established; once one whose `bfd` lines wait is,
+    /// brings FRR to the configuration it runs again, with them.
+    pub fn sessions(&mut self, established: BTreeSet<Session>) -> Result<Option<Applied>, ApplyError> {
+        let released = self.held.iter().any(|s| established.contains(s));
+        self.established = established;
+        match self.current.clone() {
+            Some((generation, _, text)) if released => self.bring(&text, generation).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether some session's `bfd` lines wait for it.
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    fn bring(&mut self, config: &str, generation: u64) -> Result<Applied, ApplyError> {
         let started = Instant::now();
-        let new = self.desired(config)?;
         let base = match &self.current {
             Some((_, tree, _)) if !self.unsure => tree.clone(),
             _ => self.running()?,
         };
+        let (new, held) = bfd_hold::hold(&self.desired(config)?, &base, &self.established);
         let script = diff::diff(&base, &new);
         if !script.is_empty() {
             // Every line already in FRR passed this check when it was applied, so checking the
@@ -352,6 +380,7 @@ impl Applier {
             sent?;
         }
         self.current = Some((generation, new, config.to_string()));
+        self.held = held;
         self.unsure = false;
         if script.is_empty() {
             return Ok(Applied::Unchanged);
@@ -373,6 +402,11 @@ impl Applier {
         if was.is_some_and(|w| Some(w) != self.dialect) {
             tracing::info!(version = %self.frr_version()?, "FRR came back as another version");
         }
+        // A restarted bgpd runs no `bfd` line and no session; one that kept running keeps both,
+        // and its lines stay whatever the sessions do.
+        self.established.clear();
+        let (desired, held) = bfd_hold::hold(&desired, &self.running()?, &self.established);
+        self.held = held;
         self.current = Some((generation, desired.clone(), text));
         let everything = diff::diff(&diff::owned(&ConfigTree::default()), &desired);
         let file = self.write("desired.conf", &everything.text)?;

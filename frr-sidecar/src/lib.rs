@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod bfd_hold;
 pub mod daemons;
 pub mod dialect;
 pub mod diff;

@@ -18,6 +18,10 @@ const DAEMONS: &[&str] = &["mgmtd", "zebra", "bgpd", "bfdd", "staticd"];
 /// How long after an Apply FRR's state (sessions, BFD) is read again.
 const STATE_AFTER_APPLY: Duration = Duration::from_millis(200);
 
+/// How often FRR's state is read while a session's BFD waits for it to come up: BFD protects
+/// the session at most this long after it is established.
+const POLL_WHILE_HOLDING: Duration = Duration::from_millis(100);
+
 pub struct Settings {
     pub vtysh: Vtysh,
     /// Where FRR keeps its `<daemon>.pid` files (its vty socket directory).
@@ -138,8 +142,12 @@ impl Agent {
                 inner.refresh_status();
             })
             .await;
+            let poll = match lock(&self.inner.applier).holding() {
+                true => self.inner.poll.min(POLL_WHILE_HOLDING),
+                false => self.inner.poll,
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.inner.poll) => {}
+                _ = tokio::time::sleep(poll) => {}
                 _ = self.inner.poke.notified() => {}
             }
         }
@@ -220,6 +228,9 @@ impl Inner {
         // Asks FRR only while the version is unknown (before the first answer, after a restart).
         let frr_version = lock(&self.applier).frr_version().map(|v| v.to_string()).unwrap_or_default();
         let state = self.read_state();
+        if let Ok((neighbors, _)) = &state {
+            self.release_bfd(neighbors);
+        }
         let notes = lock(&self.notes);
         let mut next = AgentStatus {
             frr_version,
@@ -236,6 +247,17 @@ impl Inner {
         }
         self.publish(|now| *now = next);
         drop(notes);
+    }
+
+    /// Gives the applier the sessions now established, so `bfd` lines waiting for them go in.
+    fn release_bfd(&self, neighbors: &[Neighbor]) {
+        let established =
+            neighbors.iter().filter(|n| n.established).map(|n| (n.vrf.clone(), n.peer.clone())).collect();
+        match lock(&self.applier).sessions(established) {
+            Ok(Some(applied)) => tracing::info!(?applied, "BFD configured for sessions now established"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "configuring BFD for established sessions failed; retrying"),
+        }
     }
 
     /// Changes the published status with `change`, its running generation read now. Called with

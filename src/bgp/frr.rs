@@ -30,6 +30,8 @@ pub struct FrrConfig {
     /// Origination route-maps, one per class: `route-map ferrolb-class-<tag>` sets the tag.
     pub classes: Vec<u32>,
     pub bfd_profiles: Vec<BfdProfileView>,
+    /// Sessions bfdd runs from the configuration itself, not only for bgpd: see [`bfd_peer`].
+    pub bfd_peers: Vec<BfdPeerView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,6 +97,14 @@ pub struct RouteMapEntry {
 pub struct BfdProfileView {
     pub name: String,
     pub lines: Vec<String>,
+}
+
+/// A `peer` in the `bfd` block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BfdPeerView {
+    pub address: String,
+    pub vrf: Option<String>,
+    pub profile: String,
 }
 
 fn afi(net: &IpNet) -> &'static str {
@@ -371,7 +381,36 @@ pub fn build(
         routers: routers.into_values().collect(),
         classes: tags.values().copied().collect::<BTreeSet<u32>>().into_iter().collect(),
         bfd_profiles: config.bfd_profiles.values().map(bfd_view).collect(),
+        bfd_peers: {
+            let mut peers: Vec<BfdPeerView> = peers.iter().filter_map(|p| bfd_peer(p)).collect();
+            peers.sort_by_key(|p| (p.vrf.clone(), p.address.parse::<IpAddr>().ok()));
+            // bfdd has one session per address and VRF, whichever bgpd router uses it.
+            peers.dedup_by(|a, b| (&a.vrf, &a.address) == (&b.vrf, &b.address));
+            peers
+        },
     }
+}
+
+/// The configured BFD session of a directly connected eBGP peer with BFD. FRR's bgpd registers
+/// its BFD session before the connection is up, without source address and interface, and
+/// registers it again once they are known; bfdd tears down the first (sending Down to the
+/// other side, even when someone else holds the session: `pcn_free` in FRR's
+/// bfdd/ptm_adapter.c, 8.4 to 10.7), and the router that hears BFD go down resets the fresh
+/// BGP session hard, flushing the routes graceful restart kept. frr-agent therefore writes a
+/// neighbor's `bfd` lines only once its session is established (its key is final then), and
+/// this session, which bfdd keeps whoever registers, keeps BFD running meanwhile, so a router
+/// that starts no BFD-protected session before BFD is up (FRR 10.2 to 10.3.0) still does.
+/// bgpd's registration joins it: bfdd matches a session whose local address and interface
+/// are unset with any. Multi-hop, iBGP (hop count known only once connected) and unnumbered
+/// sessions keep bgpd's own registration.
+fn bfd_peer(peer: &Peer) -> Option<BfdPeerView> {
+    let (PeerEndpoint::Address(address), Some(profile)) = (&peer.endpoint, &peer.bfd_profile) else {
+        return None;
+    };
+    if peer.ebgp_multihop || peer.is_ibgp() {
+        return None;
+    }
+    Some(BfdPeerView { address: address.to_string(), vrf: peer.vrf.clone(), profile: profile.clone() })
 }
 
 /// FRR hides values equal to its defaults in `show running-config`; so do we, so the two

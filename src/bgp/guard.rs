@@ -69,7 +69,7 @@ const BFD_PROFILE: &[Shape] = &[
 ];
 
 /// Fields whose value is exactly one word where the template puts it.
-const ONE_WORD: &[&str] = &["hostname", "vrf", "router_id", "target", "id", "name"];
+const ONE_WORD: &[&str] = &["hostname", "vrf", "router_id", "target", "id", "name", "address", "profile"];
 
 /// Ok when no string in `view` (a serialised view model) could leave its place in a line;
 /// otherwise the path of the first that could. The value is not shown: it may be a password.
@@ -114,6 +114,7 @@ enum Context {
     RouteMap,
     Bfd,
     BfdProfile,
+    BfdPeer,
 }
 
 fn word_fits(shape: &str, word: &str) -> bool {
@@ -148,6 +149,7 @@ fn opens(at: Context, words: &[&str]) -> Option<Context> {
             Some(Context::AddressFamily)
         }
         Context::Bfd if open("profile *") => Some(Context::BfdProfile),
+        Context::Bfd if open("peer *") || open("peer * vrf *") => Some(Context::BfdPeer),
         _ => None,
     }
 }
@@ -160,6 +162,7 @@ fn allowed(at: Context) -> &'static [Shape] {
         Context::RouteMap => ROUTE_MAP,
         Context::Bfd => &[],
         Context::BfdProfile => BFD_PROFILE,
+        Context::BfdPeer => &["profile *"],
     }
 }
 

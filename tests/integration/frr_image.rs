@@ -118,8 +118,11 @@ fn agent_applying(pid: u32, conf: &str) -> Running {
 
 fn missing_tools() -> bool {
     let agent_bin = crate::ferrolb_bin().with_file_name("frr-agent");
-    if !agent_bin.exists() || Command::new("nsenter").arg("--version").output().is_err() {
-        println!("skipped: needs nsenter and frr-agent built beside ferrolb (cargo build --workspace)");
+    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+    if !agent_bin.exists() || !have("nsenter") || !have("iptables") {
+        println!(
+            "skipped: needs nsenter, iptables and frr-agent built beside ferrolb (cargo build --workspace)"
+        );
         return true;
     }
     false
@@ -243,24 +246,17 @@ fn a_stopping_container_keeps_its_routes_at_a_bfd_peer_with_graceful_restart() {
     bfd_graceful_restart_cycles(false);
 }
 
-/// The successor's side of the same replacement. Ignored: it fails today, on FRR itself. The
-/// ToR keeps the routes through the stop (above), the successor's session comes up as a
-/// graceful restart, and within a millisecond the ToR resets it hard (Cease/BFD Down) and
-/// flushes the stale routes (4.2 s after the successor started, 3 runs of 3 on FRR 8.4): FRR
-/// re-keys a single-hop BFD session when the BGP connection comes up (the ToR's bfdd log:
-/// `session-delete … local:0.0.0.0`, then `session-new … local:192.0.2.1 ifname:eth0`), and
-/// the deleted session's last word is Down. Tried and refuted: `update-source` on the node and
-/// `bfd check-control-plane-failure` on the ToR (FRR 8.4) change nothing; frr-agent switching
-/// BFD on only once a session is Established passed 9 cycles of 10 on FRR 8.4 but deadlocks
-/// with an FRR 10 ToR, which holds the BGP session down while its BFD session is down (FRR 10.2
-/// to 10.3.0 start no BFD-protected session before BFD is up: first_sessions.rs). Since the
-/// route-map delay timer is rendered at 1 s (the successor's session connects ~1 s after its
-/// configuration instead of ~5 s, often before BFD is up), 8 of 9 stops keep the route on the
-/// image's FRR 10.3 (3 runs; fresh 2.1-4.1 s after the successor started), the ninth was
-/// flushed 1.1 s after it: still ignored, a test that fails one time in nine being a flaky one.
-/// In the cluster lab the fault dips the ECMP group to 1 of 2 for ~2 s in a BFD rollout.
+/// The successor's side of the same replacement: the ToR keeps the routes until the
+/// successor's session has sent them again, and never resets it. The successor's BGP
+/// connection is held back (TCP port 179 dropped in the node's namespace) until the ToR sees
+/// BFD up, the order in which FRR alone fails every time: bgpd registers BFD before it knows the
+/// connection's source and interface, registers it again once connected, and bfdd takes the
+/// first session down, saying Down to the ToR, which resets the fresh session hard (Cease/BFD
+/// Down) and flushes the stale routes (FRR 8.4 to 10.7: `pcn_free` in bfdd/ptm_adapter.c).
+/// ferrolb renders a `bfd` peer for the session and frr-agent writes the neighbor's `bfd` lines
+/// once the session is established (frr-sidecar/src/bfd_hold.rs). Without them, this test
+/// fails on the first stop, 4.1 s after the successor started.
 #[test]
-#[ignore = "FRR re-keys BFD when the successor's session comes up and the ToR flushes the stale routes (see the comment)"]
 fn a_successor_container_takes_over_the_stale_routes_at_a_bfd_peer() {
     require_frr!();
     if missing_tools() {
@@ -313,12 +309,32 @@ fn bfd_graceful_restart_cycles(successor: bool) {
         // The successor: a new container, the same configuration. The route stays all along
         // and is fresh (not stale) once the new session is up.
         drop(agent);
+        let firewall = |op: &str| {
+            for chain in ["OUTPUT", "INPUT"] {
+                let port = if chain == "OUTPUT" { "--dport" } else { "--sport" };
+                let ok = Command::new("ip")
+                    .args([
+                        "netns", "exec", &ns.0, "iptables", op, chain, "-p", "tcp", port, "179", "-j", "DROP",
+                    ])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "iptables {op} {chain} in {}", ns.0);
+            }
+        };
+        firewall("-A");
         let container = start_container(&ns);
         let pid = container.0.id();
         let _agent = agent_applying(pid, &plan.frr);
         let t = std::time::Instant::now();
         let mut fresh = None;
-        while t.elapsed() < Duration::from_secs(12) {
+        let mut held_back = true;
+        while t.elapsed() < Duration::from_secs(16) {
+            if held_back && (bfd_up() || t.elapsed() > Duration::from_secs(8)) {
+                assert!(bfd_up(), "stop {stop}: BFD never came up with the successor's BGP held back");
+                println!("stop {stop}: BFD up at the ToR {:?} after the successor started", t.elapsed());
+                firewall("-D");
+                held_back = false;
+            }
             let n = &tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"];
             assert!(
                 at_tor(&tor, &prefix),
@@ -336,6 +352,17 @@ fn bfd_graceful_restart_cycles(successor: bool) {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(fresh.is_some(), "stop {stop}: the successor's route never replaced the stale one");
+        let tor_side = &tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"];
+        assert_eq!(
+            tor_side["peerBfdInfo"]["status"], "Up",
+            "stop {stop}: BFD does not protect the session: {tor_side}"
+        );
+        let node_side = text(&inside(pid, &["vtysh", "-c", "show bgp neighbors 192.0.2.1 json"]));
+        let node_side: serde_json::Value = serde_json::from_str(&node_side).unwrap();
+        assert_eq!(
+            node_side["192.0.2.1"]["peerBfdInfo"]["status"], "Up",
+            "stop {stop}: the successor's bgpd never took BFD on: {node_side}"
+        );
         println!("stop {stop}: the successor's route fresh at the ToR {fresh:?} after it started");
     }
     println!(
