@@ -88,6 +88,16 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// Wait until no speaker follows the agent (it has exited), at most `--timeout-ms`: the FRR
+    /// and frr-agent containers' preStop hook. A speaker leaving for good (its DaemonSet is
+    /// gone) withdraws its routes through the agent before it exits, so FRR must not stop
+    /// first; one being replaced exits at once and so does this.
+    WaitSpeaker {
+        #[arg(long, env = "FRR_AGENT_SOCKET", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
     /// Print the vtysh script that turns one configuration into the other (offline).
     Diff {
         old: PathBuf,
@@ -198,6 +208,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::WaitSpeaker { socket, timeout_ms } => {
+            println!("{}", runtime.block_on(wait_speaker(&socket, Duration::from_millis(timeout_ms))));
+            ExitCode::SUCCESS
+        }
         Command::Diff { old, new, frr_version } => match FrrVersion::parse(&frr_version) {
             None => fail(format!("--frr-version {frr_version:?} is not a version like 10.3")),
             Some(v) => offline_diff(&old, &new, Dialect::new(v)),
@@ -223,6 +237,24 @@ fn probe_frr(run_dir: &Path, config_dir: &Path, ready: bool) -> Result<String, S
 }
 
 /// The agent answers Status in time; with `ready`, FRR answers it and no daemon is down.
+/// Polls the agent until nobody watches it, the agent is gone, or `limit` passes; says which.
+async fn wait_speaker(socket: &std::path::Path, limit: Duration) -> String {
+    let started = tokio::time::Instant::now();
+    loop {
+        let watchers = match server::client(socket).status(StatusRequest {}).await {
+            Ok(s) => s.into_inner().watchers,
+            Err(e) => return format!("the agent does not answer ({}): not waiting", e.message()),
+        };
+        if watchers == 0 {
+            return format!("no speaker follows the agent after {:?}", started.elapsed());
+        }
+        if started.elapsed() >= limit {
+            return format!("a speaker still follows the agent after {limit:?}: not waiting longer");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn probe_agent(socket: &Path, ready: bool, timeout: Duration) -> Result<String, String> {
     let asked = tokio::time::timeout(timeout, server::client(socket).status(StatusRequest {})).await;
     let s = match asked {

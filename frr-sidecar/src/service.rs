@@ -126,7 +126,9 @@ impl Agent {
     }
 
     pub fn status(&self) -> AgentStatus {
-        self.inner.status.borrow().clone()
+        let mut status = self.inner.status.borrow().clone();
+        status.watchers = self.inner.status.receiver_count() as u32;
+        status
     }
 
     pub fn watch(&self) -> watch::Receiver<AgentStatus> {

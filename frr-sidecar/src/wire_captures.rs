@@ -73,6 +73,8 @@ fn status() -> AgentStatus {
         }],
         frr_version: "10.3".into(),
         daemons_down: vec!["bfdd".into()],
+        // Only Status fills it in, with the watchers at that moment: 0 encodes as nothing.
+        watchers: 0,
     }
 }
 

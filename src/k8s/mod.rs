@@ -10,6 +10,7 @@ pub mod kube_proxy;
 pub mod lease;
 pub mod memberlist_key;
 pub mod node_status;
+pub mod owner;
 pub mod trim;
 pub mod webhook_cert;
 

@@ -133,6 +133,21 @@ impl BgpBackend {
         self.report.clone()
     }
 
+    /// Has FRR withdraw every route (the sessions stay) and waits until the agent reports no
+    /// prefix sent on any session, at most `limit`. False when that was not seen.
+    pub async fn withdraw(&self, limit: Duration) -> bool {
+        let Some(Desired { config, extras }) = self.desired.borrow().clone() else { return true };
+        let config = crate::bgp::withdrawn(&config);
+        let print = fingerprint(&config);
+        self.set(config, extras);
+        let mut report = self.report.clone();
+        let done = report.wait_for(|r| {
+            r.applied_config == Some(print)
+                && r.agent.as_ref().is_some_and(|a| a.neighbors.iter().all(|n| n.prefixes_sent == 0))
+        });
+        matches!(tokio::time::timeout(limit, done).await, Ok(Ok(_)))
+    }
+
     /// A backend with no task behind it: what it is asked to run stays in the watch returned.
     #[cfg(test)]
     pub fn detached() -> (BgpBackend, watch::Receiver<Option<Desired>>) {

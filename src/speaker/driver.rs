@@ -64,6 +64,11 @@ pub async fn run(args: SpeakerArgs) -> Result<(), String> {
         },
         terminate: signal(SignalKind::terminate())
             .map_err(|e| format!("installing the SIGTERM handler: {e}"))?,
+        owner: client.clone().zip(std::env::var("POD_NAME").ok()).map(|(client, pod)| Owner {
+            client,
+            namespace: args.namespace.clone(),
+            pod,
+        }),
     };
     let settings = settings(&args, backend.is_some(), responder.is_some(), keys);
     let cluster = cluster.map(|c| Box::new(c) as Box<dyn Cluster>);
@@ -151,6 +156,8 @@ struct Watching {
     manifests: Option<Rescan>,
     watches: Watches,
     terminate: Signal,
+    /// None offline.
+    owner: Option<Owner>,
 }
 
 /// The watches whose values the decisions read: what membership sees, the speakers that
@@ -204,6 +211,37 @@ impl Watches {
     }
 }
 
+/// How long a speaker leaving for good waits for FRR to report every route withdrawn.
+const WITHDRAW_LIMIT: Duration = Duration::from_secs(3);
+
+/// The speaker's pod, to ask on SIGTERM whether its DaemonSet is going.
+struct Owner {
+    client: kube::Client,
+    namespace: String,
+    pod: String,
+}
+
+impl Owner {
+    /// Whether this speaker leaves for good. When the API cannot say within a second, no: the
+    /// routes then stay for graceful restart to keep, as in a rollout.
+    async fn leaving(&self) -> bool {
+        let asked = crate::k8s::owner::daemonset_leaving(&self.client, &self.namespace, &self.pod);
+        match tokio::time::timeout(Duration::from_secs(1), asked).await {
+            Ok(Ok(leaving)) => leaving,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot tell whether the speakers' DaemonSet is going; keeping the routes");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the API did not say within 1 s whether the speakers' DaemonSet is going; keeping the routes"
+                );
+                false
+            }
+        }
+    }
+}
+
 impl Watching {
     /// The first input: the whole cluster, or the manifests as they are.
     fn first(&mut self) -> Input {
@@ -226,7 +264,7 @@ impl Watching {
     }
 
     async fn wait(&mut self, deadline: Option<SystemTime>) -> Result<Input, String> {
-        let Watching { cluster, manifests, watches, terminate } = self;
+        let Watching { cluster, manifests, watches, terminate, owner } = self;
         let Watches { view, peers, frr, interfaces } = watches;
         let rescan = Duration::from_millis(manifests.as_ref().map_or(0, |m| m.args.rescan_ms));
         // Looked at after every event too, as often as anything else happens.
@@ -235,8 +273,11 @@ impl Watching {
         }
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(Input::Terminate { sigterm: false }),
-                _ = terminate.recv() => return Ok(Input::Terminate { sigterm: true }),
+                _ = tokio::signal::ctrl_c() => return Ok(Input::Terminate { sigterm: false, leaving: false }),
+                _ = terminate.recv() => {
+                    let leaving = match owner { Some(o) => o.leaving().await, None => false };
+                    return Ok(Input::Terminate { sigterm: true, leaving });
+                }
                 _ = tokio::time::sleep(rescan), if manifests.is_some() => {
                     if let Some(read) = manifests.as_mut().and_then(Rescan::read) {
                         return Ok(Input::Manifests(read));
@@ -339,6 +380,15 @@ impl Hands {
             Effect::Metric(m) => record(m),
             Effect::Log(l) => say::say(l),
             Effect::GiveBackMemory => crate::memory::give_back(),
+            Effect::Withdraw => {
+                if let Some(b) = &self.backend {
+                    let done = b.withdraw(WITHDRAW_LIMIT).await;
+                    tracing::info!(
+                        done,
+                        "routes withdrawn before stopping (FRR's containers wait for this speaker to exit)"
+                    );
+                }
+            }
             Effect::Leave => {
                 if let Some(m) = self.membership.take() {
                     m.leave().await;

@@ -47,6 +47,8 @@ pub enum Effect {
     GiveBackMemory,
     /// Stopping: leave the layer 2 membership (the answering stopped just before).
     Leave,
+    /// Leaving for good: have FRR withdraw every route before the pod's FRR stops.
+    Withdraw,
 }
 
 /// What an Event on a Service tells.
@@ -132,7 +134,10 @@ pub enum Log {
         nodes: BTreeSet<String>,
         bound: Duration,
     },
-    Sigterm,
+    /// `leaving`: for good, not to be replaced.
+    Sigterm {
+        leaving: bool,
+    },
 }
 
 impl From<Log> for Effect {

@@ -71,8 +71,9 @@ pub enum Input {
     Frr(BackendReport),
     /// The responder's interfaces changed (None: not scanned yet).
     Interfaces(Option<Interfaces>),
-    /// SIGTERM (`sigterm`) or an interrupt: stop.
-    Terminate { sigterm: bool },
+    /// SIGTERM (`sigterm`) or an interrupt: stop. `leaving`: for good (the speakers' DaemonSet
+    /// is gone or going), not to be replaced.
+    Terminate { sigterm: bool, leaving: bool },
 }
 
 /// The time of a step, both ways the decisions read it: `at` to measure spans (a takeover, a

@@ -63,8 +63,11 @@ pub fn say(log: Log) {
             bound.as_secs()
         ),
         Log::Expected(expected) => tracing::info!(?expected, "speakers that should exist changed"),
-        Log::Sigterm => {
+        Log::Sigterm { leaving: false } => {
             tracing::info!("SIGTERM: leaving the layer 2 membership; FRR keeps its configuration")
         }
+        Log::Sigterm { leaving: true } => tracing::info!(
+            "SIGTERM with the speakers' DaemonSet deleted: leaving the layer 2 membership, withdrawing every BGP route"
+        ),
     }
 }

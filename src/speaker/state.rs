@@ -123,8 +123,8 @@ impl Speaker {
     pub fn steps(&mut self, inputs: impl IntoIterator<Item = Input>, now: Now) -> Vec<Effect> {
         let mut out = Vec::new();
         for input in inputs {
-            if let Input::Terminate { sigterm } = input {
-                out.extend(self.stop(sigterm));
+            if let Input::Terminate { sigterm, leaving } = input {
+                out.extend(self.stop(sigterm, leaving));
                 return out;
             }
             self.take(input, now, &mut out);
@@ -185,16 +185,22 @@ impl Speaker {
     /// one. FRR's configuration is left alone: a speaker being replaced (a rollout) must not
     /// withdraw what its successor announces, and with graceful restart the peers keep the
     /// routes until the successor's FRR is back.
-    fn stop(&mut self, sigterm: bool) -> Vec<Effect> {
+    /// Stopping. Replaced (a rollout, a deleted pod), the routes stay with FRR, which graceful
+    /// restart keeps at the peers until the successor's session is back; leaving for good, FRR
+    /// withdraws them first, or the peers would keep them for the restart time.
+    fn stop(&mut self, sigterm: bool, leaving: bool) -> Vec<Effect> {
         let mut out = Vec::new();
         if sigterm {
-            out.push(Log::Sigterm.into());
+            out.push(Log::Sigterm { leaving }.into());
         }
         if self.settings.layer2 {
             out.push(Effect::Layer2(Announced::new()));
         }
         if self.settings.membership_keys.is_some() {
             out.push(Effect::Leave);
+        }
+        if leaving && self.settings.bgp {
+            out.push(Effect::Withdraw);
         }
         out
     }

@@ -295,7 +295,14 @@ fn layer2_fencing_is_a_value_and_the_speakers_watch_their_pods() {
     let role = find(&objects, "Role", "ferrolb-speaker");
     let pods =
         role["rules"].as_array().unwrap().iter().find(|r| r["resources"] == serde_json::json!(["pods"]));
-    assert_eq!(pods.map(|r| &r["verbs"]), Some(&serde_json::json!(["list", "watch"])), "{role}");
+    assert_eq!(pods.map(|r| &r["verbs"]), Some(&serde_json::json!(["get", "list", "watch"])), "{role}");
+    // On SIGTERM a speaker reads its DaemonSet (gone: withdraw the BGP routes), nothing more.
+    let sets = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"] == serde_json::json!(["daemonsets"]));
+    assert_eq!(sets.map(|r| &r["verbs"]), Some(&serde_json::json!(["get"])), "{role}");
     // Mid-rollout the speakers tell builds they cannot hear by this label: it must name the
     // format this build's speaker speaks.
     let speaker = find(&objects, "DaemonSet", "ferrolb-speaker");

@@ -236,6 +236,7 @@ fn kustomize_renders_each_base_as_its_manifest() {
 const INTRODUCED: &[(&str, u32)] = &[
     ("v1", 0),
     ("apps/v1", 9),
+    ("apps", 9),
     ("rbac.authorization.k8s.io/v1", 8),
     ("coordination.k8s.io", 14),
     ("admissionregistration.k8s.io/v1", 16),

@@ -108,12 +108,29 @@ fn stopping_stops_answering_first_then_leaves_and_leaves_frr_alone() {
     let settings = Settings { bgp: true, membership_keys: Some(1), ..layer2_settings() };
     let mut lab = Lab::new(settings, &layer2_world(&[], 2), Observed::default());
     lab.step(0, Input::ClusterChanged);
-    let stop = lab.step(1, Input::Terminate { sigterm: true });
-    assert_eq!(stop, [Effect::Log(Log::Sigterm), Effect::Layer2(Default::default()), Effect::Leave]);
-    let interrupted = lab.step(1, Input::Terminate { sigterm: false });
+    let stop = lab.step(1, Input::Terminate { sigterm: true, leaving: false });
+    assert_eq!(
+        stop,
+        [Effect::Log(Log::Sigterm { leaving: false }), Effect::Layer2(Default::default()), Effect::Leave]
+    );
+    let interrupted = lab.step(1, Input::Terminate { sigterm: false, leaving: false });
     assert_eq!(interrupted, [Effect::Layer2(Default::default()), Effect::Leave]);
     let mut bgp_only = Lab::new(bgp_settings(), &bgp_world("198.51.100.0/28", 1, None), Observed::default());
-    assert_eq!(bgp_only.step(0, Input::Terminate { sigterm: false }), []);
+    assert_eq!(bgp_only.step(0, Input::Terminate { sigterm: false, leaving: false }), []);
+}
+
+/// Leaving for good (the DaemonSet deleted: `helm uninstall`), a BGP speaker has FRR withdraw
+/// its routes before anything else; a layer 2 only speaker has nothing to withdraw.
+#[test]
+fn leaving_for_good_withdraws_the_routes_first() {
+    let mut bgp_only = Lab::new(bgp_settings(), &bgp_world("198.51.100.0/28", 1, None), Observed::default());
+    bgp_only.step(0, Input::ClusterChanged);
+    let stop = bgp_only.step(1, Input::Terminate { sigterm: true, leaving: true });
+    assert_eq!(stop, [Effect::Log(Log::Sigterm { leaving: true }), Effect::Withdraw]);
+    let mut layer2 = Lab::new(layer2_settings(), &layer2_world(&[], 2), Observed::default());
+    layer2.step(0, Input::ClusterChanged);
+    let stop = layer2.step(1, Input::Terminate { sigterm: true, leaving: true });
+    assert!(!stop.contains(&Effect::Withdraw), "{stop:?}");
 }
 
 /// The prefixes an FRR configuration announces (`network` lines), with how many

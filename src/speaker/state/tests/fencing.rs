@@ -122,7 +122,7 @@ fn a_terminate_among_inputs_stops_there() {
     let settings = Settings { membership_keys: Some(1), ..layer2_settings() };
     let mut lab = Lab::new(settings, &layer2_world(&[], 2), all_seen());
     lab.step(0, Input::ClusterChanged);
-    let stop = lab.steps(1, [Input::Terminate { sigterm: false }, Input::ClusterChanged]);
+    let stop = lab.steps(1, [Input::Terminate { sigterm: false, leaving: false }, Input::ClusterChanged]);
     assert_eq!(stop, [Effect::Layer2(Default::default()), Effect::Leave], "no decision after it");
 }
 
