@@ -345,11 +345,6 @@ impl Applier {
         }
     }
 
-    /// Whether some session's `bfd` lines wait for it.
-    pub fn holding(&self) -> bool {
-        !self.held.is_empty()
-    }
-
     fn bring(&mut self, config: &str, generation: u64) -> Result<Applied, ApplyError> {
         let started = Instant::now();
         let base = match &self.current {

@@ -18,10 +18,6 @@ const DAEMONS: &[&str] = &["mgmtd", "zebra", "bgpd", "bfdd", "staticd"];
 /// How long after an Apply FRR's state (sessions, BFD) is read again.
 const STATE_AFTER_APPLY: Duration = Duration::from_millis(200);
 
-/// How often FRR's state is read while a session's BFD waits for it to come up: BFD protects
-/// the session at most this long after it is established.
-const POLL_WHILE_HOLDING: Duration = Duration::from_millis(100);
-
 pub struct Settings {
     pub vtysh: Vtysh,
     /// Where FRR keeps its `<daemon>.pid` files (its vty socket directory).
@@ -144,12 +140,11 @@ impl Agent {
                 inner.refresh_status();
             })
             .await;
-            let poll = match lock(&self.inner.applier).holding() {
-                true => self.inner.poll.min(POLL_WHILE_HOLDING),
-                false => self.inner.poll,
-            };
+            // A session's `bfd` lines go in at the first poll that sees it established (one
+            // period at most). Not sooner: polling faster while any wait would poll a peer that
+            // never comes up that much faster for good.
             tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(self.inner.poll) => {}
                 _ = self.inner.poke.notified() => {}
             }
         }

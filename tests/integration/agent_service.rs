@@ -152,7 +152,11 @@ fn a_speaker_leaving_withdraws_its_routes_and_the_frr_containers_wait_for_it() {
     let rt = crate::threaded_runtime();
     let backend = rt.block_on(async { BgpBackend::start(BackendSettings::new(&agent.socket)) });
     backend.set(node_config(5, "64500:100"), None);
-    assert!(wait_for(Duration::from_secs(30), || lab.received() == 5).is_some(), "ToR has {}", lab.received());
+    assert!(
+        wait_for(Duration::from_secs(30), || lab.received() == 5).is_some(),
+        "ToR has {}",
+        lab.received()
+    );
 
     let agent_bin = crate::ferrolb_bin().with_file_name("frr-agent");
     let wait_speaker = |timeout_ms: u64| {
@@ -170,10 +174,15 @@ fn a_speaker_leaving_withdraws_its_routes_and_the_frr_containers_wait_for_it() {
 
     // A speaker leaving has sessions up for long. (On a session up for ~1 s, FRR 8.4 as the node
     // never sent these withdrawals, 60 s watched; 10.3 and 10.7 did within 40 ms.)
-    let up_for = || lab.tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["bgpTimerUpMsec"].as_u64();
+    let up_for =
+        || lab.tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"]["bgpTimerUpMsec"].as_u64();
     assert!(wait_for(Duration::from_secs(20), || up_for().unwrap_or(0) >= 5000).is_some(), "{:?}", up_for());
     let started = Instant::now();
-    assert!(rt.block_on(backend.withdraw(Duration::from_secs(3))), "withdrawal not seen: ToR has {}", lab.received());
+    assert!(
+        rt.block_on(backend.withdraw(Duration::from_secs(3))),
+        "withdrawal not seen: ToR has {}",
+        lab.received()
+    );
     let withdrawn = started.elapsed();
     assert_eq!(lab.received(), 0, "the ToR still has routes");
     let session = &lab.tor.json("show bgp neighbors 192.0.2.11 json")["192.0.2.11"];
@@ -183,5 +192,7 @@ fn a_speaker_leaving_withdraws_its_routes_and_the_frr_containers_wait_for_it() {
     let (said, took) = wait_speaker(5000);
     assert!(said.contains("no speaker follows"), "{said}");
     assert!(took < Duration::from_secs(1), "{took:?}");
-    println!("leaving: every route withdrawn at the ToR {withdrawn:?} after it was asked; wait-speaker returned {took:?} after the speaker went");
+    println!(
+        "leaving: every route withdrawn at the ToR {withdrawn:?} after it was asked; wait-speaker returned {took:?} after the speaker went"
+    );
 }
