@@ -76,28 +76,22 @@ pub fn hold(
     let mut out = desired.clone();
     let mut held = BTreeSet::new();
     for path in &desired.order {
-        let Some(vrf) = router_vrf(path) else { continue };
-        if path.len() != 1 {
-            continue;
-        }
+        let Some(vrf) = router_vrf(path).filter(|_| path.len() == 1) else { continue };
         let running_bfd = with_bfd(running, path);
-        let waits = |neighbor: &str| {
-            let session = (vrf.clone(), neighbor.to_string());
-            peers.contains(&session) && !established.contains(&session) && !running_bfd.contains(neighbor)
-        };
-        let lines = desired.lines(path);
-        let kept: Vec<String> =
-            lines.iter().filter(|l| !bfd_line_neighbor(l).is_some_and(waits)).cloned().collect();
-        if kept.len() != lines.len() {
-            held.extend(
-                lines
-                    .iter()
-                    .filter_map(|l| bfd_line_neighbor(l))
-                    .filter(|n| waits(n))
-                    .map(|n| (vrf.clone(), n.to_string())),
-            );
-            out.contexts.insert(path.clone(), kept);
+        let mut kept = Vec::new();
+        for line in desired.lines(path) {
+            match bfd_line_neighbor(line) {
+                Some(n)
+                    if peers.contains(&(vrf.clone(), n.to_string()))
+                        && !established.contains(&(vrf.clone(), n.to_string()))
+                        && !running_bfd.contains(n) =>
+                {
+                    held.insert((vrf.clone(), n.to_string()));
+                }
+                _ => kept.push(line.clone()),
+            }
         }
+        out.contexts.insert(path.clone(), kept);
     }
     (out, held)
 }
