@@ -50,10 +50,25 @@ impl Vtysh {
     }
 
     pub fn show(&self, command: &str) -> Result<String, ApplyError> {
-        match self.run(&["-c", command])? {
-            (true, text) => Ok(text),
-            (false, text) => Err(ApplyError::Vtysh(format!("{command}: {text}"))),
-        }
+        answer(command, self.run(&["-c", command])?)
+    }
+
+    /// `command` asked of one daemon only. What the agent reads while an Apply may run goes
+    /// this way: FRR 9.0 to 10.3's mgmtd copies its running datastore over the shared
+    /// candidate whenever any vty on it closes, so a vtysh that connects to every daemon and
+    /// exits during another session's commit makes mgmtd's running datastore forget that
+    /// commit (zebra applied it; `show running-config` shows the old lines for good). Fixed
+    /// upstream in 10.4 (FRR issue #18541, commit b12b4c28b4); seen here on 10.3.
+    pub fn show_in(&self, daemon: &str, command: &str) -> Result<String, ApplyError> {
+        answer(command, self.run(&["-d", daemon, "-c", command])?)
+    }
+}
+
+/// A show command's output, or what vtysh said when it failed.
+fn answer(command: &str, (ok, text): (bool, String)) -> Result<String, ApplyError> {
+    match ok {
+        true => Ok(text),
+        false => Err(ApplyError::Vtysh(format!("{command}: {text}"))),
     }
 }
 

@@ -85,8 +85,18 @@ impl Agent {
     pub async fn apply(&self, config: String, generation: u64) -> ApplyReply {
         let inner = self.inner.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            inner.ready_for_apply()?;
-            lock(&inner.applier).apply(&config, generation)
+            // Held from the readiness probe on: nothing else of the agent's opens a vty on
+            // FRR while this Apply runs (see `Inner::daemons_down`).
+            let mut applier = lock(&inner.applier);
+            let ready = inner.ready_for_apply(applier.generation().is_some());
+            let restarted = matches!(ready, Ok(true));
+            let outcome = ready.and_then(|_| applier.apply(&config, generation));
+            drop(applier);
+            // The monitor restores it; `notes` is never taken while the applier is held.
+            if restarted {
+                lock(&inner.notes).restore_pending = true;
+            }
+            outcome
         })
         .await
         .unwrap_or_else(|e| Err(ApplyError::Vtysh(format!("apply task failed: {e}"))));
@@ -168,21 +178,21 @@ impl Inner {
     /// configuration applied while bgpd starts is lost without an error (found on a speaker
     /// pod replaced in a rollout: its FRR had no `router bgp` while the speaker believed it
     /// applied). Failing instead makes the speaker retry, and remembering the processes the
-    /// configuration went to lets the monitor see any of them replaced afterwards.
-    fn ready_for_apply(&self) -> Result<(), ApplyError> {
+    /// configuration went to lets the monitor see any of them replaced afterwards. Called with
+    /// the applier held; Ok(true) when a daemon restarted since it was last seen.
+    fn ready_for_apply(&self, applied: bool) -> Result<bool, ApplyError> {
         let down = daemons::down(&self.run_dir, self.config_dir.as_deref(), daemons::Reach::Socket);
         if !down.is_empty() {
             return Err(ApplyError::NotReady(down.join("; ")));
         }
-        self.note_pids(self.read_pids());
-        Ok(())
+        Ok(self.note_pids(self.read_pids(), applied))
     }
 
     /// Remembers the daemons' processes; one that changed since it was last seen, or appeared
-    /// after a configuration was applied, runs with none of it: restore it.
-    fn note_pids(&self, now: BTreeMap<&'static str, String>) {
-        let applied = lock(&self.applier).generation().is_some();
+    /// after a configuration was `applied`, runs with none of it: true, restore it.
+    fn note_pids(&self, now: BTreeMap<&'static str, String>, applied: bool) -> bool {
         let mut seen = lock(&self.pids);
+        let mut any = false;
         for (d, pid) in &now {
             let restarted = match seen.get(d) {
                 Some(old) => old != pid,
@@ -190,19 +200,23 @@ impl Inner {
             };
             if restarted {
                 tracing::warn!(daemon = d, pid = %pid, "FRR daemon restarted; restoring the configuration");
-                lock(&self.notes).restore_pending = true;
+                any = true;
             }
         }
         *seen = now;
+        any
     }
 
     fn check_restarts(&self) {
-        self.note_pids(self.read_pids());
+        let applied = lock(&self.applier).generation().is_some();
+        if self.note_pids(self.read_pids(), applied) {
+            lock(&self.notes).restore_pending = true;
+        }
         if !lock(&self.notes).restore_pending {
             return;
         }
         // bgpd answers vtysh before it has read anything: wait for it to know about BGP at all.
-        if self.vtysh.show("show bgp vrf all summary json").is_err() {
+        if self.vtysh.show_in("bgpd", "show bgp vrf all summary json").is_err() {
             return;
         }
         let result = lock(&self.applier).reconcile();
@@ -224,6 +238,7 @@ impl Inner {
     fn refresh_status(&self) {
         // Asks FRR only while the version is unknown (before the first answer, after a restart).
         let frr_version = lock(&self.applier).frr_version().map(|v| v.to_string()).unwrap_or_default();
+        let daemons_down = self.daemons_down();
         let state = self.read_state();
         if let Ok((neighbors, _)) = &state {
             self.release_bfd(neighbors);
@@ -234,7 +249,7 @@ impl Inner {
             last_error: notes.last_error.clone(),
             restores: notes.restores,
             frr_reachable: state.is_ok(),
-            daemons_down: daemons::down(&self.run_dir, self.config_dir.as_deref(), daemons::Reach::Socket),
+            daemons_down,
             ..Default::default()
         };
         match state {
@@ -244,6 +259,14 @@ impl Inner {
         }
         self.publish(|now| *now = next);
         drop(notes);
+    }
+
+    /// The daemons whose vty does not answer. Probed with the applier held: connecting to
+    /// mgmtd's vty and closing it is what makes FRR 9.0 to 10.3's mgmtd forget a commit in
+    /// flight ([`crate::apply::Vtysh::show_in`]).
+    fn daemons_down(&self) -> Vec<String> {
+        let _applying = lock(&self.applier);
+        daemons::down(&self.run_dir, self.config_dir.as_deref(), daemons::Reach::Socket)
     }
 
     /// Gives the applier the sessions now established, so `bfd` lines waiting for them go in.
@@ -274,16 +297,20 @@ impl Inner {
 
 impl Inner {
     fn read_state(&self) -> Result<(Vec<Neighbor>, Vec<BfdPeer>), String> {
-        let text = self.vtysh.show(status::NEIGHBORS_COMMAND).map_err(|e| e.to_string())?;
+        // bgpd and bfdd alone: these run beside Applies ([`crate::apply::Vtysh::show_in`]).
+        let text = self.vtysh.show_in("bgpd", status::NEIGHBORS_COMMAND).map_err(|e| e.to_string())?;
         let neighbors = status::neighbors(&text).map_err(|e| e.to_string())?;
         let vrfs: BTreeSet<&str> =
             std::iter::once("default").chain(neighbors.iter().map(|n| n.vrf.as_str())).collect();
         let mut bfd = Vec::new();
         for vrf in vrfs {
-            let text = self.vtysh.show(&status::bfd_command(vrf)).map_err(|e| e.to_string())?;
+            let text = self.vtysh.show_in("bfdd", &status::bfd_command(vrf)).map_err(|e| e.to_string())?;
             let mut peers = status::bfd_peers(&text).map_err(|e| e.to_string())?;
             if !peers.is_empty() {
-                let text = self.vtysh.show(&status::bfd_counters_command(vrf)).map_err(|e| e.to_string())?;
+                let text = self
+                    .vtysh
+                    .show_in("bfdd", &status::bfd_counters_command(vrf))
+                    .map_err(|e| e.to_string())?;
                 status::add_bfd_counters(&mut peers, &text).map_err(|e| e.to_string())?;
             }
             bfd.extend(peers);

@@ -196,3 +196,51 @@ fn a_speaker_leaving_withdraws_its_routes_and_the_frr_containers_wait_for_it() {
         "leaving: every route withdrawn at the ToR {withdrawn:?} after it was asked; wait-speaker returned {took:?} after the speaker went"
     );
 }
+
+/// FRR 9.0 to 10.3's mgmtd forgets a commit in flight whenever any vty on it closes (FRR issue
+/// #18541): a status read or readiness probe that opened and closed one during an Apply left
+/// mgmtd's running configuration (zebra's prefix-lists and route-maps) at the old lines for
+/// good. The agent polls every 5 ms here, so its reads run beside nearly every commit; FRR must
+/// end up running exactly what was applied last. FRR 8.4 has no mgmtd, 10.4 on is fixed: there
+/// the test only shows the agent changes nothing else.
+#[test]
+fn status_polls_beside_applies_never_make_mgmtd_forget_a_change() {
+    require_frr!();
+    let lab = Lab::start();
+    let agent =
+        AgentProcess::start_with(&lab.node, "agent", lab.node.agent_vtysh(), Duration::from_millis(5));
+    let rt = runtime();
+    let _context = rt.enter();
+    let mut client = agent.client();
+    let base = node_config(1, "64500:100");
+    let with_filter = |i: usize| {
+        format!(
+            "{base}ip prefix-list t-{i} seq 5 permit 203.0.113.0/24\nroute-map t-{i} permit 10\n match ip address prefix-list t-{i}\nexit\n"
+        )
+    };
+    let mut generation = 0;
+    let mut apply = |config: String| {
+        generation += 1;
+        let r = rt.block_on(client.apply(ApplyRequest { config, generation })).unwrap().into_inner();
+        assert_eq!((r.outcome(), r.error.as_str()), (Outcome::Applied, ""), "generation {generation}");
+    };
+    apply(base.clone());
+    let started = Instant::now();
+    for i in 0..50 {
+        apply(with_filter(i));
+        apply(base.clone());
+    }
+    let took = started.elapsed();
+    // Read once every Apply has returned: nothing of this test touched FRR meanwhile.
+    let running = lab.node.running_config();
+    let left: Vec<&str> = running.lines().filter(|l| l.contains(" t-")).collect();
+    assert!(
+        left.is_empty(),
+        "FRR {} still runs filters it was told to remove: {left:?}",
+        lab.node.install().label()
+    );
+    println!(
+        "FRR {}: 100 Applies beside status reads every 5 ms in {took:?}, nothing left behind",
+        lab.node.install().label()
+    );
+}
