@@ -247,9 +247,23 @@ impl Frr {
     }
 
     /// Runs a show command and parses its JSON.
+    /// A show command's JSON, asked of the one daemon that answers it where that is clear
+    /// (BGP, BFD): tests poll while frr-agent applies, and a vtysh that also connects to FRR
+    /// 9.0-10.3's mgmtd makes it forget the commit in flight when it exits (see
+    /// `frr_sidecar::apply::Vtysh::show_in`).
     pub fn json(&self, command: &str) -> serde_json::Value {
-        let out = self.vtysh(&["-c", command]).unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        let daemon = if command.starts_with("show bgp") || command.starts_with("show ip bgp") {
+            Some("bgpd")
+        } else if command.starts_with("show bfd") {
+            Some("bfdd")
+        } else {
+            None
+        };
+        let out = match daemon {
+            Some(d) => self.vtysh(&["-d", d, "-c", command]),
+            None => self.vtysh(&["-c", command]),
+        };
+        serde_json::from_slice(&out.unwrap().stdout).unwrap_or(serde_json::Value::Null)
     }
 
     /// Applies config lines with `vtysh -f` (for routers the test plays itself).
@@ -267,8 +281,17 @@ impl Frr {
     }
 
     /// `show running-config` without the banner, `!` separators and lines ferrolb never owns.
+    /// Every daemon's part: read it once an Apply is over, not in a loop beside one
+    /// ([`Frr::bgpd_config`]).
     pub fn running_config(&self) -> String {
         let out = self.vtysh(&["-c", "show running-config"]).unwrap();
+        canonical(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// bgpd's running configuration alone, as [`Frr::running_config`]: safe to poll while
+    /// frr-agent applies (no vty on mgmtd, see [`Frr::json`]).
+    pub fn bgpd_config(&self) -> String {
+        let out = self.vtysh(&["-d", "bgpd", "-c", "show running-config"]).unwrap();
         canonical(&String::from_utf8_lossy(&out.stdout))
     }
 }

@@ -175,12 +175,13 @@ async fn extras_reach_frr(client: &kube::Client, lab: &Lab, speaker_log: &dyn Fn
     .unwrap();
     // Generous waits: a slow machine (CI) must not fail this on time; the latencies are
     // measured elsewhere.
-    let applied = wait_for(Duration::from_secs(30), || lab.node.running_config().contains("from-extras"));
-    assert!(applied.is_some(), "{}\n{}", lab.node.running_config(), speaker_log());
-    assert!(!lab.node.running_config().contains("not-mine"));
+    // bgpd's part, polled beside the agent's Applies (see `Frr::json`).
+    let applied = wait_for(Duration::from_secs(30), || lab.node.bgpd_config().contains("from-extras"));
+    assert!(applied.is_some(), "{}\n{}", lab.node.bgpd_config(), speaker_log());
+    assert!(!lab.node.bgpd_config().contains("not-mine"));
     maps.delete("bgpextras", &DeleteParams::default()).await.unwrap();
-    let gone = wait_for(Duration::from_secs(30), || !lab.node.running_config().contains("from-extras"));
-    assert!(gone.is_some(), "{}", lab.node.running_config());
+    let gone = wait_for(Duration::from_secs(30), || !lab.node.bgpd_config().contains("from-extras"));
+    assert!(gone.is_some(), "{}", lab.node.bgpd_config());
     assert_eq!(lab.session_counters(), sessions, "bgpextras reset the session: {}", lab.session_story());
 }
 
