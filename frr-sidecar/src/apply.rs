@@ -28,9 +28,9 @@ pub struct Vtysh {
 }
 
 /// The longest one vtysh call may take (applying 10,000 prefixes takes seconds). FRR 10.3's
-/// mgmtd was seen keeping its datastore lock after a commit a daemon failed, and `vtysh -f` then
-/// retries for ever; past this the call is an error the speaker reports and retries, not an
-/// Apply that never returns.
+/// mgmtd was seen keeping its datastore lock after a commit a daemon failed, and after another
+/// vty closed during a commit ([`Vtysh::show_in`]), and `vtysh -f` then retries for ever; past
+/// this the call is an error the speaker reports and retries, not an Apply that never returns.
 const VTYSH_DEADLINE: Duration = Duration::from_secs(120);
 
 impl Vtysh {
