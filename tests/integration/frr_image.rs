@@ -205,8 +205,10 @@ fn the_sidecar_entrypoint_runs_frr_for_the_agent() {
         text(&inside(pid, &[probe_bin, "probe", "--frr"])).contains("watchfrr up"),
         "watchfrr died with bgpd"
     );
+    // bgpd alone, polled while frr-agent restores: a vtysh on mgmtd exiting during the
+    // restore's commit makes FRR 10.3's mgmtd forget it (see `Frr::json`).
     let restored = wait_for(Duration::from_secs(30), || {
-        text(&inside(pid, &["vtysh", "-c", "show running-config"])).contains("router bgp 64512")
+        text(&inside(pid, &["vtysh", "-d", "bgpd", "-c", "show running-config"])).contains("router bgp 64512")
     });
     assert!(restored.is_some(), "bgpd was not restarted and restored");
     let back = wait_for(Duration::from_secs(10), || {
@@ -353,7 +355,8 @@ fn bfd_graceful_restart_cycles() {
             tor_side["peerBfdInfo"]["status"], "Up",
             "stop {stop}: BFD does not protect the session: {tor_side}"
         );
-        let node_side = text(&inside(pid, &["vtysh", "-c", "show bgp neighbors 192.0.2.1 json"]));
+        let node_side =
+            text(&inside(pid, &["vtysh", "-d", "bgpd", "-c", "show bgp neighbors 192.0.2.1 json"]));
         let node_side: serde_json::Value = serde_json::from_str(&node_side).unwrap();
         assert_eq!(
             node_side["192.0.2.1"]["peerBfdInfo"]["status"], "Up",
