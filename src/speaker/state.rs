@@ -182,12 +182,10 @@ impl Speaker {
     }
 
     /// Stop answering first, then tell the others, so the next owner never overlaps with this
-    /// one. FRR's configuration is left alone: a speaker being replaced (a rollout) must not
-    /// withdraw what its successor announces, and with graceful restart the peers keep the
-    /// routes until the successor's FRR is back.
-    /// Stopping. Replaced (a rollout, a deleted pod), the routes stay with FRR, which graceful
-    /// restart keeps at the peers until the successor's session is back; leaving for good, FRR
-    /// withdraws them first, or the peers would keep them for the restart time.
+    /// one. Replaced (a rollout, a deleted pod), FRR's configuration is left alone: the speaker
+    /// must not withdraw what its successor announces, and with graceful restart the peers keep
+    /// the routes until the successor's FRR is back. Leaving for good, FRR withdraws them last,
+    /// or the peers would keep them for the restart time.
     fn stop(&mut self, sigterm: bool, leaving: bool) -> Vec<Effect> {
         let mut out = Vec::new();
         if sigterm {

@@ -120,9 +120,9 @@ fn stopping_stops_answering_first_then_leaves_and_leaves_frr_alone() {
 }
 
 /// Leaving for good (the DaemonSet deleted: `helm uninstall`), a BGP speaker has FRR withdraw
-/// its routes before anything else; a layer 2 only speaker has nothing to withdraw.
+/// its routes before it exits; a layer 2 only speaker has nothing to withdraw.
 #[test]
-fn leaving_for_good_withdraws_the_routes_first() {
+fn leaving_for_good_withdraws_the_routes_last() {
     let mut bgp_only = Lab::new(bgp_settings(), &bgp_world("198.51.100.0/28", 1, None), Observed::default());
     bgp_only.step(0, Input::ClusterChanged);
     let stop = bgp_only.step(1, Input::Terminate { sigterm: true, leaving: true });
