@@ -236,12 +236,12 @@ fn probe_frr(run_dir: &Path, config_dir: &Path, ready: bool) -> Result<String, S
     }
 }
 
-/// The agent answers Status in time; with `ready`, FRR answers it and no daemon is down.
 /// Polls the agent until nobody watches it, the agent is gone, or `limit` passes; says which.
-async fn wait_speaker(socket: &std::path::Path, limit: Duration) -> String {
+async fn wait_speaker(socket: &Path, limit: Duration) -> String {
     let started = tokio::time::Instant::now();
+    let mut agent = server::client(socket);
     loop {
-        let watchers = match server::client(socket).status(StatusRequest {}).await {
+        let watchers = match agent.status(StatusRequest {}).await {
             Ok(s) => s.into_inner().watchers,
             Err(e) => return format!("the agent does not answer ({}): not waiting", e.message()),
         };
@@ -255,6 +255,7 @@ async fn wait_speaker(socket: &std::path::Path, limit: Duration) -> String {
     }
 }
 
+/// The agent answers Status in time; with `ready`, FRR answers it and no daemon is down.
 async fn probe_agent(socket: &Path, ready: bool, timeout: Duration) -> Result<String, String> {
     let asked = tokio::time::timeout(timeout, server::client(socket).status(StatusRequest {})).await;
     let s = match asked {
