@@ -286,3 +286,13 @@ fn string_paths(
         _ => {}
     }
 }
+
+#[test]
+fn a_withdrawn_configuration_keeps_everything_but_the_networks() {
+    let config = "router bgp 64512\n neighbor 192.0.2.1 remote-as 64500\n !\n address-family ipv4 unicast\n  \
+                  network 198.51.100.10/32 route-map ferrolb-class-7\n  neighbor 192.0.2.1 activate\n \
+                  exit-address-family\nexit\n";
+    let out = super::withdrawn(config);
+    assert_eq!(out, config.replace("  network 198.51.100.10/32 route-map ferrolb-class-7\n", ""));
+    assert!(super::guard::check(&out).is_ok());
+}
