@@ -80,13 +80,10 @@ pub fn hold(
         let running_bfd = with_bfd(running, path);
         let mut kept = Vec::new();
         for line in desired.lines(path) {
-            match bfd_line_neighbor(line) {
-                Some(n)
-                    if peers.contains(&(vrf.clone(), n.to_string()))
-                        && !established.contains(&(vrf.clone(), n.to_string()))
-                        && !running_bfd.contains(n) =>
-                {
-                    held.insert((vrf.clone(), n.to_string()));
+            let session = bfd_line_neighbor(line).map(|n| (vrf.clone(), n.to_string()));
+            match session {
+                Some(s) if peers.contains(&s) && !established.contains(&s) && !running_bfd.contains(&s.1) => {
+                    held.insert(s);
                 }
                 _ => kept.push(line.clone()),
             }
