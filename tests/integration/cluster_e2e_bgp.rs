@@ -293,9 +293,8 @@ fn bgp_ecmp_local_controller_upgrade_bfd_and_uninstall() {
     assert_ferrolb_ready(&lab, 3);
     // With graceful restart: `helm uninstall` must still take the routes away at once, not
     // leave them at the ToR as stale for the 120 s restart time (below).
-    let config = CONFIG;
-    let applied = wait_until(Duration::from_secs(30), || lab.apply(&format!("{POOL}---\n{config}")).is_ok());
-    assert!(applied.is_some(), "{:?}", lab.apply(&format!("{POOL}---\n{config}")));
+    let applied = wait_until(Duration::from_secs(30), || lab.apply(&format!("{POOL}---\n{CONFIG}")).is_ok());
+    assert!(applied.is_some(), "{:?}", lab.apply(&format!("{POOL}---\n{CONFIG}")));
     lab.apply(&lb_service("web", "Cluster", ", loadBalancerIP: 198.51.100.10")).unwrap();
     let ip = ingress_ip(&lab, "web").unwrap_or_else(|| panic!("no IP\n{}", lab.ferrolb_logs()));
     assert!(ip.starts_with("198.51.100."), "{ip}");
