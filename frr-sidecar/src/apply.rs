@@ -49,6 +49,12 @@ impl Vtysh {
         spawn(&mut command, std::process::Stdio::piped()).ok().map(|child| Checker { child: Some(child) })
     }
 
+    /// Where the daemons' vty sockets are: what `--vty_socket` tells vtysh, or FRR's default.
+    fn vty_dir(&self) -> PathBuf {
+        let given = self.args.iter().skip_while(|a| *a != "--vty_socket").nth(1);
+        given.map_or_else(|| PathBuf::from("/var/run/frr"), PathBuf::from)
+    }
+
     pub fn show(&self, command: &str) -> Result<String, ApplyError> {
         answer(command, self.run(&["-c", command])?)
     }
@@ -245,6 +251,8 @@ pub struct Applier {
     checker: Option<Checker>,
     /// Changes checked by a dry run started ahead of them.
     checked_ahead: u64,
+    /// Changes (and undos) sent straight to bgpd's vty ([`crate::vty`]).
+    sent_to_bgpd: u64,
     dir: PathBuf,
     /// The generation and owned configuration FRR was last brought to, and the text it came
     /// from (read again in the dialect of whatever version comes back after a restart).
@@ -269,6 +277,7 @@ impl Applier {
             vtysh,
             checker: None,
             checked_ahead: 0,
+            sent_to_bgpd: 0,
             dir: dir.into(),
             current: None,
             dialect: None,
@@ -313,6 +322,10 @@ impl Applier {
     /// dry run started for them: the first, and any after a checker stopped).
     pub fn checked_ahead(&self) -> u64 {
         self.checked_ahead
+    }
+
+    pub fn sent_to_bgpd(&self) -> u64 {
+        self.sent_to_bgpd
     }
 
     pub fn generation(&self) -> Option<u64> {
@@ -385,7 +398,7 @@ impl Applier {
                 self.check_ahead();
                 return Err(ApplyError::Rejected(text));
             }
-            let sent = self.send(&file, &base);
+            let sent = self.send(&file, &script.text, &base);
             self.check_ahead();
             sent?;
         }
@@ -429,15 +442,15 @@ impl Applier {
         let rest = diff::diff(&running, &desired);
         if !rest.is_empty() {
             let file = self.write("change.conf", &rest.text)?;
-            self.send(&file, &running)?;
+            self.send(&file, &rest.text, &running)?;
         }
         self.unsure = false;
         Ok(Applied::Changed { added: desired.len(), removed: rest.removed, took: started.elapsed() })
     }
 
-    /// Sends the change written in `file` to FRR; on a failure, puts back `base`.
-    fn send(&mut self, file: &Path, base: &ConfigTree) -> Result<(), ApplyError> {
-        let (ok, text) = self.vtysh.run(&["-f", path(file)])?;
+    /// Sends the change `text` (written in `file`) to FRR; on a failure, puts back `base`.
+    fn send(&mut self, file: &Path, text: &str, base: &ConfigTree) -> Result<(), ApplyError> {
+        let (ok, text) = self.deliver(file, text)?;
         if !ok {
             // Until a change goes through whole, what FRR runs is read, not assumed.
             self.unsure = true;
@@ -446,7 +459,7 @@ impl Applier {
             return match undo {
                 Ok(undo) => {
                     let back = self.write("undo.conf", &undo.text)?;
-                    match self.vtysh.run(&["-f", path(&back)])? {
+                    match self.deliver(&back, &undo.text)? {
                         (true, _) => Err(ApplyError::RolledBack(text)),
                         (false, more) => Err(ApplyError::Inconsistent(format!("{text}\n{more}"))),
                     }
@@ -455,6 +468,19 @@ impl Applier {
             };
         }
         Ok(())
+    }
+
+    /// One batch to FRR: straight to bgpd's vty when only bgpd reads it (a Service coming or
+    /// going), through `vtysh -f` otherwise. Whether FRR took all of it, and its words if not.
+    fn deliver(&mut self, file: &Path, text: &str) -> Result<(bool, String), ApplyError> {
+        if !crate::vty::bgpd_only(text) {
+            return self.vtysh.run(&["-f", path(file)]);
+        }
+        self.sent_to_bgpd += 1;
+        let socket = self.vtysh.vty_dir().join("bgpd.vty");
+        // A broken connection may have left part of the batch in bgpd: undone like a refusal.
+        let (ok, said) = crate::vty::configure(&socket, text, VTYSH_DEADLINE).unwrap_or_else(|e| (false, e));
+        Ok((ok, redact(&said)))
     }
 }
 

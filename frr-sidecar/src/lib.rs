@@ -16,6 +16,7 @@ pub mod server;
 pub mod service;
 pub mod status;
 pub mod tree;
+pub mod vty;
 #[cfg(test)]
 mod wire_captures;
 

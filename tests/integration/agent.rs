@@ -138,3 +138,46 @@ fn a_change_refused_half_way_is_undone_and_a_failed_undo_does_not_stick() {
     assert!(drift.is_empty(), "after a failed undo the next apply left FRR differing:\n{drift}");
     assert_eq!(lab.session_counters(), counters, "the session was reset: {}", lab.session_story());
 }
+
+/// A Service coming or going changes lines only bgpd reads: they go straight to bgpd's vty, no
+/// vtysh started, and the ToR sees them as any change. A batch bgpd refuses half way there (a
+/// new neighbour taken, then a line naming a peer-group that does not exist) is undone whole.
+#[test]
+fn bgpd_only_changes_go_straight_to_bgpd_and_a_refusal_there_is_undone() {
+    require_frr!();
+    let mut lab = Lab::start();
+    lab.applier.apply(&node_config(3, "64500:100"), 1).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || lab.received() == 3).is_some());
+    let counters = lab.session_counters();
+    let before = lab.applier.sent_to_bgpd();
+
+    let more = node_config(5, "64500:100");
+    assert!(matches!(lab.applier.apply(&more, 2), Ok(Applied::Changed { added: 2, removed: 0, .. })));
+    assert_eq!(lab.applier.sent_to_bgpd(), before + 1, "two new Services' lines did not go straight to bgpd");
+    assert!(wait_for(Duration::from_secs(30), || lab.received() == 5).is_some(), "the ToR never got them");
+    let fewer = node_config(4, "64500:100");
+    lab.applier.apply(&fewer, 3).unwrap();
+    assert_eq!(lab.applier.sent_to_bgpd(), before + 2);
+    assert!(
+        wait_for(Duration::from_secs(30), || lab.received() == 4).is_some(),
+        "the ToR kept the withdrawn one"
+    );
+    assert!(lab.node_drift(&fewer).is_empty(), "{}", lab.node_drift(&fewer));
+
+    let refused = format!(
+        "{}router bgp 64512\n neighbor 192.0.2.99 remote-as 64999\n neighbor 192.0.2.99 peer-group nope\nexit\n",
+        node_config(6, "64500:100")
+    );
+    match lab.applier.apply(&refused, 4) {
+        Err(ApplyError::RolledBack(text)) => {
+            assert!(text.contains("peer-group nope"), "{text}");
+            println!("refused by bgpd, undone: {}", text.replace('\n', " / "));
+        }
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    assert_eq!(lab.applier.sent_to_bgpd(), before + 4, "the batch and its undo went through vtysh");
+    let drift = lab.node_drift(&fewer);
+    assert!(drift.is_empty(), "the undo left FRR differing from the last good configuration:\n{drift}");
+    assert_eq!(lab.received(), 4);
+    assert_eq!(lab.session_counters(), counters, "the session was reset: {}", lab.session_story());
+}

@@ -209,7 +209,9 @@ fn pod_logs(lab: &ClusterLab, component: &str, container: &str) -> Vec<String> {
     let selector = format!("app.kubernetes.io/component={component}");
     let pods = lab.get_json(&["get", "pods", "-n", "metallb-system", "-l", &selector]).unwrap_or_default();
     let names = pods["items"].as_array().into_iter().flatten().filter_map(|p| p["metadata"]["name"].as_str());
-    names.map(|name| lab.kubectl(&["logs", "-n", "metallb-system", name, "-c", container]).unwrap_or_default()).collect()
+    names
+        .map(|name| lab.kubectl(&["logs", "-n", "metallb-system", name, "-c", container]).unwrap_or_default())
+        .collect()
 }
 
 /// Every log line of `container` in the pods of that component, with its time.

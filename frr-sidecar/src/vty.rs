@@ -1,0 +1,178 @@
+//! A change that only bgpd reads, sent over bgpd's vty socket the way vtysh sends it, without
+//! starting vtysh.
+//!
+//! Why: a new or withdrawn Service changes `network` lines inside `router bgp` and nothing else.
+//! `vtysh -f` spends 40-60 ms on such a change (building its command tree, connecting to every
+//! daemon, on FRR 10 forking one child per daemon), more under CPU pressure, to deliver a few
+//! lines to one daemon; on the cluster lab that was half of Service create -> route at the ToR.
+//! Each daemon serves vtysh on `<vty dir>/<daemon>.vty` with a framing FRR has kept since
+//! Quagga (lib/vty.c, `vtysh_read`; watchfrr speaks it too): a command ends with a NUL byte,
+//! the answer is the command's output followed by three NUL bytes and the command's return code.
+//! vtysh's own check (`vtysh -C`, started ahead) still validates the change first; what goes
+//! here is exactly what vtysh would send bgpd, framed the same, one command at a time.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// FRR's return codes a configuration line may get back that `vtysh -f` counts as taken:
+/// CMD_SUCCESS and CMD_WARNING ("already configured" and the like; vtysh_config_from_file lets
+/// a daemon's warning pass).
+const TAKEN: [u8; 2] = [0, 1];
+
+/// A line this long or longer is cut by the daemon ("Command is too long", VTY_BUFSIZ) and then
+/// gets no return code at all: such a change goes through vtysh instead.
+const LONGEST_LINE: usize = 4000;
+
+/// Whether `script` speaks to bgpd alone: every top-level line opens or removes a `router bgp`
+/// block (whose lines are all bgpd's; vtysh sends them nowhere else). Filters, BFD and global
+/// lines reach other daemons too (zebra, bfdd, mgmtd from FRR 9), so a change with any of them
+/// goes through vtysh, which knows where each line belongs.
+pub fn bgpd_only(script: &str) -> bool {
+    let lines = script.lines().filter(|l| !l.trim().is_empty());
+    let mut any = false;
+    for line in lines {
+        if line.len() >= LONGEST_LINE || line.contains('\0') {
+            return false;
+        }
+        let top = !line.starts_with(' ');
+        if top && !(line.starts_with("router bgp ") || line.starts_with("no router bgp ") || line == "exit") {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+/// One daemon's vty, as vtysh holds it.
+struct Vty {
+    stream: UnixStream,
+}
+
+impl Vty {
+    fn connect(socket: &Path, deadline: Duration) -> std::io::Result<Vty> {
+        let stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(deadline))?;
+        stream.set_write_timeout(Some(deadline))?;
+        Ok(Vty { stream })
+    }
+
+    /// Runs one command: its return code and what the daemon printed.
+    fn run(&mut self, command: &str) -> std::io::Result<(u8, String)> {
+        let mut framed = Vec::with_capacity(command.len() + 1);
+        framed.extend_from_slice(command.as_bytes());
+        framed.push(0);
+        self.stream.write_all(&framed)?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // Output never holds a NUL byte, so the first three mark the end.
+            if let Some(end) = answer.windows(3).position(|w| w == [0, 0, 0])
+                && let Some(&code) = answer.get(end + 3)
+            {
+                return Ok((code, String::from_utf8_lossy(&answer[..end]).into_owned()));
+            }
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "bgpd closed the vty"));
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Sends `script` to the daemon behind `socket` as `vtysh -f` does: inside the configuration
+/// markers that make the daemon treat it as one batch (bgpd holds new neighbours until the end
+/// marker), stopping at the first line the daemon refuses. Whether every line was taken, and
+/// the daemon's words for the one that was not. An I/O error means part of the script may have
+/// been taken: the caller undoes as for a refusal.
+pub fn configure(socket: &Path, script: &str, deadline: Duration) -> Result<(bool, String), String> {
+    let name =
+        socket.file_name().map_or_else(|| socket.display().to_string(), |n| n.to_string_lossy().into());
+    let mut vty = Vty::connect(socket, deadline).map_err(|e| format!("{name}: {e}"))?;
+    let io = |e: std::io::Error| format!("{name}: {e}");
+    for command in ["enable", "configure terminal", "XFRR_start_configuration"] {
+        expect_taken(&mut vty, command).map_err(io)?.map_or(Ok(()), Err)?;
+    }
+    let mut refused = None;
+    for line in script.lines().filter(|l| !l.trim().is_empty() && l.trim() != "!") {
+        let (code, said) = vty.run(line).map_err(io)?;
+        if !TAKEN.contains(&code) {
+            refused = Some(format!("{}\nline: {}", said.trim(), line.trim()));
+            break;
+        }
+    }
+    // Always: a daemon left between the markers would hold new neighbours for minutes.
+    let ended = expect_taken(&mut vty, "XFRR_end_configuration").map_err(io)?;
+    let _ = vty.run("end");
+    match (refused, ended) {
+        (Some(words), _) | (None, Some(words)) => Ok((false, words)),
+        (None, None) => Ok((true, String::new())),
+    }
+}
+
+/// Runs `command`; the daemon's words if it refused it.
+fn expect_taken(vty: &mut Vty, command: &str) -> std::io::Result<Option<String>> {
+    let (code, said) = vty.run(command)?;
+    Ok((!TAKEN.contains(&code)).then(|| format!("{command}: code {code}: {}", said.trim())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_coming_or_going_is_bgpd_only() {
+        let add = "router bgp 64512\n address-family ipv4 unicast\n  network 198.51.100.1/32 route-map c-1\n exit-address-family\nexit\n";
+        assert!(bgpd_only(add));
+        assert!(bgpd_only("router bgp 64512 vrf red\n no neighbor 192.0.2.1 remote-as 64500\nexit\n"));
+        assert!(bgpd_only("no router bgp 64512\n"));
+    }
+
+    #[test]
+    fn filters_globals_bfd_and_odd_lines_go_through_vtysh() {
+        let rm = "route-map c-2 permit 1\n set tag 2\nexit\nrouter bgp 64512\n network 192.0.2.0/32\nexit\n";
+        for script in [
+            rm,
+            "ip prefix-list p seq 5 permit 192.0.2.0/24\n",
+            "bgp route-map delay-timer 1\n",
+            "bfd\n profile x\n exit\nexit\n",
+            "",
+            "router bgp 64512\n network 192.0.2.0/32\0\nexit\n",
+        ] {
+            assert!(!bgpd_only(script), "{script:?}");
+        }
+        let long = format!("router bgp 64512\n description {}\nexit\n", "x".repeat(LONGEST_LINE));
+        assert!(!bgpd_only(&long));
+    }
+
+    /// A daemon's side of the framing, on a socket pair: answers each command with `reply`.
+    #[test]
+    fn answers_are_read_up_to_the_three_nul_bytes_and_the_code() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let daemon = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut byte = [0u8; 1];
+            let mut commands = Vec::new();
+            while b.read(&mut byte).unwrap_or(0) == 1 {
+                if byte[0] == 0 {
+                    let command = String::from_utf8(std::mem::take(&mut got)).unwrap();
+                    let code = if command.contains("refuse") { 13 } else { 0 };
+                    let said = if code == 0 { "" } else { "% Create the peer-group first" };
+                    b.write_all(said.as_bytes()).unwrap();
+                    b.write_all(&[0, 0, 0, code]).unwrap();
+                    commands.push(command);
+                } else {
+                    got.push(byte[0]);
+                }
+            }
+            commands
+        });
+        let mut vty = Vty { stream: a };
+        assert_eq!(vty.run("enable").unwrap(), (0, String::new()));
+        assert_eq!(vty.run(" neighbor x refuse").unwrap(), (13, "% Create the peer-group first".to_string()));
+        drop(vty);
+        assert_eq!(daemon.join().unwrap(), vec!["enable", " neighbor x refuse"]);
+    }
+}
