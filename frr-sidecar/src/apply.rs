@@ -295,6 +295,9 @@ impl Applier {
         let text = self.vtysh.show("show version")?;
         let version = FrrVersion::parse(&text)
             .ok_or_else(|| ApplyError::Vtysh(format!("show version gave no FRR version: {text}")))?;
+        // Once at the start and after each restart: which FRR a node runs, for whoever reads
+        // the log (a node's FRR version decides which of FRR's bugs apply, see the README).
+        tracing::info!(version = %version, "FRR version read");
         self.dialect = Some(Dialect::new(version));
         Ok(version)
     }
