@@ -147,32 +147,78 @@ mod tests {
         assert!(!bgpd_only(&long));
     }
 
-    /// A daemon's side of the framing, on a socket pair: answers each command with `reply`.
-    #[test]
-    fn answers_are_read_up_to_the_three_nul_bytes_and_the_code() {
-        let (a, mut b) = UnixStream::pair().unwrap();
-        let daemon = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            let mut byte = [0u8; 1];
-            let mut commands = Vec::new();
-            while b.read(&mut byte).unwrap_or(0) == 1 {
-                if byte[0] == 0 {
-                    let command = String::from_utf8(std::mem::take(&mut got)).unwrap();
-                    let code = if command.contains("refuse") { 13 } else { 0 };
-                    let said = if code == 0 { "" } else { "% Create the peer-group first" };
-                    b.write_all(said.as_bytes()).unwrap();
-                    b.write_all(&[0, 0, 0, code]).unwrap();
-                    commands.push(command);
-                } else {
+    /// A daemon's side of the framing: answers each command, refusing (code 13, FRR's
+    /// CMD_WARNING_CONFIG_FAILED) those containing `refuse`; the commands it got.
+    fn daemon(mut end: UnixStream, refuse: &'static str) -> std::thread::JoinHandle<Vec<String>> {
+        std::thread::spawn(move || {
+            let (mut got, mut byte, mut commands) = (Vec::new(), [0u8; 1], Vec::new());
+            while end.read(&mut byte).unwrap_or(0) == 1 {
+                if byte[0] != 0 {
                     got.push(byte[0]);
+                    continue;
                 }
+                let command = String::from_utf8(std::mem::take(&mut got)).unwrap();
+                let code = if command.contains(refuse) { 13 } else { 0 };
+                let said = if code == 0 { "" } else { "% Create the peer-group first\n" };
+                end.write_all(said.as_bytes()).unwrap();
+                end.write_all(&[0, 0, 0, code]).unwrap();
+                commands.push(command);
             }
             commands
-        });
+        })
+    }
+
+    #[test]
+    fn answers_are_read_up_to_the_three_nul_bytes_and_the_code() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let daemon = daemon(b, "refuse");
         let mut vty = Vty { stream: a };
         assert_eq!(vty.run("enable").unwrap(), (0, String::new()));
-        assert_eq!(vty.run(" neighbor x refuse").unwrap(), (13, "% Create the peer-group first".to_string()));
+        assert_eq!(
+            vty.run(" neighbor x refuse").unwrap(),
+            (13, "% Create the peer-group first\n".to_string())
+        );
         drop(vty);
         assert_eq!(daemon.join().unwrap(), vec!["enable", " neighbor x refuse"]);
+    }
+
+    /// A batch between the markers, stopped at the refused line, the end marker sent anyway.
+    #[test]
+    fn a_batch_stops_at_the_first_refusal_and_always_ends_the_configuration() {
+        let dir = std::env::temp_dir().join(format!("ferrolb-vty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("bgpd.vty");
+        let _ = std::fs::remove_file(&socket);
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let script = "router bgp 64512\n neighbor 192.0.2.9 peer-group nope\n network 192.0.2.0/32\nexit\n";
+        let accepted =
+            std::thread::spawn(move || daemon(listener.accept().unwrap().0, "nope").join().unwrap());
+        let outcome = configure(&socket, script, Duration::from_secs(5));
+        let commands = accepted.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            outcome,
+            Ok((
+                false,
+                "% Create the peer-group first\nline: neighbor 192.0.2.9 peer-group nope".to_string()
+            ))
+        );
+        let expected = [
+            "enable",
+            "configure terminal",
+            "XFRR_start_configuration",
+            "router bgp 64512",
+            " neighbor 192.0.2.9 peer-group nope",
+            "XFRR_end_configuration",
+            "end",
+        ];
+        assert_eq!(commands, expected);
+    }
+
+    #[test]
+    fn no_daemon_is_an_error_naming_the_socket() {
+        let err =
+            configure(Path::new("/nonexistent/bgpd.vty"), "router bgp 1\nexit\n", Duration::from_secs(1));
+        assert!(err.as_ref().is_err_and(|e| e.starts_with("bgpd.vty: ")), "{err:?}");
     }
 }
