@@ -51,8 +51,9 @@ impl Vtysh {
 
     /// Where the daemons' vty sockets are: what `--vty_socket` tells vtysh, or FRR's default.
     fn vty_dir(&self) -> PathBuf {
-        let given = self.args.iter().skip_while(|a| *a != "--vty_socket").nth(1);
-        given.map_or_else(|| PathBuf::from("/var/run/frr"), PathBuf::from)
+        let split = self.args.iter().skip_while(|a| *a != "--vty_socket").nth(1).cloned();
+        let joined = self.args.iter().find_map(|a| a.strip_prefix("--vty_socket=").map(str::to_string));
+        split.or(joined).map_or_else(|| PathBuf::from("/var/run/frr"), PathBuf::from)
     }
 
     pub fn show(&self, command: &str) -> Result<String, ApplyError> {
@@ -251,7 +252,7 @@ pub struct Applier {
     checker: Option<Checker>,
     /// Changes checked by a dry run started ahead of them.
     checked_ahead: u64,
-    /// Changes (and undos) sent straight to bgpd's vty ([`crate::vty`]).
+    /// Batches (changes and undos) that went to bgpd's vty ([`crate::vty`]), taken or not.
     sent_to_bgpd: u64,
     dir: PathBuf,
     /// The generation and owned configuration FRR was last brought to, and the text it came

@@ -175,7 +175,11 @@ fn bgpd_only_changes_go_straight_to_bgpd_and_a_refusal_there_is_undone() {
         }
         other => panic!("expected a rollback, got {other:?}"),
     }
-    assert_eq!(lab.applier.sent_to_bgpd(), before + 4, "the batch and its undo went through vtysh");
+    assert_eq!(
+        lab.applier.sent_to_bgpd(),
+        before + 4,
+        "the batch and its undo did not both go straight to bgpd"
+    );
     let drift = lab.node_drift(&fewer);
     assert!(drift.is_empty(), "the undo left FRR differing from the last good configuration:\n{drift}");
     assert_eq!(lab.received(), 4);
