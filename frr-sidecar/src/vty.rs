@@ -237,14 +237,20 @@ mod tests {
         assert_eq!(daemon.join().unwrap(), vec!["enable", " neighbor x refuse"]);
     }
 
-    /// A batch between the markers, stopped at the refused line, the end marker sent anyway.
-    #[test]
-    fn a_batch_stops_at_the_first_refusal_and_always_ends_the_configuration() {
-        let dir = std::env::temp_dir().join(format!("ferrolb-vty-{}", std::process::id()));
+    /// A fresh directory with a `bgpd.vty` listening in it: (directory, socket, listener).
+    fn listening(name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::os::unix::net::UnixListener) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("bgpd.vty");
         let _ = std::fs::remove_file(&socket);
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        (dir, socket, listener)
+    }
+
+    /// A batch between the markers, stopped at the refused line, the end marker sent anyway.
+    #[test]
+    fn a_batch_stops_at_the_first_refusal_and_always_ends_the_configuration() {
+        let (dir, socket, listener) = listening("ferrolb-vty");
         let script = "router bgp 64512\n neighbor 192.0.2.9 peer-group nope\n network 192.0.2.0/32\nexit\n";
         let accepted =
             std::thread::spawn(move || daemon(listener.accept().unwrap().0, "nope").join().unwrap());
@@ -274,11 +280,7 @@ mod tests {
     /// on a vty of its own, so the neighbours the batch created are not held for 600 s.
     #[test]
     fn a_vty_lost_half_way_still_gets_the_end_marker_on_a_new_one() {
-        let dir = std::env::temp_dir().join(format!("ferrolb-vty-lost-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("bgpd.vty");
-        let _ = std::fs::remove_file(&socket);
-        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let (dir, socket, listener) = listening("ferrolb-vty-lost");
         let served = std::thread::spawn(move || {
             // The first vty closes when the batch's second line arrives; the second is served.
             let (mut first, _) = listener.accept().unwrap();
