@@ -61,6 +61,9 @@ pub fn bgpd_only(script: &str) -> bool {
     any
 }
 
+/// What takes a new vty to the configuration node, as `vtysh -f` begins.
+const ENTER: [&str; 2] = ["enable", "configure terminal"];
+
 /// One daemon's vty, as vtysh holds it, and when the whole exchange must be over.
 struct Vty {
     stream: UnixStream,
@@ -123,7 +126,7 @@ pub fn configure(socket: &Path, script: &str, deadline: Duration) -> Result<(boo
         socket.file_name().map_or_else(|| socket.display().to_string(), |n| n.to_string_lossy().into());
     let io = |e: std::io::Error| format!("{name}: {e}");
     let mut vty = Vty::connect(socket, until).map_err(io)?;
-    for command in ["enable", "configure terminal", "XFRR_start_configuration"] {
+    for command in ENTER.into_iter().chain(["XFRR_start_configuration"]) {
         expect_taken(&mut vty, command).map_err(io)?.map_or(Ok(()), Err)?;
     }
     let refused = match send_lines(&mut vty, script) {
@@ -132,8 +135,9 @@ pub fn configure(socket: &Path, script: &str, deadline: Duration) -> Result<(boo
             // The end marker on a vty of its own: bgpd's configuration state is the daemon's,
             // not the connection's. If bgpd is gone, so is what it held.
             let _ = Vty::connect(socket, Instant::now() + Duration::from_secs(5)).and_then(|mut again| {
-                again.run("enable")?;
-                again.run("configure terminal")?;
+                for command in ENTER {
+                    again.run(command)?;
+                }
                 end_configuration(&mut again)
             });
             return Err(io(e));

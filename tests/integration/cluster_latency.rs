@@ -1,9 +1,9 @@
 //! Service create -> reachable, stage by stage, on the cluster lab (`scripts/bench-latency`;
 //! ignored in the normal run: it needs the images and ~5 minutes). For each Service, created one
 //! at a time on a quiet API server (in BGP mode beside a resident Service, then as the first of
-//! its announcement class), then all at once in a burst, the wall-clock time from the
-//! create request (a POST on a kept-alive API connection) to: the call returning; the IP in the status (a `kubectl get -w`
-//! watch); the speaker's decision and frr-agent's Apply returning (the speakers' log lines);
+//! its announcement class), then all at once in a burst, the wall-clock time from the create
+//! request (a POST on a kept-alive API connection) to: the call returning; the IP in the status
+//! (a `kubectl get -w` watch); the speaker's decision and frr-agent's Apply returning (the speakers' log lines);
 //! the route in the ToR's kernel (`ip monitor route`, netlink) or the first ARP answer at the
 //! client; kube-proxy's rule for the IP on every node (iptables polled every ~10 ms); the first
 //! TCP handshake from the client (a connect every 10 ms, 50 ms limit). Prints p50/p99 per stage
@@ -70,16 +70,10 @@ impl Creator {
     }
 }
 
-/// The Service `lb_service` writes as YAML, as an object for the API.
+/// The Service `lb_service` writes, as an object for the API.
 fn lb_object(name: &str, ip: &str) -> Service {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "type": "LoadBalancer", "externalTrafficPolicy": "Cluster", "selector": {"app": "web"},
-            "ports": [{"port": 80}], "loadBalancerIP": ip,
-        },
-    }))
-    .expect("a Service")
+    serde_saphyr::from_str(&lb_service(name, "Cluster", &format!(", loadBalancerIP: {ip}")))
+        .expect("a Service")
 }
 
 /// When each key was first seen, filled by the watchers.
